@@ -1,0 +1,3 @@
+from aria.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""The ``aria`` command line: ``aria chat``, ``aria bench``, ``aria --version``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from aria._version import __version__
+from aria.errors import AriaError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from aria.cli import bench, chat
+
+    parser = argparse.ArgumentParser(
+        prog="aria", description="Aria: a local-first streaming voice assistant."
+    )
+    parser.add_argument("--version", action="version", version=f"aria {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file (default: $ARIA_CONFIG)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+    parser.add_argument("--log-json", action="store_true", default=None, help="log as JSON lines")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chat.add_parser(sub)
+    bench.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.run(args)
+    except AriaError as exc:
+        print(f"aria: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,44 @@
+"""``aria bench``: latency measurements on this machine, printed as JSON (last line)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("bench", help="measure latency on this machine")
+    which = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    o = which.add_parser("overhead", help="pipeline overhead with fake engines of fixed delays")
+    o.add_argument("--turns", type=int, default=200, help="turns to measure (default 200)")
+    o.add_argument("--warmup", type=int, default=20, help="turns run first and not measured")
+    o.add_argument("--stt-ms", type=float, default=30.0, help="fake STT: final transcript delay")
+    o.add_argument("--ttft-ms", type=float, default=50.0, help="fake LLM: time to first token")
+    o.add_argument("--token-ms", type=float, default=0.0, help="fake LLM: time between tokens")
+    o.add_argument("--tts-ms", type=float, default=20.0, help="fake TTS: time to first audio")
+    o.add_argument("--frames", type=int, default=3000, help="audio frames for the input-path measurement")
+    o.add_argument("--json", action="store_true", help="print only the JSON result")
+    o.set_defaults(run=_run_overhead)
+
+
+def _run_overhead(args: argparse.Namespace) -> int:
+    from aria.bench.overhead import OverheadBench, format_report
+
+    bench = OverheadBench(
+        turns=args.turns,
+        warmup=args.warmup,
+        stt_final_s=args.stt_ms / 1000,
+        llm_ttft_s=args.ttft_ms / 1000,
+        llm_token_s=args.token_ms / 1000,
+        tts_first_s=args.tts_ms / 1000,
+        frames=args.frames,
+    )
+    result = asyncio.run(bench.run())
+    if not args.json:
+        print(format_report(result))
+    print(json.dumps(result, sort_keys=True))
+    return 0

@@ -1,0 +1,1 @@
+"""Core framework: channels, streams, events, state, resilience, config, logging, metrics."""

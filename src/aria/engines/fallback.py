@@ -1,0 +1,130 @@
+"""Fallback wrappers: a chain of engines of one kind that is itself an engine of that kind.
+
+``FallbackLLM([openai, builtin])`` streams from the first engine whose breaker is closed and that
+produces a first token in time; engines that fail to ``start`` are left out of the chain (and said so in
+the log and in ``health``). Behaviour added by wrapping, so the pipeline never knows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from typing import ClassVar, Generic, TypeVar
+
+from aria.core.breaker import CircuitBreaker
+from aria.core.fallback import FallbackChain
+from aria.core.retry import RetryPolicy
+from aria.engines.base import (
+    LLM,
+    STT,
+    TTS,
+    Capabilities,
+    Engine,
+    EngineHealth,
+    EngineKind,
+    LLMChunk,
+    LLMRequest,
+)
+from aria.errors import AllEnginesFailed
+from aria.types import AudioChunk, Transcription
+
+__all__ = ["FallbackEngine", "FallbackLLM", "FallbackSTT", "FallbackTTS"]
+
+log = logging.getLogger(__name__)
+E = TypeVar("E", bound=Engine)
+
+
+class FallbackEngine(Generic[E]):
+    """Lifecycle shared by the fallback wrappers: start every engine, keep those that started."""
+
+    kind: ClassVar[EngineKind]
+
+    def __init__(
+        self,
+        engines: Sequence[E],
+        *,
+        timeout: float | None = None,
+        first_item_timeout: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+        breaker_factory: Callable[[str], CircuitBreaker] | None = None,
+        on_fallback: Callable[[str, str, BaseException], None] | None = None,
+    ) -> None:
+        if not engines:
+            raise ValueError("a fallback chain needs at least one engine")
+        self.engines = list(engines)
+        self.name = " > ".join(e.name for e in engines)
+        self.capabilities: Capabilities = engines[0].capabilities
+        self.first_item_timeout = first_item_timeout
+        self.unavailable: dict[str, str] = {}
+        self._chain_kw = {
+            "timeout": timeout,
+            "retry_policy": retry_policy,
+            "breaker_factory": breaker_factory,
+            "on_fallback": on_fallback,
+        }
+        self.chain: FallbackChain[E] = FallbackChain(self.kind, self.engines, **self._chain_kw)  # type: ignore[arg-type]
+
+    async def start(self) -> None:
+        started: list[E] = []
+        errors: list[BaseException] = []
+        for engine in self.engines:
+            try:
+                await engine.start()
+            except Exception as exc:
+                log.warning("%s engine %s is unavailable: %s", self.kind, engine.name, exc)
+                self.unavailable[engine.name] = str(exc)
+                errors.append(exc)
+            else:
+                started.append(engine)
+        if not started:
+            raise AllEnginesFailed(self.kind, errors)
+        self.capabilities = started[0].capabilities
+        self.chain = FallbackChain(self.kind, started, **self._chain_kw)  # type: ignore[arg-type]
+
+    async def aclose(self) -> None:
+        for engine in self.engines:
+            try:
+                await engine.aclose()
+            except Exception:
+                log.exception("closing %s engine %s failed", self.kind, engine.name)
+
+    async def health(self) -> EngineHealth:
+        parts = []
+        ok = False
+        for engine in self.chain.engines:
+            state = self.chain.breakers[engine.name].state
+            ok = ok or state != "open"
+            parts.append(f"{engine.name}: {state}")
+        parts.extend(f"{name}: unavailable ({why})" for name, why in self.unavailable.items())
+        return EngineHealth(ok=ok, detail="; ".join(parts))
+
+
+class FallbackLLM(FallbackEngine[LLM]):
+    kind = "llm"
+
+    def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        return self.chain.stream(lambda e: e.stream(request), first_item_timeout=self.first_item_timeout)
+
+    async def complete(self, request: LLMRequest) -> str:
+        return await self.chain.call(lambda e: e.complete(request))
+
+
+class FallbackSTT(FallbackEngine[STT]):
+    """Streams are not replayed: fallback happens before the first transcript of an utterance."""
+
+    kind = "stt"
+
+    def stream(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[Transcription]:
+        return self.chain.stream(lambda e: e.stream(audio), first_item_timeout=self.first_item_timeout)
+
+    async def transcribe(self, audio: AudioChunk) -> Transcription:
+        return await self.chain.call(lambda e: e.transcribe(audio))
+
+
+class FallbackTTS(FallbackEngine[TTS]):
+    kind = "tts"
+
+    def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
+        return self.chain.stream(
+            lambda e: e.synthesize(text, voice=voice), first_item_timeout=self.first_item_timeout
+        )

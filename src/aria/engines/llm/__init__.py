@@ -1,0 +1,1 @@
+"""Language model adapters (``llm:<backend>``), imported lazily by the engine registry."""

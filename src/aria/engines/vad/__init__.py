@@ -1,0 +1,4 @@
+"""Voice activity detection adapters (``vad:<backend>``) and the shared speech segmenter.
+
+Adapters are imported lazily by the engine registry.
+"""

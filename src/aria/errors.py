@@ -1,0 +1,107 @@
+"""Aria's exception tree. Every error Aria raises on purpose derives from :class:`AriaError`.
+
+::
+
+    AriaError
+    ├── ConfigError                 invalid configuration; names the key and the fix
+    ├── InvalidInput                bad data from outside (audio format, image, message)
+    ├── ChannelClosed               send/receive on a closed channel
+    ├── StateError                  an illegal turn-state transition
+    ├── RegistryError               unknown engine name, broken plugin, incompatible version
+    └── EngineError                 an engine failed; ``retryable`` says whether trying again may help
+        ├── EngineUnavailable       not installed, model missing, backend unreachable (not retryable)
+        ├── EngineTimeout           a call ran past its deadline (retryable)
+        ├── CircuitOpenError        the engine's circuit breaker is open (not retryable now)
+        └── AllEnginesFailed        every engine of a fallback chain failed; ``errors`` holds each
+
+Vendor errors are translated at the adapter boundary with ``raise EngineError(...) from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AllEnginesFailed",
+    "AriaError",
+    "ChannelClosed",
+    "CircuitOpenError",
+    "ConfigError",
+    "EngineError",
+    "EngineTimeout",
+    "EngineUnavailable",
+    "InvalidInput",
+    "RegistryError",
+    "StateError",
+]
+
+
+class AriaError(Exception):
+    """Root of every error Aria raises on purpose."""
+
+    #: A stable machine-readable code, sent to clients in ``error`` messages.
+    code: str = "internal_error"
+
+
+class ConfigError(AriaError):
+    code = "invalid_config"
+
+    def __init__(self, message: str, *, key: str | None = None, fix: str | None = None) -> None:
+        parts = [message]
+        if fix:
+            parts.append(f"Fix: {fix}")
+        super().__init__(" ".join(parts))
+        self.key = key
+        self.fix = fix
+
+
+class InvalidInput(AriaError):
+    code = "invalid_input"
+
+
+class ChannelClosed(AriaError):
+    code = "channel_closed"
+
+
+class StateError(AriaError):
+    code = "invalid_state"
+
+
+class RegistryError(AriaError):
+    code = "unknown_engine"
+
+
+class EngineError(AriaError):
+    """An engine failed. ``retryable`` tells retry policies whether another attempt may succeed."""
+
+    code = "engine_error"
+    retryable: bool = True
+
+    def __init__(self, message: str, *, engine: str = "", retryable: bool | None = None) -> None:
+        super().__init__(f"{engine}: {message}" if engine else message)
+        self.engine = engine
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class EngineUnavailable(EngineError):
+    code = "engine_unavailable"
+    retryable = False
+
+
+class EngineTimeout(EngineError):
+    code = "engine_timeout"
+    retryable = True
+
+
+class CircuitOpenError(EngineError):
+    code = "circuit_open"
+    retryable = False
+
+
+class AllEnginesFailed(EngineError):
+    code = "all_engines_failed"
+    retryable = False
+
+    def __init__(self, kind: str, errors: list[BaseException]) -> None:
+        detail = "; ".join(f"{type(e).__name__}: {e}" for e in errors) or "no engine configured"
+        super().__init__(f"every {kind} engine failed ({detail})", engine=kind, retryable=False)
+        self.errors = errors

@@ -1,0 +1,82 @@
+"""What a pipeline emits, in order, on its output channel. Transports translate these to the wire."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aria.types import AudioChunk
+
+__all__ = [
+    "AudioOut",
+    "ErrorOut",
+    "MetricsOut",
+    "Output",
+    "ResponseDone",
+    "StateOut",
+    "TextOut",
+    "TranscriptOut",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptOut:
+    turn_id: str
+    text: str
+    final: bool
+    confidence: float = 1.0
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextOut:
+    """One streamed piece of the answer's text."""
+
+    turn_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOut:
+    """A block of the answer's speech; ``clause`` indexes the text chunk it speaks."""
+
+    turn_id: str
+    chunk: AudioChunk
+    clause: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    """Ends every answer. ``text`` is what was output (for an interrupted turn, what was heard)."""
+
+    turn_id: str
+    text: str
+    interrupted: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateOut:
+    state: str
+    reason: str = ""
+    turn_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorOut:
+    code: str
+    message: str
+    turn_id: str | None = None
+    retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsOut:
+    turn_id: str
+    waterfall: Mapping[str, float | None] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+Output = TranscriptOut | TextOut | AudioOut | ResponseDone | StateOut | ErrorOut | MetricsOut

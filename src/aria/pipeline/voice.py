@@ -1,0 +1,469 @@
+"""The voice-chat turn pipeline.
+
+::
+
+    push_audio ─> VAD ─> STT (partials, final) ─┐
+    push_text ──────────────────────────────┴─> LLM tokens ─ split ─┬─> TextOut (at once)
+                                                                    └─> ClauseChunker ─> TTS ─> AudioOut
+
+Everything the pipeline says goes, in order, to one output channel (``outputs``) that a transport
+drains. The input path (:meth:`VoicePipeline.push_audio`) is synchronous and never waits: VAD runs
+inline and speech frames go to the STT task through an unbounded channel (an utterance is bounded by
+``max_utterance_s``), so audio is never dropped and never blocks on the answer.
+
+Barge-in: speech starting (or :meth:`interrupt`, or new text) during an answer cancels its LLM and TTS
+work at once, withdraws its audio not yet taken from ``outputs``, and records the assistant turn with
+what had actually gone out, marked interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aria.core.aio import closing_stream
+from aria.core.channels import Channel, Overflow
+from aria.core.config import Settings
+from aria.core.events import EventBus, EventType
+from aria.core.history import History
+from aria.core.state import TurnState, TurnStateMachine
+from aria.core.streams import buffer_until, split
+from aria.core.text import ClauseChunker
+from aria.engines.base import LLM, STT, TTS, VAD, LLMRequest, VADEventType
+from aria.errors import AriaError, InvalidInput
+from aria.pipeline.outputs import (
+    AudioOut,
+    ErrorOut,
+    MetricsOut,
+    Output,
+    ResponseDone,
+    StateOut,
+    TextOut,
+    TranscriptOut,
+)
+from aria.pipeline.turn import Turn
+from aria.types import AudioChunk, GeneratedToken, Message, Transcription
+
+__all__ = ["PipelineConfig", "VoicePipeline"]
+
+log = logging.getLogger(__name__)
+SOURCE = "pipeline"
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    sample_rate: int = 16000
+    first_clause_min_chars: int = 12
+    sentence_min_chars: int = 24
+    max_chunk_chars: int = 220
+    history_turns: int = 20
+    preroll_ms: int = 200
+    max_utterance_s: float = 60.0
+    system_prompt: str | None = None
+    temperature: float = 0.7
+    max_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    voice: str | None = None
+    speak: bool = True
+    mode: str = "voice_chat"
+    output_maxsize: int = 256
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> PipelineConfig:
+        p, llm = settings.pipeline, settings.llm
+        config = cls(
+            first_clause_min_chars=p.first_clause_min_chars,
+            sentence_min_chars=p.sentence_min_chars,
+            max_chunk_chars=p.max_chunk_chars,
+            history_turns=p.history_turns,
+            preroll_ms=p.preroll_ms,
+            max_utterance_s=p.max_utterance_s,
+            system_prompt=llm.system_prompt,
+            temperature=llm.temperature,
+            max_tokens=llm.max_tokens,
+            stop=tuple(llm.stop),
+            voice=settings.tts.voice,
+            speak=settings.tts.enabled,
+            mode=settings.mode,
+        )
+        return replace(config, **overrides)
+
+
+class VoicePipeline:
+    def __init__(
+        self,
+        *,
+        llm: LLM,
+        stt: STT | None = None,
+        vad: VAD | None = None,
+        tts: TTS | None = None,
+        bus: EventBus | None = None,
+        history: History | None = None,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        self.llm, self.stt, self.vad, self.tts = llm, stt, vad, tts
+        self.bus = bus or EventBus()
+        self.history = history if history is not None else History()
+        self.config = config or PipelineConfig()
+        self.outputs: Channel[Output] = Channel(
+            self.config.output_maxsize, Overflow.BLOCK, name="pipeline-out"
+        )
+        self.state = TurnStateMachine(self.bus, source=SOURCE)
+        self.turn: Turn | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listen_task: asyncio.Task[None] | None = None
+        self._response_task: asyncio.Task[None] | None = None
+        self._speech_in: Channel[AudioChunk] | None = None
+        self._utterance_frames = 0
+        self._preroll: deque[AudioChunk] = deque()
+        self._preroll_s = 0.0
+        self._closed = False
+
+    async def __aenter__(self) -> VoicePipeline:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel all work and close the output channel (consumers see its end)."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.outputs.close()
+
+    @property
+    def speaking(self) -> bool:
+        return self.config.speak and self.tts is not None
+
+    # -- input: audio ------------------------------------------------------------------------------
+
+    def push_audio(self, chunk: AudioChunk) -> None:
+        """Feed one block of microphone audio. Never waits; raises InvalidInput for a wrong format."""
+        if self.vad is None or self.stt is None:
+            raise InvalidInput("this pipeline has no VAD/STT: it takes text only")
+        if chunk.sample_rate != self.config.sample_rate:
+            raise InvalidInput(f"audio must be {self.config.sample_rate} Hz, got {chunk.sample_rate} Hz")
+        chunk = chunk.to_mono()
+        event = self.vad.process(chunk)
+        if event is not None and event.type is VADEventType.SPEECH_START and self._speech_in is None:
+            self._on_speech_start(event.timestamp)
+        if self._speech_in is not None:
+            self._speech_in.send_nowait(chunk)
+            self._utterance_frames += chunk.frames
+            too_long = self._utterance_frames >= self.config.max_utterance_s * self.config.sample_rate
+            if (event is not None and event.type is VADEventType.SPEECH_END) or too_long:
+                if too_long:
+                    log.warning(
+                        "utterance reached max_utterance_s=%s; ending it", self.config.max_utterance_s
+                    )
+                    self.vad.reset()
+                self._on_speech_end()
+        else:
+            self._remember_preroll(chunk)
+
+    def _remember_preroll(self, chunk: AudioChunk) -> None:
+        self._preroll.append(chunk)
+        self._preroll_s += chunk.duration
+        while self._preroll and self._preroll_s - self._preroll[0].duration >= self.config.preroll_ms / 1000:
+            self._preroll_s -= self._preroll.popleft().duration
+
+    def _on_speech_start(self, at: float) -> None:
+        if self._response_task is not None or self._listen_task is not None:
+            self._abort("user started speaking")
+        turn = Turn(source="voice")
+        self.turn = turn
+        self._set_state(TurnState.LISTENING, "speech started", turn)
+        self.bus.emit(EventType.SPEECH_STARTED, {"at": at}, source=SOURCE, correlation_id=turn.id)
+        speech_in: Channel[AudioChunk] = Channel(None, name="stt-in")
+        for frame in self._preroll:
+            speech_in.send_nowait(frame)
+        self._preroll.clear()
+        self._preroll_s = 0.0
+        self._speech_in = speech_in
+        self._utterance_frames = 0
+        self._listen_task = self._spawn(self._listen(turn, speech_in), "listen")
+
+    def _on_speech_end(self) -> None:
+        turn, speech_in = self.turn, self._speech_in
+        assert turn is not None
+        assert speech_in is not None
+        turn.waterfall.mark("speech_end")
+        speech_in.close()
+        self._speech_in = None
+        self._set_state(TurnState.PROCESSING, "speech ended", turn)
+        self.bus.emit(EventType.SPEECH_ENDED, {}, source=SOURCE, correlation_id=turn.id)
+
+    async def _listen(self, turn: Turn, speech_in: Channel[AudioChunk]) -> None:
+        assert self.stt is not None
+        final: Transcription | None = None
+        try:
+            async with closing_stream(self.stt.stream(speech_in)) as transcripts:
+                shown = ""
+                async for tr in transcripts:
+                    if tr.is_final:
+                        final = tr
+                        break
+                    if tr.text == shown:
+                        continue
+                    shown = tr.text
+                    await self.outputs.send(
+                        TranscriptOut(turn.id, tr.text, False, tr.confidence, tr.language)
+                    )
+                    self.bus.emit(
+                        EventType.TRANSCRIPT_PARTIAL, {"text": tr.text}, source=SOURCE, correlation_id=turn.id
+                    )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._listen_task = None
+            self._fail(turn, "stt_failed", exc)
+            return
+        self._listen_task = None
+        turn.waterfall.mark("final_transcript")
+        text = final.text.strip() if final is not None else ""
+        if final is not None:
+            await self.outputs.send(TranscriptOut(turn.id, text, True, final.confidence, final.language))
+        self.bus.emit(EventType.TRANSCRIPT_FINAL, {"text": text}, source=SOURCE, correlation_id=turn.id)
+        if not text:
+            self._close_turn(turn, "nothing recognised")
+            return
+        self._start_response(turn, text, modality="audio")
+
+    # -- input: text -------------------------------------------------------------------------------
+
+    def push_text(self, text: str) -> Turn:
+        """Start a turn from typed text (skipping VAD and STT); interrupts an answer in progress."""
+        text = text.strip()
+        if not text:
+            raise InvalidInput("text message is empty")
+        self._abort("new text input")
+        if self._speech_in is not None:
+            self._speech_in.close()
+            self._speech_in = None
+            if self.vad is not None:
+                self.vad.reset()
+        turn = Turn(source="text")
+        self.turn = turn
+        self._set_state(TurnState.PROCESSING, "text input", turn)
+        self._start_response(turn, text, modality="text")
+        return turn
+
+    async def interrupt(self, reason: str = "interrupted") -> bool:
+        """Stop the current answer (or utterance). Returns whether there was anything to stop."""
+        return self._abort(reason)
+
+    # -- the answer --------------------------------------------------------------------------------
+
+    def _start_response(self, turn: Turn, text: str, *, modality: str) -> None:
+        turn.user_text = text
+        self.history.append(
+            Message("user", text, "audio" if modality == "audio" else "text", mode=self.config.mode)
+        )
+        self._response_task = self._spawn(self._respond(turn), "respond")
+
+    async def _respond(self, turn: Turn) -> None:
+        cfg = self.config
+        request = LLMRequest(
+            messages=self.history.window(cfg.history_turns),
+            system_prompt=cfg.system_prompt,
+            temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens,
+            stop=cfg.stop,
+        )
+        turn.waterfall.mark("llm_request")
+        self.bus.emit(
+            EventType.LLM_REQUEST, {"messages": len(request.messages)}, source=SOURCE, correlation_id=turn.id
+        )
+        try:
+            async with closing_stream(self._tokens(self.llm.stream(request))) as tokens:
+                if self.speaking:
+                    async with split(tokens, 2) as (display, speech):
+                        speaker = self._spawn(self._speak(turn, speech), "speak")
+                        try:
+                            await self._show(turn, display)
+                            await speaker
+                        finally:
+                            speaker.cancel()
+                            await asyncio.gather(speaker, return_exceptions=True)
+                else:
+                    await self._show(turn, tokens)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(turn, "llm_failed" if not isinstance(exc, AriaError) else exc.code, exc)
+            return
+        self._finish(turn)
+
+    async def _tokens(self, chunks: AsyncIterator[Any]) -> AsyncIterator[str]:
+        async with closing_stream(chunks):
+            async for chunk in chunks:
+                if isinstance(chunk, GeneratedToken):
+                    if chunk.text:
+                        yield chunk.text
+                else:
+                    log.warning("ignoring %s from the LLM: this pipeline runs no tools", type(chunk).__name__)
+
+    async def _show(self, turn: Turn, tokens: AsyncIterator[str] | Channel[str]) -> None:
+        async for text in tokens:
+            if turn.stopped():
+                return
+            if turn.waterfall.mark("first_token"):
+                self._set_state(TurnState.RESPONDING, "first token", turn)
+                self.bus.emit(EventType.LLM_FIRST_TOKEN, {}, source=SOURCE, correlation_id=turn.id)
+            turn.generated.append(text)
+            await self.outputs.send(TextOut(turn.id, text))
+
+    async def _speak(self, turn: Turn, tokens: Channel[str]) -> None:
+        assert self.tts is not None
+        cfg = self.config
+        chunker = ClauseChunker(
+            first_min_chars=cfg.first_clause_min_chars,
+            min_chars=cfg.sentence_min_chars,
+            max_chars=cfg.max_chunk_chars,
+        )
+        seq = 0
+        async for clause in buffer_until(tokens, chunker):
+            if turn.stopped():
+                return
+            index = len(turn.clauses)
+            turn.clauses.append(clause)
+            turn.clause_audio.append(0)
+            if turn.waterfall.mark("first_tts_request"):
+                self.bus.emit(EventType.TTS_REQUEST, {"text": clause}, source=SOURCE, correlation_id=turn.id)
+            try:
+                async with closing_stream(self.tts.synthesize(clause, voice=cfg.voice)) as audio:
+                    async for chunk in audio:
+                        if turn.stopped():
+                            return
+                        if turn.waterfall.mark("first_audio_out"):
+                            self.bus.emit(EventType.FIRST_AUDIO, {}, source=SOURCE, correlation_id=turn.id)
+                        turn.clause_audio[index] += 1
+                        turn.audio_seconds += chunk.duration
+                        await self.outputs.send(AudioOut(turn.id, chunk, index, seq))
+                        seq += 1
+                        # A fast engine must not fill the channel before the transport gets the first
+                        # block: let the consumer run after each one.
+                        await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Speech failing must not take the answer with it: the text goes on without audio.
+                log.error(
+                    "TTS failed, answering in text only: %s", exc, exc_info=exc, extra={"turn_id": turn.id}
+                )
+                turn.speech_failed = True
+                self._put(
+                    ErrorOut("tts_failed", f"speech failed, answering in text only: {exc}", turn.id, True)
+                )
+                return
+
+    # -- endings -----------------------------------------------------------------------------------
+
+    def _finish(self, turn: Turn) -> None:
+        self._response_task = None
+        text = turn.output_text(spoken=self._spoke(turn))
+        self._record_answer(turn, text)
+        turn.waterfall.mark("done")
+        self._put(ResponseDone(turn.id, text))
+        self._close_turn(turn, "response done")
+
+    def _abort(self, reason: str) -> bool:
+        """Synchronously stop the current turn's work; nothing of it leaves the pipeline afterwards."""
+        turn = self.turn
+        stopped = False
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            self._listen_task = None
+            stopped = True
+        task, self._response_task = self._response_task, None
+        if task is not None and turn is not None and not turn.finished:
+            turn.interrupted = True
+            task.cancel()
+            withdrawn = self.outputs.discard(lambda o: isinstance(o, AudioOut) and o.turn_id == turn.id)
+            for out in withdrawn:
+                assert isinstance(out, AudioOut)
+                turn.clause_audio[out.clause] -= 1
+                turn.audio_seconds -= out.chunk.duration
+            heard = turn.output_text(spoken=self._spoke(turn))
+            self._record_answer(turn, heard)
+            turn.waterfall.mark("done")
+            self._put(ResponseDone(turn.id, heard, interrupted=True))
+            self.bus.emit(
+                EventType.TURN_INTERRUPTED,
+                {"reason": reason, "heard": heard},
+                source=SOURCE,
+                correlation_id=turn.id,
+            )
+            stopped = True
+        if turn is not None and not turn.finished and stopped:
+            self._close_turn(turn, reason)
+        return stopped
+
+    def _fail(self, turn: Turn, code: str, exc: BaseException) -> None:
+        log.error("turn %s failed: %s", turn.id, exc, exc_info=exc, extra={"turn_id": turn.id})
+        self._response_task = None
+        turn.error = code
+        retryable = bool(getattr(exc, "retryable", False))
+        self._put(ErrorOut(code, str(exc), turn.id, retryable))
+        self.bus.emit(
+            EventType.ERROR, {"code": code, "message": str(exc)}, source=SOURCE, correlation_id=turn.id
+        )
+        if turn.user_text:
+            partial = turn.output_text(spoken=self._spoke(turn))
+            self._record_answer(turn, partial)
+            turn.waterfall.mark("done")
+            self._put(ResponseDone(turn.id, partial, error=code))
+        self._close_turn(turn, f"error: {code}")
+
+    def _record_answer(self, turn: Turn, text: str) -> None:
+        meta: dict[str, Any] = {"turn_id": turn.id}
+        if turn.interrupted or turn.error:
+            meta["generated"] = turn.generated_text
+        if turn.error:
+            meta["error"] = turn.error
+        self.history.append(
+            Message("assistant", text, interrupted=turn.interrupted, mode=self.config.mode, metadata=meta)
+        )
+
+    def _close_turn(self, turn: Turn, reason: str) -> None:
+        turn.finished = True
+        if self.state.state is not TurnState.IDLE:
+            self.state.reset(reason, turn_id=turn.id)
+            self._put(StateOut(TurnState.IDLE.value, reason, turn.id))
+        marks = turn.waterfall.as_dict()
+        self.bus.emit(EventType.TURN_METRICS, {"waterfall": marks}, source=SOURCE, correlation_id=turn.id)
+        self.bus.emit(
+            EventType.RESPONSE_DONE,
+            {"interrupted": turn.interrupted, "error": turn.error},
+            source=SOURCE,
+            correlation_id=turn.id,
+        )
+        self._put(MetricsOut(turn.id, marks))
+
+    def _spoke(self, turn: Turn) -> bool:
+        return self.speaking and not turn.speech_failed
+
+    def _set_state(self, target: TurnState, reason: str, turn: Turn) -> None:
+        self.state.transition(target, reason, turn_id=turn.id)
+        self._put(StateOut(target.value, reason, turn.id))
+
+    def _put(self, out: Output) -> None:
+        """Queue a small control output past backpressure (never dropped, never waits)."""
+        if not self.outputs.closed:
+            self.outputs.force(out)
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=f"pipeline-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

@@ -1,0 +1,1 @@
+"""Sessions: history, settings and memory per conversation."""
