@@ -83,6 +83,8 @@ class AudioChunk:
     @classmethod
     def from_pcm16(cls, payload: bytes, sample_rate: int = 16000, channels: int = 1, **kw: Any) -> AudioChunk:
         """Build a chunk from little-endian signed 16-bit PCM bytes (the wire format)."""
+        if not 1 <= channels <= 8:
+            raise InvalidInput(f"channels must be 1..8, got {channels}")
         frame_bytes = 2 * channels
         if len(payload) % frame_bytes:
             raise InvalidInput(
@@ -97,7 +99,8 @@ class AudioChunk:
         """Little-endian signed 16-bit PCM bytes."""
         if self.data.dtype == np.int16:
             return bytes(self.data.astype("<i2", copy=False).tobytes())
-        clipped = np.clip(self.data, -1.0, 1.0)
+        # NaN would cast to an arbitrary integer (and warn): make it silence, and clip infinities.
+        clipped = np.clip(np.nan_to_num(self.data, nan=0.0), -1.0, 1.0)
         return bytes((clipped * 32767.0).astype("<i2").tobytes())
 
     def as_float32(self) -> npt.NDArray[np.float32]:
