@@ -65,7 +65,9 @@ async def test_voice_turn_emits_outputs_and_events_in_order() -> None:
         assert done.text == "Sure, here is the answer. It has two sentences."
         assert not done.interrupted
 
-        event_types = [e.type for e in h.events if e.correlation_id == tid and e.type != EventType.STATE_CHANGED]
+        event_types = [
+            e.type for e in h.events if e.correlation_id == tid and e.type != EventType.STATE_CHANGED
+        ]
         assert event_types[:3] == ["speech_started", "transcript_partial", "transcript_partial"] or (
             event_types[0] == "speech_started"
         )
@@ -81,7 +83,9 @@ async def test_voice_turn_emits_outputs_and_events_in_order() -> None:
             "turn_metrics",
             "response_done",
         ]
-        changes = [(e.payload["from"], e.payload["to"]) for e in h.events if e.type == EventType.STATE_CHANGED]
+        changes = [
+            (e.payload["from"], e.payload["to"]) for e in h.events if e.type == EventType.STATE_CHANGED
+        ]
         assert changes == [
             ("idle", "listening"),
             ("listening", "processing"),
@@ -182,7 +186,9 @@ async def test_barge_in_by_speech_stops_audio_and_records_what_was_heard() -> No
         done1 = next(o for o in h.outputs(ResponseDone, turn1))
         assert done1.interrupted
         # Nothing of the first answer's audio was delivered after the barge-in.
-        later = [r for r in h.received[cut_done:] if isinstance(r.output, AudioOut) and r.output.turn_id == turn1]
+        later = [
+            r for r in h.received[cut_done:] if isinstance(r.output, AudioOut) and r.output.turn_id == turn1
+        ]
         assert later == []
         heard_clauses = {a.clause for a in h.audio_frames(turn1)}
         assert heard_clauses == {0}  # only the first clause had started playing

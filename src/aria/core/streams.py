@@ -14,6 +14,7 @@ work behind it stops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Generic, Protocol, TypeVar
 
 from aria.core.channels import Channel, Overflow
+from aria.errors import ChannelClosed
 
 __all__ = ["Batch", "Buffer", "afilter", "amap", "buffer_until", "merge", "split"]
 
@@ -143,17 +145,23 @@ async def split(
         raise ValueError("split needs at least one branch")
     outs: tuple[Channel[T], ...] = tuple(Channel(maxsize, policy, name=f"split-{i}") for i in range(branches))
 
+    started = False
+
     async def pump() -> None:
+        nonlocal started
+        started = True
         error: BaseException | None = None
         try:
             async for item in source:
                 for out in outs:
                     if out.closed:
                         continue
-                    if maxsize is None or policy is not Overflow.BLOCK:
+                    if maxsize is None or policy != Overflow.BLOCK:
                         out.send_nowait(item)
                     else:
-                        await out.send(item)
+                        # The branch's reader may close it while we wait: the other branches go on.
+                        with contextlib.suppress(ChannelClosed):
+                            await out.send(item)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -169,5 +177,7 @@ async def split(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        if not started:  # cancelled before its first step, so its own finally never ran
+            await _aclose(source)
         for out in outs:
             out.close()
