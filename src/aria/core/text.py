@@ -95,7 +95,10 @@ class ClauseChunker:
             end = i + 1
             while end < len(buf) and (buf[end] in _CLOSERS or buf[end] in _SENTENCE_END):
                 end += 1
-            if len(buf[:end].strip()) < needed:
+            length = len(buf[:end].strip())
+            if length > self.max_chars:
+                break  # this and every later boundary make too long a chunk: cut at a space below
+            if length < needed:
                 continue
             if end < len(buf):
                 if buf[end].isspace() and not self._is_abbreviation(buf, i):

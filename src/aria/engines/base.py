@@ -39,6 +39,7 @@ from aria.types import (
 
 __all__ = [
     "API_VERSION",
+    "Availability",
     "KINDS",
     "LLM",
     "STT",
@@ -82,6 +83,17 @@ class Capabilities:
     voices: tuple[str, ...] = ()
     #: Rough resident memory, for the residency manager.
     memory_mb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """Whether an engine can run on this machine, and if not, why and how to fix it. Engine classes
+    provide it from a cheap ``check(config)`` classmethod that looks for packages and model files
+    without loading anything heavy."""
+
+    available: bool
+    reason: str = ""
+    fix: str = ""
 
 
 @dataclass(frozen=True, slots=True)

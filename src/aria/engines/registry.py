@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from aria.engines.base import API_VERSION, KINDS, Engine
+from aria.engines.base import API_VERSION, KINDS, Availability, Engine
 from aria.errors import ConfigError, EngineUnavailable, RegistryError
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "EngineRegistry", "EngineSpec", "default_registry"]
@@ -95,10 +95,14 @@ class EngineRegistry:
         return sorted(n for n in self._specs if kind is None or n.startswith(f"{kind}:"))
 
     def qualify(self, name: str, kind: str | None = None) -> str:
-        """``"builtin"`` with kind ``"llm"`` -> ``"llm:builtin"``; full names pass through."""
+        """``"builtin"`` with kind ``"llm"`` -> ``"llm:builtin"``; full names pass through when their kind
+        matches ``kind`` (a ``tts:`` name where an ``llm`` engine is wanted is an error)."""
         if ":" not in name and kind is not None:
             name = f"{kind}:{name}"
-        return _check_name(name)
+        _check_name(name)
+        if kind is not None and not name.startswith(f"{kind}:"):
+            raise RegistryError(f"engine {name!r} is not a {kind} engine; use a name like '{kind}:<backend>'")
+        return name
 
     def spec(self, name: str, kind: str | None = None) -> EngineSpec:
         full = self.qualify(name, kind)
@@ -138,20 +142,27 @@ class EngineRegistry:
             )
         return cls
 
-    def create(
+    def availability(
         self, name: str, options: Mapping[str, Any] | None = None, *, kind: str | None = None
-    ) -> Engine:
-        """Instantiate an engine with its options validated against its ``Config`` model."""
-        cls = self.load(name, kind)
-        full = self.qualify(name, kind)
+    ) -> Availability:
+        """Whether ``name`` can run here, from its class's cheap ``check(config)`` (no model loading)."""
+        try:
+            cls = self.load(name, kind)
+            config = self._config(cls, self.qualify(name, kind), options)
+            check = getattr(cls, "check", None)
+            return check(config) if check is not None else Availability(True)
+        except (EngineUnavailable, RegistryError, ConfigError) as exc:
+            fix = getattr(exc, "fix", None) or ""
+            return Availability(False, str(exc), fix)
+
+    def _config(self, cls: type[Any], full: str, options: Mapping[str, Any] | None) -> Any:
         config_cls = getattr(cls, "Config", None)
         if config_cls is None or not (isinstance(config_cls, type) and issubclass(config_cls, BaseModel)):
             if options:
                 raise ConfigError(f"{full} takes no options, got {sorted(options)}", key=f"{full}.options")
-            engine: Engine = cls()
-            return engine
+            return None
         try:
-            config = config_cls.model_validate(dict(options or {}))
+            return config_cls.model_validate(dict(options or {}))
         except ValidationError as exc:
             first = exc.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
@@ -161,7 +172,14 @@ class EngineRegistry:
                 key=f"{section}.options.{key}",
                 fix=f"valid options for {full}: {', '.join(config_cls.model_fields) or 'none'}",
             ) from exc
-        engine = cls(config)
+
+    def create(
+        self, name: str, options: Mapping[str, Any] | None = None, *, kind: str | None = None
+    ) -> Engine:
+        """Instantiate an engine with its options validated against its ``Config`` model."""
+        cls = self.load(name, kind)
+        config = self._config(cls, self.qualify(name, kind), options)
+        engine: Engine = cls() if config is None else cls(config)
         return engine
 
 

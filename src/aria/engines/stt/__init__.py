@@ -1,0 +1,1 @@
+"""STT engines (imported lazily by the registry)."""

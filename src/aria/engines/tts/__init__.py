@@ -1,0 +1,1 @@
+"""TTS engines (imported lazily by the registry)."""

@@ -1,0 +1,138 @@
+"""A ctypes binding to libespeak-ng, from the ``espeakng-loader`` wheel (no system package needed).
+
+libespeak-ng keeps global state and is not thread-safe: every call holds one process-wide lock.
+Synthesis runs synchronously and hands 16-bit PCM blocks to a callback as they are produced, so a caller
+in a worker thread can stream them out sentence by sentence.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import logging
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from aria.errors import EngineUnavailable
+
+__all__ = ["EspeakLibrary", "espeak_available"]
+
+log = logging.getLogger(__name__)
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_RATE, _VOLUME, _PITCH = 1, 2, 3
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+class _Voice(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_char_p),
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+def espeak_available() -> tuple[bool, str]:
+    """Whether the espeakng-loader wheel is installed (without loading the library)."""
+    if importlib.util.find_spec("espeakng_loader") is None:
+        return False, "the espeakng-loader package is not installed"
+    return True, ""
+
+
+class EspeakLibrary:
+    """The process-wide libespeak-ng instance. Use :meth:`get`."""
+
+    _instance: EspeakLibrary | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        try:
+            import espeakng_loader
+        except ImportError as exc:
+            raise EngineUnavailable(
+                "espeak-ng is not installed; pip install 'aria-assistant[tts]'", engine="tts:espeak"
+            ) from exc
+        self._lib = ctypes.CDLL(str(espeakng_loader.get_library_path()))
+        data = str(espeakng_loader.get_data_path()).encode()
+        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, ctypes.c_char_p(data), 0)
+        if rate <= 0:
+            raise EngineUnavailable(f"espeak-ng failed to initialise ({rate})", engine="tts:espeak")
+        self.sample_rate: int = rate
+        self._lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
+        self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self._lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+        self._sink: Callable[[npt.NDArray[np.int16]], bool] | None = None
+        self._callback = _SynthCallback(self._on_audio)  # keep a reference: C holds a pointer to it
+        self._lib.espeak_SetSynthCallback(self._callback)
+
+    @classmethod
+    def get(cls) -> EspeakLibrary:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def _on_audio(self, wav: ctypes._Pointer[ctypes.c_short], count: int, events: int) -> int:
+        if not wav or count <= 0 or self._sink is None:
+            return 0
+        block = np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16)  # copy out of C memory
+        return 0 if self._sink(block) else 1
+
+    def voices(self) -> list[str]:
+        with self._lock:
+            table = self._lib.espeak_ListVoices(None)
+            names: list[str] = []
+            index = 0
+            while table[index]:
+                voice = table[index].contents
+                if voice.identifier:
+                    names.append(voice.identifier.decode(errors="replace"))
+                index += 1
+            return names
+
+    def synthesize(
+        self,
+        text: str,
+        on_audio: Callable[[npt.NDArray[np.int16]], bool],
+        *,
+        voice: str = "en-us",
+        rate_wpm: int = 175,
+        pitch: int = 50,
+        volume: int = 100,
+    ) -> None:
+        """Speak ``text``; ``on_audio(block)`` gets int16 blocks and returns False to stop early."""
+        payload = text.encode("utf-8") + b"\0"
+        with self._lock:
+            if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise EngineUnavailable(f"espeak-ng has no voice {voice!r}", engine="tts:espeak", retryable=False)
+            self._lib.espeak_SetParameter(_RATE, rate_wpm, 0)
+            self._lib.espeak_SetParameter(_PITCH, pitch, 0)
+            self._lib.espeak_SetParameter(_VOLUME, volume, 0)
+            self._sink = on_audio
+            try:
+                err = self._lib.espeak_Synth(payload, len(payload), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+                self._lib.espeak_Synchronize()
+            finally:
+                self._sink = None
+        if err != 0:
+            raise EngineUnavailable(f"espeak-ng synthesis failed (error {err})", engine="tts:espeak", retryable=True)

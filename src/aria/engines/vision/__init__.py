@@ -1,0 +1,1 @@
+"""VISION engines (imported lazily by the registry)."""

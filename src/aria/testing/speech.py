@@ -1,0 +1,45 @@
+"""Real speech for tests: espeak-ng (in process) says known sentences with known silences around them,
+so VAD and STT tests can check detected segments against true boundaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from aria.core.audio import resample
+from aria.engines.tts.espeak_lib import EspeakLibrary
+
+__all__ = ["conversation", "say"]
+
+
+def say(text: str, *, sample_rate: int = 16000, voice: str = "en-us", rate_wpm: int = 160) -> npt.NDArray[np.float32]:
+    """``text`` spoken by espeak-ng as float32 mono at ``sample_rate``, trimmed of its own silence."""
+    lib = EspeakLibrary.get()
+    blocks: list[npt.NDArray[np.int16]] = []
+
+    def keep(block: npt.NDArray[np.int16]) -> bool:
+        blocks.append(block)
+        return True
+
+    lib.synthesize(text, keep, voice=voice, rate_wpm=rate_wpm)
+    audio = np.concatenate(blocks).astype(np.float32) / 32768.0 if blocks else np.zeros(0, np.float32)
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    if loud.size:
+        audio = audio[loud[0] : loud[-1] + 1]
+    return resample(audio, lib.sample_rate, sample_rate)
+
+
+def conversation(
+    texts: list[str], *, gap_s: float = 1.0, lead_s: float = 0.5, sample_rate: int = 16000
+) -> tuple[npt.NDArray[np.float32], list[tuple[float, float]]]:
+    """Utterances separated by ``gap_s`` of silence (after ``lead_s``, and ``gap_s`` at the end), and the
+    true (start, end) of each in seconds."""
+    parts: list[npt.NDArray[np.float32]] = [np.zeros(int(lead_s * sample_rate), np.float32)]
+    segments: list[tuple[float, float]] = []
+    cursor = lead_s
+    for text in texts:
+        speech = say(text, sample_rate=sample_rate)
+        segments.append((cursor, cursor + speech.size / sample_rate))
+        parts += [speech, np.zeros(int(gap_s * sample_rate), np.float32)]
+        cursor += speech.size / sample_rate + gap_s
+    return np.concatenate(parts), segments
