@@ -58,8 +58,11 @@ def create_engine(
             names.append(name)
     engines: list[Engine] = []
     for index, name in enumerate(names):
-        options = section.options if index == 0 and not errors else {}
+        options = dict(section.options) if index == 0 and not errors else {}
         try:
+            fields = getattr(getattr(registry.load(name, kind), "Config", None), "model_fields", {})
+            if "data_dir" in fields:
+                options.setdefault("data_dir", settings.data_dir)
             engines.append(registry.create(name, options, kind=kind))
         except EngineUnavailable as exc:
             log.warning("%s is unavailable: %s", name, exc)

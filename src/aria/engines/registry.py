@@ -32,11 +32,26 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "aria.engines"
 
 BUILTIN: dict[str, str] = {
+    "vad:silero": "aria.engines.vad.silero:SileroVAD",
+    "vad:webrtc": "aria.engines.vad.webrtc:WebRTCVAD",
     "vad:energy": "aria.engines.vad.energy:EnergyVAD",
+    "stt:whisper": "aria.engines.stt.whisper:WhisperSTT",
+    "stt:pocketsphinx": "aria.engines.stt.pocketsphinx:PocketSphinxSTT",
+    "stt:openai": "aria.engines.stt.openai:OpenAISTT",
+    "llm:openai": "aria.engines.llm.openai:OpenAILLM",
+    "llm:ollama": "aria.engines.llm.ollama:OllamaLLM",
+    "llm:llamacpp": "aria.engines.llm.llamacpp:LlamaCppLLM",
     "llm:builtin": "aria.engines.llm.builtin:BuiltinLLM",
+    "vision:clip": "aria.engines.vision.clip:ClipEncoder",
+    "vision:change": "aria.engines.vision.change:ChangeDetector",
+    "tts:espeak": "aria.engines.tts.espeak:EspeakTTS",
+    "tts:kokoro": "aria.engines.tts.kokoro:KokoroTTS",
+    "tts:piper": "aria.engines.tts.piper:PiperTTS",
+    "tts:openai": "aria.engines.tts.openai:OpenAITTS",
     "vad:fake": "aria.testing.fakes:FakeVAD",
     "stt:fake": "aria.testing.fakes:FakeSTT",
     "llm:fake": "aria.testing.fakes:FakeLLM",
+    "vision:fake": "aria.testing.fakes:FakeVision",
     "tts:fake": "aria.testing.fakes:FakeTTS",
 }
 
