@@ -19,6 +19,11 @@ async def settle(rounds: int = 5) -> None:
         await asyncio.sleep(0)
 
 
+async def collect_into(channel: Channel[int], out: list[int]) -> None:
+    async for item in channel:
+        out.append(item)
+
+
 def contents(channel: Channel[int] | Channel[str]) -> list[object]:
     """Everything buffered, drained without waiting."""
     items: list[object] = []
@@ -200,10 +205,9 @@ async def test_close_with_error_raises_it_after_the_buffered_items() -> None:
     channel.send_nowait(2)
     boom = RuntimeError("producer failed")
     channel.close(boom)
-    received = []
+    received: list[int] = []
     with pytest.raises(RuntimeError, match="producer failed") as excinfo:
-        async for item in channel:
-            received.append(item)
+        await collect_into(channel, received)
     assert received == [1, 2]
     assert excinfo.value is boom
     # every later receive reports the same failure

@@ -23,7 +23,9 @@ def test_defaults() -> None:
     assert s.data_dir == Path("/data/aria")
     assert s.log.level == "INFO"
     assert s.log.json_lines is False
-    assert s.vad.backend == "energy"
+    assert s.vad.backend == "auto"
+    assert s.stt.fallback == ["pocketsphinx"]
+    assert s.tts.fallback == ["espeak"]
     assert s.vad.threshold == 0.5
     assert s.vad.timeout_s == 1.0
     assert s.stt.timeout_s == 15.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
 
@@ -25,6 +26,15 @@ async def aiter_of(items: Iterable[object]) -> AsyncIterator[object]:
 
 async def collect(stream: AsyncIterator[object] | Channel[object]) -> list[object]:
     return [item async for item in stream]
+
+
+async def collect_into(stream: AsyncIterator[object] | Channel[object], out: list[object]) -> None:
+    """Append each item to ``out`` (so that a test can see what came before an error)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if hasattr(stream, "aclose"):
+            await stack.enter_async_context(aclosing(stream))  # type: ignore[arg-type]
+        async for item in stream:
+            out.append(item)
 
 
 class Tracked:
@@ -105,8 +115,7 @@ async def test_amap_propagates_function_errors_after_earlier_items() -> None:
         return 1 / x
 
     with pytest.raises(ZeroDivisionError):
-        async for value in amap(aiter_of([1, 2, 0, 4]), invert):
-            seen.append(value)
+        await collect_into(amap(aiter_of([1, 2, 0, 4]), invert), seen)
     assert seen == [1.0, 0.5]
 
 
@@ -240,9 +249,7 @@ async def test_merge_raises_a_source_error_after_earlier_items_and_closes_the_ot
 
     got: list[object] = []
     with pytest.raises(ValueError, match="source broke"):
-        async with aclosing(merge(failing(), other.stream(), endless)) as merged:
-            async for item in merged:
-                got.append(item)
+        await collect_into(merge(failing(), other.stream(), endless), got)
     assert sorted(got) == ["f0", "t0"]  # type: ignore[type-var]
     assert other.closed  # the async generator source was closed (its finally ran)
     assert endless.aclose_calls == 1
@@ -399,8 +406,7 @@ async def test_split_delivers_a_source_error_to_every_branch_after_its_items() -
         for branch in branches:
             got: list[object] = []
             with pytest.raises(ValueError, match="llm died"):
-                async for item in branch:
-                    got.append(item)
+                await collect_into(branch, got)
             assert got == [1, 2]
 
 

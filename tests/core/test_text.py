@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
@@ -129,7 +130,7 @@ def test_emitted_counts_chunks() -> None:
         ("The value of pi is 3.", "14 or so.", "The value of pi is 3.14 or so."),
         ("It costs about 1,", "000 dollars.", "It costs about 1,000 dollars."),
         ("The meeting is at 10:", "30 tomorrow.", "The meeting is at 10:30 tomorrow."),
-        ("Apples, pears, etc.", " are fruit.", "Apples, pears, etc. are fruit."),
+        ("Fruit like apples etc.", " are sweet.", "Fruit like apples etc. are sweet."),
         ("See the notes (Fig.", " 3) for this.", "See the notes (Fig. 3) for this."),
     ],
 )
@@ -192,7 +193,8 @@ def test_hard_split_at_max_chars_on_a_space() -> None:
     chunker = started(ClauseChunker(min_chars=10, long_clause_chars=100, max_chars=30))
     text = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu"
     chunks = [c for token in words(text) for c in chunker.push(token)] + chunker.flush()
-    assert chunks == ["alpha beta gamma delta epsilon", "zeta eta theta iota kappa", "lambda mu"]
+    # At 30 characters "epsilon" might still grow, so the cut is at the space before it.
+    assert chunks == ["alpha beta gamma delta", "epsilon zeta eta theta iota", "kappa lambda mu"]
     assert all(len(c) <= 30 for c in chunks)
 
 
@@ -258,7 +260,8 @@ def test_ellipsis_mid_word_is_not_a_boundary() -> None:
 def test_closing_quotes_and_brackets_go_with_the_sentence(closer: str) -> None:
     chunker = ClauseChunker()
     text = f"He said (or wrote) stop right now.{closer}"
-    assert chunker.push(text + " Then he left.") == [text, "Then he left."]
+    assert chunker.push(text + " Then he left.") == [text]
+    assert chunker.flush() == ["Then he left."]
 
 
 def test_closing_quote_at_the_end_of_the_buffer() -> None:
@@ -294,11 +297,12 @@ def _allowed_cuts(text: str) -> list[int]:
 
 CUTS = _allowed_cuts(PARAGRAPH)
 NORMALISED = " ".join(PARAGRAPH.split())
+WHOLE = chunks_of([PARAGRAPH])
 
 
 def _tokens(cuts: list[int]) -> list[str]:
     bounds = [0, *sorted(set(cuts)), len(PARAGRAPH)]
-    return [PARAGRAPH[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [PARAGRAPH[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def test_paragraph_in_one_push_and_word_by_word() -> None:
@@ -315,6 +319,7 @@ def test_paragraph_in_one_push_and_word_by_word() -> None:
 def test_random_token_splits_preserve_the_text(cuts: list[int]) -> None:
     chunks = chunks_of(_tokens(cuts))
     assert " ".join(chunks) == NORMALISED
+    assert chunks == WHOLE  # the chunks do not depend on how the text was tokenized
     assert all(c and c == c.strip() for c in chunks)
     assert all(len(c) <= 220 for c in chunks)
 

@@ -65,7 +65,7 @@ def test_audio_rejects_unsupported_sample_rate(rate: int) -> None:
 
 @pytest.mark.parametrize("channels", [0, -1, 9])
 def test_audio_rejects_channel_count_out_of_range(channels: int) -> None:
-    with pytest.raises(InvalidInput, match=f"channels must be 1..8, got {channels}"):
+    with pytest.raises(InvalidInput, match=rf"channels must be 1\.\.8, got {channels}"):
         AudioChunk(np.zeros((4, 2), dtype=np.int16), 16000, channels)
 
 
@@ -165,7 +165,7 @@ def test_from_pcm16_rejects_partial_stereo_frame() -> None:
 
 @pytest.mark.parametrize("channels", [0, -2, 9])
 def test_from_pcm16_rejects_bad_channel_count_as_invalid_input(channels: int) -> None:
-    with pytest.raises(InvalidInput, match="channels must be 1..8"):
+    with pytest.raises(InvalidInput, match=r"channels must be 1\.\.8"):
         AudioChunk.from_pcm16(b"\x00" * 36, 16000, channels=channels)
 
 

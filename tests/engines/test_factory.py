@@ -13,10 +13,10 @@ from aria.engines.base import LLM, STT, TTS, EngineHealth, LLMRequest
 from aria.engines.factory import create_engine, resolve_backend
 from aria.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from aria.engines.llm.builtin import BuiltinLLM
-from aria.engines.registry import EngineRegistry
+from aria.engines.registry import BUILTIN, EngineRegistry
 from aria.errors import AllEnginesFailed, EngineError, EngineTimeout, EngineUnavailable, RegistryError
 from aria.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD, Fault
-from aria.testing.harness import speech
+from aria.testing.harness import tone
 from aria.types import AudioChunk, Message
 
 GREETING = "Hello, I'm Aria. How can I help you?"
@@ -119,6 +119,7 @@ def registry() -> EngineRegistry:
         "tts:failing": FailingTTS,
     }.items():
         registry.register(name, f"{__name__}:{cls.__name__}", origin="test")
+    registry.register("stt:notinstalled", "aria_test_sdk_that_is_not_installed:Recogniser", origin="test")
     return registry
 
 
@@ -139,13 +140,20 @@ def test_backend_none_builds_nothing(kind: Any, overrides: dict[str, Any]) -> No
     assert create_engine(kind, settings(overrides)) is None
 
 
-def test_resolve_backend() -> None:
-    assert resolve_backend("llm", "auto") == "builtin"
-    assert resolve_backend("vad", "auto") == "energy"
-    assert resolve_backend("llm", "ollama") == "ollama"
-    with pytest.raises(EngineUnavailable, match="no stt engine is installed for backend 'auto'") as info:
-        resolve_backend("stt", "auto")
-    assert info.value.engine == "stt:auto"
+def test_resolve_backend_keeps_a_configured_backend() -> None:
+    assert resolve_backend("llm", settings({"llm.backend": "ollama"})) == "ollama"
+    assert resolve_backend("stt", settings({"stt.backend": "fake"})) == "fake"
+
+
+def test_resolve_backend_auto_llm_is_builtin_without_a_server() -> None:
+    assert resolve_backend("llm", settings()) == "builtin"
+
+
+def test_resolve_backend_auto_skips_engines_that_cannot_run_here() -> None:
+    only_energy = EngineRegistry({"vad:energy": BUILTIN["vad:energy"]}, discover=False)
+    assert resolve_backend("vad", settings({"vad.backend": "auto"}), only_energy) == "energy"
+    with pytest.raises(EngineUnavailable, match="no stt engine can run here"):
+        resolve_backend("stt", settings({"stt.backend": "auto"}), only_energy)
 
 
 def test_auto_llm_is_the_builtin_responder_unwrapped() -> None:
@@ -190,17 +198,22 @@ def test_backend_plus_fallback_is_a_fallback_chain_in_order() -> None:
     assert llm.engines[1].config == FakeLLM.Config()  # type: ignore[attr-defined]
 
 
-def test_an_unavailable_primary_leaves_the_fallbacks_with_their_defaults() -> None:
-    stt = create_engine("stt", settings({"stt.fallback": ["fake"], "stt.options": {"texts": ["ignored"]}}))
-    assert isinstance(stt, FakeSTT)  # auto has no stt engine here; the lone fallback is unwrapped
+def test_an_unavailable_primary_leaves_the_fallbacks_with_their_defaults(registry: EngineRegistry) -> None:
+    stt = create_engine(
+        "stt",
+        settings({"stt.backend": "notinstalled", "stt.fallback": ["fake"], "stt.options": {"texts": ["x"]}}),
+        registry,
+    )
+    assert isinstance(stt, FakeSTT)  # the lone engine left is unwrapped
     assert stt.config == FakeSTT.Config()
 
 
-def test_no_engine_at_all_is_all_engines_failed() -> None:
+def test_no_engine_at_all_is_all_engines_failed(registry: EngineRegistry) -> None:
     with pytest.raises(AllEnginesFailed) as info:
-        create_engine("stt", settings())
-    assert "every stt engine failed" in str(info.value)
+        create_engine("stt", settings({"stt.backend": "notinstalled", "stt.fallback": []}), registry)
+    assert str(info.value).startswith("stt: every stt engine failed (EngineUnavailable: stt:notinstalled: ")
     assert [type(e) for e in info.value.errors] == [EngineUnavailable]
+    assert "aria_test_sdk_that_is_not_installed is missing" in str(info.value.errors[0])
 
 
 def test_kinds_without_a_wrapper_use_the_primary() -> None:
@@ -422,7 +435,7 @@ async def test_stt_falls_back_from_a_failing_recogniser(registry: EngineRegistry
     await stt.start()
 
     async def audio() -> AsyncIterator[AudioChunk]:
-        for chunk in speech(200):
+        for chunk in tone(200):
             yield chunk
 
     results = [t async for t in stt.stream(audio())]
@@ -431,7 +444,7 @@ async def test_stt_falls_back_from_a_failing_recogniser(registry: EngineRegistry
     assert [t.is_final for t in results] == [False] * (len(results) - 1) + [True]
     assert seen.names == [("stt", "failingstt")]
     assert str(seen.calls[0][2]) == "failingstt: decoder crashed"
-    final = await stt.transcribe(speech(20)[0])
+    final = await stt.transcribe(tone(20)[0])
     assert (final.text, final.is_final) == ("hello there", True)
 
 

@@ -22,7 +22,7 @@ from aria.pipeline.outputs import (
     TranscriptOut,
 )
 from aria.pipeline.voice import PipelineConfig, VoicePipeline
-from aria.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD, Fault, TurnHarness, silence, speech
+from aria.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD, Fault, TurnHarness, silence, tone
 from aria.types import AudioChunk
 
 LONG_REPLY = (
@@ -163,7 +163,7 @@ async def test_text_only_pipeline_without_tts_streams_text() -> None:
         assert [o.text for o in h.outputs(TextOut, turn.id)][:3] == ["Sure,", " here", " is"]
         assert done.text == "Sure, here is the answer. It has two sentences."
         with pytest.raises(InvalidInput, match="text only"):
-            pipeline.push_audio(speech(20)[0])
+            pipeline.push_audio(tone(20)[0])
 
 
 async def test_barge_in_by_speech_stops_audio_and_records_what_was_heard() -> None:
@@ -177,10 +177,10 @@ async def test_barge_in_by_speech_stops_audio_and_records_what_was_heard() -> No
 
         # The user starts talking over the answer.
         cut = len(h.received)
-        h.pipeline.push_audio(speech(20)[0])
-        h.pipeline.push_audio(speech(20)[0])  # second loud frame: VAD says speech started
+        h.pipeline.push_audio(tone(20)[0])
+        h.pipeline.push_audio(tone(20)[0])  # second loud frame: VAD says speech started
         cut_done = len(h.received)
-        await h.feed([*speech(300), *silence(300)])
+        await h.feed([*tone(300), *silence(300)])
         done2 = await h.wait_for(ResponseDone, lambda d: d.turn_id != turn1, after=cut)
 
         done1 = next(o for o in h.outputs(ResponseDone, turn1))
@@ -359,7 +359,7 @@ async def test_bad_audio_is_rejected_and_the_pipeline_survives() -> None:
 async def test_preroll_audio_reaches_stt() -> None:
     config = PipelineConfig(preroll_ms=100)
     async with TurnHarness.with_fakes(vad=FakeVAD.Config(start_frames=3, end_frames=5), config=config) as h:
-        await h.feed([*silence(400), *speech(200), *silence(200)])
+        await h.feed([*silence(400), *tone(200), *silence(200)])
         await h.wait_for(ResponseDone)
         stt = h.pipeline.stt
         assert isinstance(stt, FakeSTT)
@@ -390,7 +390,7 @@ async def test_waterfall_marks_every_stage_in_order() -> None:
 async def test_utterance_longer_than_the_limit_is_cut() -> None:
     config = PipelineConfig(max_utterance_s=0.5)
     async with TurnHarness.with_fakes(config=config, vad=FakeVAD.Config(end_frames=50)) as h:
-        await h.feed([*speech(500), *silence(400)])  # the VAD alone would end it 1 s after the speech
+        await h.feed([*tone(500), *silence(400)])  # the VAD alone would end it 1 s after the speech
         done = await h.wait_for(ResponseDone)
         assert not done.interrupted
         assert done.text

@@ -26,7 +26,7 @@ from aria.core.metrics import percentile
 from aria.pipeline.outputs import AudioOut, Output, ResponseDone
 from aria.pipeline.voice import PipelineConfig
 from aria.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
-from aria.testing.harness import TurnHarness, silence, speech
+from aria.testing.harness import TurnHarness, silence, tone
 
 __all__ = ["OverheadBench", "format_report", "union_within"]
 
@@ -123,7 +123,7 @@ class OverheadBench:
             fakes = [pipeline.stt, pipeline.llm, pipeline.tts]
             for index in range(self.warmup + self.turns):
                 mark = len(h.received)
-                await h.feed([*speech(200), *silence(200)])
+                await h.feed([*tone(200), *silence(200)])
                 done = await h.wait_for(ResponseDone, after=mark)
                 turn = pipeline.turn
                 assert turn is not None and turn.id == done.turn_id
@@ -147,7 +147,7 @@ class OverheadBench:
         async with self._harness(tts_chunk_interval_s=0.002) as h:
             for _ in range(self.bargein_turns):
                 mark = len(h.received)
-                await h.feed([*speech(200), *silence(200)])
+                await h.feed([*tone(200), *silence(200)])
                 first = await h.wait_for(AudioOut, after=mark)
                 await asyncio.sleep(0.01)  # let the answer stream for a while
                 t_interrupt = time.monotonic()
@@ -173,7 +173,7 @@ class OverheadBench:
         async with self._harness() as h:
             stt = h.pipeline.stt
             assert isinstance(stt, FakeSTT)
-            frames = speech(20 * self.frames)
+            frames = tone(20 * self.frames)
             start = time.monotonic()
             await h.feed(frames)
             elapsed = time.monotonic() - start

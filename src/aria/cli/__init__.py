@@ -1,4 +1,4 @@
-"""The ``aria`` command line: ``aria chat``, ``aria bench``, ``aria --version``."""
+"""The ``aria`` command line: chat, doctor, say, transcribe, models, bench, ``--version``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aria.cli import bench, chat
+    from aria.cli import bench, chat, doctor, models, speech
 
     parser = argparse.ArgumentParser(
         prog="aria", description="Aria: a local-first streaming voice assistant."
@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true", default=None, help="log as JSON lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chat.add_parser(sub)
+    doctor.add_parser(sub)
+    speech.add_parsers(sub)
+    models.add_parser(sub)
     bench.add_parser(sub)
     return parser
 

@@ -23,6 +23,12 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--frames", type=int, default=3000, help="audio frames for the input-path measurement")
     o.add_argument("--json", action="store_true", help="print only the JSON result")
     o.set_defaults(run=_run_overhead)
+    e = which.add_parser(
+        "engines", help="embedded engines: VAD per chunk, STT RTF, TTS first audio, voice loop"
+    )
+    e.add_argument("--turns", type=int, default=5, help="voice-loop turns (default 5)")
+    e.add_argument("--json", action="store_true", help="print only the JSON result")
+    e.set_defaults(run=_run_engines)
 
 
 def _run_overhead(args: argparse.Namespace) -> int:
@@ -40,5 +46,17 @@ def _run_overhead(args: argparse.Namespace) -> int:
     result = asyncio.run(bench.run())
     if not args.json:
         print(format_report(result))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def _run_engines(args: argparse.Namespace) -> int:
+    from aria.bench.engines import run_engine_bench
+    from aria.cli.common import settings_from_args
+
+    settings = settings_from_args(args)
+    result = asyncio.run(run_engine_bench(settings, loop_turns=args.turns))
+    if not args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
     print(json.dumps(result, sort_keys=True))
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
@@ -16,7 +17,7 @@ from typing import Any, TextIO
 from aria.cli.common import settings_from_args
 from aria.core.channels import Channel
 from aria.core.config import Settings
-from aria.engines.factory import create_engine
+from aria.engines.factory import create_engine, detect_llm
 from aria.errors import ChannelClosed
 from aria.pipeline.outputs import ErrorOut, ResponseDone, TextOut
 from aria.pipeline.voice import PipelineConfig, VoicePipeline
@@ -44,16 +45,21 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _read_lines(stream: TextIO, lines: Channel[str], loop: asyncio.AbstractEventLoop) -> None:
-    """Runs in a daemon thread: blocking reads never hold up the event loop or the exit."""
+    """Runs in a daemon thread: blocking reads never hold up the event loop or the exit. Lines read after
+    ``chat`` has returned (after ``/quit``) are dropped once its event loop is closed."""
     try:
         for line in stream:
             loop.call_soon_threadsafe(lines.send_nowait, line)
+    except RuntimeError:  # the event loop is closed: chat() has returned
+        return
     finally:
-        loop.call_soon_threadsafe(lines.close)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(lines.close)
 
 
 async def chat(settings: Settings, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     interactive = stdin.isatty()
+    settings = await detect_llm(settings)
     llm = create_engine("llm", settings)
     assert llm is not None
     await llm.start()

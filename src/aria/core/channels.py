@@ -14,6 +14,7 @@ async iteration ends (no sentinel values). What happens when it is full is the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -221,7 +222,5 @@ class Channel(Generic[T]):
 
     @staticmethod
     def _discard_waiter(waiters: deque[asyncio.Future[None]], waiter: asyncio.Future[None]) -> None:
-        try:
+        with contextlib.suppress(ValueError):  # already taken off by a wake-up
             waiters.remove(waiter)
-        except ValueError:
-            pass

@@ -88,7 +88,6 @@ class EngineSettings(_Section):
 
 
 class VADSettings(EngineSettings):
-    backend: str = "energy"
     timeout_s: float = Field(default=1.0, gt=0)
     threshold: float = Field(default=0.5, ge=0, le=1)
     min_speech_ms: int = Field(default=64, ge=0)
@@ -96,6 +95,7 @@ class VADSettings(EngineSettings):
 
 
 class STTSettings(EngineSettings):
+    fallback: list[str] = Field(default_factory=lambda: ["pocketsphinx"])
     language: str | None = None
     timeout_s: float = Field(default=15.0, gt=0)
 
@@ -115,6 +115,7 @@ class VisionSettings(EngineSettings):
 
 
 class TTSSettings(EngineSettings):
+    fallback: list[str] = Field(default_factory=lambda: ["espeak"])
     enabled: bool = True
     voice: str | None = None
 

@@ -99,7 +99,11 @@ class Subscription:
                     await result
                 self.delivered += 1
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this subscriber is being shut down
+                self.failed += 1  # the handler raised CancelledError itself: a handler bug, not a stop
+                log.error("event subscriber %s raised CancelledError on %s", self.name, event.type)
             except Exception:
                 self.failed += 1
                 log.exception(

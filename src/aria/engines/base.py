@@ -39,12 +39,12 @@ from aria.types import (
 
 __all__ = [
     "API_VERSION",
-    "Availability",
     "KINDS",
     "LLM",
     "STT",
     "TTS",
     "VAD",
+    "Availability",
     "Capabilities",
     "Engine",
     "EngineConfig",

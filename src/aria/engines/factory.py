@@ -1,4 +1,17 @@
-"""Build the configured engines from settings: the backend plus its fallbacks, behind one interface."""
+"""Build the configured engines from settings: the backend plus its fallbacks, behind one interface.
+
+``auto`` picks the best engine that can run on this machine, in this order of preference:
+
+=====  ==================================================================================
+vad    silero, webrtc, energy
+stt    whisper (when its model is on disk), pocketsphinx
+llm    a local Ollama or OpenAI-compatible server (:func:`detect_llm`), else builtin
+tts    kokoro (when its files are on disk), piper (likewise), espeak
+=====  ==================================================================================
+
+Section fields that an engine's ``Config`` also declares (``vad.threshold``, ``stt.language``...) are
+handed to the primary engine unless its ``options`` set them.
+"""
 
 from __future__ import annotations
 
@@ -12,25 +25,90 @@ from aria.core.retry import RetryPolicy
 from aria.engines.base import Engine, EngineKind
 from aria.engines.fallback import FallbackEngine, FallbackLLM, FallbackSTT, FallbackTTS
 from aria.engines.registry import EngineRegistry, default_registry
-from aria.errors import AllEnginesFailed, EngineUnavailable
+from aria.errors import AllEnginesFailed, AriaError, EngineUnavailable
 
-__all__ = ["create_engine", "resolve_backend"]
+__all__ = ["AUTO_PREFERENCE", "create_engine", "detect_llm", "resolve_backend"]
 
 log = logging.getLogger(__name__)
 
 _WRAPPERS: dict[str, type[FallbackEngine[Any]]] = {"llm": FallbackLLM, "stt": FallbackSTT, "tts": FallbackTTS}
 
+AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {
+    "vad": ("silero", "webrtc", "energy"),
+    "stt": ("whisper", "pocketsphinx"),
+    "llm": ("builtin",),
+    "tts": ("kokoro", "piper", "espeak"),
+    "vision": (),
+}
 
-def resolve_backend(kind: EngineKind, backend: str) -> str:
-    """Turn ``auto`` into a concrete backend for this machine."""
-    if backend != "auto":
-        return backend
-    if kind == "llm":
-        log.info("no language model server configured; using llm:builtin (rule-based, limited)")
-        return "builtin"
-    if kind == "vad":
-        return "energy"
-    raise EngineUnavailable(f"no {kind} engine is installed for backend 'auto'", engine=f"{kind}:auto")
+
+def _engine_options(
+    name: str,
+    kind: EngineKind,
+    section: EngineSettings,
+    settings: Settings,
+    registry: EngineRegistry,
+    primary: bool,
+) -> dict[str, Any]:
+    options: dict[str, Any] = dict(section.options) if primary else {}
+    fields = getattr(getattr(registry.load(name, kind), "Config", None), "model_fields", {})
+    if "data_dir" in fields:
+        options.setdefault("data_dir", settings.data_dir)
+    if primary:
+        for key in type(section).model_fields.keys() - EngineSettings.model_fields.keys():
+            if key in fields and key not in options:
+                options[key] = getattr(section, key)
+    return options
+
+
+def resolve_backend(kind: EngineKind, settings: Settings, registry: EngineRegistry | None = None) -> str:
+    """The concrete backend for ``kind``: the configured one, or for ``auto`` the first engine in
+    :data:`AUTO_PREFERENCE` whose availability check passes here."""
+    registry = registry or default_registry()
+    section: EngineSettings = getattr(settings, kind)
+    if section.backend != "auto":
+        return section.backend
+    reasons = []
+    for backend in AUTO_PREFERENCE[kind]:
+        name = f"{kind}:{backend}"
+        try:
+            options = _engine_options(name, kind, section, settings, registry, primary=True)
+        except AriaError as exc:
+            reasons.append(f"{name}: {exc}")
+            continue
+        found = registry.availability(name, options)
+        if found.available:
+            log.info("auto-selected %s", name)
+            return backend
+        reasons.append(f"{name}: {found.reason}")
+    raise EngineUnavailable(
+        f"no {kind} engine can run here ({'; '.join(reasons) or 'none known'})", engine=kind
+    )
+
+
+async def detect_llm(settings: Settings, *, timeout_s: float = 0.3) -> Settings:
+    """For ``llm.backend = auto``, look for a local Ollama or OpenAI-compatible server and configure it;
+    otherwise keep ``builtin`` (and say so). Returns updated settings."""
+    if settings.llm.backend != "auto":
+        return settings
+    from aria.engines.llm.detect import detect_local_llm
+
+    try:
+        found = await detect_local_llm(timeout_s=timeout_s)
+    except Exception as exc:  # detection is best effort, never fatal
+        log.warning("local LLM detection failed: %s", exc)
+        found = None
+    if found is None:
+        log.info("no local language model server found; using llm:builtin (rule-based, limited)")
+        return settings
+    backend, options = found
+    log.info(
+        "detected a local %s server at %s (model %s)", backend, options.get("base_url"), options.get("model")
+    )
+    data = settings.model_dump()
+    data["llm"]["backend"] = backend
+    data["llm"]["options"] = {**options, **settings.llm.options}
+    return type(settings).model_validate(data)
 
 
 def create_engine(
@@ -49,7 +127,7 @@ def create_engine(
     names: list[str] = []
     errors: list[BaseException] = []
     try:
-        names.append(registry.qualify(resolve_backend(kind, section.backend), kind))
+        names.append(registry.qualify(resolve_backend(kind, settings, registry), kind))
     except EngineUnavailable as exc:
         errors.append(exc)
     for extra in section.fallback:
@@ -58,11 +136,10 @@ def create_engine(
             names.append(name)
     engines: list[Engine] = []
     for index, name in enumerate(names):
-        options = dict(section.options) if index == 0 and not errors else {}
         try:
-            fields = getattr(getattr(registry.load(name, kind), "Config", None), "model_fields", {})
-            if "data_dir" in fields:
-                options.setdefault("data_dir", settings.data_dir)
+            options = _engine_options(
+                name, kind, section, settings, registry, primary=index == 0 and not errors
+            )
             engines.append(registry.create(name, options, kind=kind))
         except EngineUnavailable as exc:
             log.warning("%s is unavailable: %s", name, exc)

@@ -125,6 +125,10 @@ class FallbackTTS(FallbackEngine[TTS]):
     kind = "tts"
 
     def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
-        return self.chain.stream(
-            lambda e: e.synthesize(text, voice=voice), first_item_timeout=self.first_item_timeout
-        )
+        # Voices are per engine: a fallback that does not know the chosen voice uses its default.
+        def speak(engine: TTS) -> AsyncIterator[AudioChunk]:
+            primary = engine is self.chain.engines[0]
+            known = primary or voice in engine.capabilities.voices
+            return engine.synthesize(text, voice=voice if known else None)
+
+        return self.chain.stream(speak, first_item_timeout=self.first_item_timeout)

@@ -1,7 +1,7 @@
 """Test support shipped with Aria: fake engines on scripted timelines and a turn harness."""
 
 from aria.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD, FakeVision, Fault, tokenize
-from aria.testing.harness import Received, TurnHarness, run_stage, silence, speech
+from aria.testing.harness import Received, TurnHarness, run_stage, silence, tone
 
 __all__ = [
     "FakeLLM",
@@ -14,6 +14,6 @@ __all__ = [
     "TurnHarness",
     "run_stage",
     "silence",
-    "speech",
     "tokenize",
+    "tone",
 ]

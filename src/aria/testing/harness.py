@@ -25,21 +25,21 @@ from aria.pipeline.voice import PipelineConfig, VoicePipeline
 from aria.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from aria.types import AudioChunk
 
-__all__ = ["Received", "TurnHarness", "run_stage", "silence", "speech"]
+__all__ = ["Received", "TurnHarness", "run_stage", "silence", "tone"]
 
 T = TypeVar("T")
 U = TypeVar("U")
 OutT = TypeVar("OutT", bound=Output)
 
 
-def speech(
+def tone(
     ms: int, *, sample_rate: int = 16000, frame_ms: int = 20, amplitude: float = 0.2
 ) -> list[AudioChunk]:
     """Frames of a 200 Hz tone standing in for speech (fake VADs and STTs only look at the level)."""
     step = sample_rate * frame_ms // 1000
     t = np.arange(step, dtype=np.float32) / sample_rate
-    tone = (amplitude * np.sin(2 * np.pi * 200.0 * t)).astype(np.float32)
-    return [AudioChunk(tone.copy(), sample_rate) for _ in range(ms // frame_ms)]
+    wave = (amplitude * np.sin(2 * np.pi * 200.0 * t)).astype(np.float32)
+    return [AudioChunk(wave.copy(), sample_rate) for _ in range(ms // frame_ms)]
 
 
 def silence(ms: int, *, sample_rate: int = 16000, frame_ms: int = 20) -> list[AudioChunk]:
@@ -133,7 +133,7 @@ class TurnHarness:
         return last
 
     async def speak(self, speech_ms: int = 400, silence_ms: int = 300, *, realtime: bool = False) -> float:
-        return await self.feed([*speech(speech_ms), *silence(silence_ms)], realtime=realtime)
+        return await self.feed([*tone(speech_ms), *silence(silence_ms)], realtime=realtime)
 
     # -- observing ---------------------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ from aria.engines.tts.espeak_lib import EspeakLibrary
 __all__ = ["conversation", "say"]
 
 
-def say(text: str, *, sample_rate: int = 16000, voice: str = "en-us", rate_wpm: int = 160) -> npt.NDArray[np.float32]:
+def say(
+    text: str, *, sample_rate: int = 16000, voice: str = "en-us", rate_wpm: int = 160
+) -> npt.NDArray[np.float32]:
     """``text`` spoken by espeak-ng as float32 mono at ``sample_rate``, trimmed of its own silence."""
     lib = EspeakLibrary.get()
     blocks: list[npt.NDArray[np.int16]] = []

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from aria.errors import EngineUnavailable
+from aria.errors import EngineError, EngineUnavailable, InvalidInput
 
 __all__ = ["EspeakLibrary", "espeak_available"]
 
@@ -82,11 +82,14 @@ class EspeakLibrary:
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self._lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
         self._sink: Callable[[npt.NDArray[np.int16]], bool] | None = None
+        self._sink_error: BaseException | None = None
         self._callback = _SynthCallback(self._on_audio)  # keep a reference: C holds a pointer to it
         self._lib.espeak_SetSynthCallback(self._callback)
 
     @classmethod
     def get(cls) -> EspeakLibrary:
+        if cls._instance is not None:  # no lock: a running synthesis holds it
+            return cls._instance
         with cls._lock:
             if cls._instance is None:
                 cls._instance = cls()
@@ -96,7 +99,11 @@ class EspeakLibrary:
         if not wav or count <= 0 or self._sink is None:
             return 0
         block = np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16)  # copy out of C memory
-        return 0 if self._sink(block) else 1
+        try:
+            return 0 if self._sink(block) else 1
+        except BaseException as exc:  # ctypes would print and ignore it: stop and re-raise it instead
+            self._sink_error = exc
+            return 1
 
     def voices(self) -> list[str]:
         with self._lock:
@@ -124,15 +131,19 @@ class EspeakLibrary:
         payload = text.encode("utf-8") + b"\0"
         with self._lock:
             if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise EngineUnavailable(f"espeak-ng has no voice {voice!r}", engine="tts:espeak", retryable=False)
+                raise InvalidInput(f"espeak-ng has no voice {voice!r}")
             self._lib.espeak_SetParameter(_RATE, rate_wpm, 0)
             self._lib.espeak_SetParameter(_PITCH, pitch, 0)
             self._lib.espeak_SetParameter(_VOLUME, volume, 0)
-            self._sink = on_audio
+            self._sink, self._sink_error = on_audio, None
             try:
-                err = self._lib.espeak_Synth(payload, len(payload), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+                err = self._lib.espeak_Synth(
+                    payload, len(payload), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+                )
                 self._lib.espeak_Synchronize()
             finally:
-                self._sink = None
+                self._sink, sink_error, self._sink_error = None, self._sink_error, None
+        if sink_error is not None:
+            raise sink_error
         if err != 0:
-            raise EngineUnavailable(f"espeak-ng synthesis failed (error {err})", engine="tts:espeak", retryable=True)
+            raise EngineError(f"espeak-ng synthesis failed (error {err})", engine="tts:espeak")

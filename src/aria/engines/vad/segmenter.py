@@ -11,15 +11,22 @@ and feeds it here together with the frame's duration and timestamp.
 
 A short blip of speech shorter than ``min_speech_ms`` followed by silence is ignored, and so is a pause
 shorter than ``min_silence_ms`` inside an utterance.
+
+Model-based adapters score fixed-size windows (Silero: 512 samples at 16 kHz, WebRTC: 10/20/30 ms), while
+callers send chunks of any length: :class:`FrameBuffer` cuts the incoming chunks into those windows and
+keeps the remainder for the next chunk.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+import numpy.typing as npt
+
 from aria.engines.base import VADEvent, VADEventType
 
-__all__ = ["SpeechSegmenter"]
+__all__ = ["FrameBuffer", "SpeechSegmenter"]
 
 # Frame durations are floats (0.02 s, 0.032 s ...); summing them drifts by a few ulps, so runs are compared
 # with a tolerance far below any real frame length.
@@ -116,3 +123,48 @@ class SpeechSegmenter:
         elif probability >= self.threshold:
             self._silence_run_s = 0.0
         return None
+
+
+class FrameBuffer:
+    """Cuts a stream of chunks of any length into frames of exactly ``frame_size`` samples.
+
+    Samples that do not fill a frame wait for the next chunk. Each frame comes with the time of its first
+    sample, derived from the timestamp of the chunk it completes: a frame that began in an earlier chunk
+    starts ``buffered / sample_rate`` seconds before that chunk's timestamp.
+    """
+
+    __slots__ = ("_pending", "frame_size", "sample_rate")
+
+    def __init__(self, frame_size: int, sample_rate: int) -> None:
+        if frame_size <= 0:
+            raise ValueError(f"frame_size must be positive, got {frame_size}")
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        self.frame_size = int(frame_size)
+        self.sample_rate = int(sample_rate)
+        self._pending: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
+
+    @property
+    def buffered(self) -> int:
+        """Samples waiting for the rest of their frame."""
+        return int(self._pending.size)
+
+    def clear(self) -> None:
+        """Drop the samples waiting for a frame."""
+        self._pending = np.zeros(0, dtype=np.float32)
+
+    def push(
+        self, samples: npt.NDArray[np.float32], timestamp: float
+    ) -> list[tuple[npt.NDArray[np.float32], float]]:
+        """Add a chunk (mono float32) whose first sample is at ``timestamp``; return the frames it
+        completes as ``(frame, start time)`` pairs, oldest first. The remainder is kept before returning."""
+        held = self._pending.size
+        data = np.concatenate((self._pending, samples)) if held else samples
+        count = data.size // self.frame_size
+        used = count * self.frame_size
+        self._pending = data[used:].copy()
+        origin = timestamp - held / self.sample_rate
+        return [
+            (data[i : i + self.frame_size], origin + i / self.sample_rate)
+            for i in range(0, used, self.frame_size)
+        ]

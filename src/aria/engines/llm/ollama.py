@@ -1,0 +1,245 @@
+"""``llm:ollama``: a local Ollama server through its native API.
+
+``POST {base_url}/api/chat`` streams newline-delimited JSON: one ``{"message": {"content": ...},
+"done": false}`` line per piece of the answer, then a final ``"done": true`` line with ``eval_count`` and
+``eval_duration`` (recorded as the decoding speed in :attr:`OllamaLLM.last_stats`). Images travel as base64
+strings in the message's ``images`` list, sampling settings in ``options`` (``temperature``, ``num_predict``,
+``stop``), tools in the OpenAI format; tool calls come back complete in a message's ``tool_calls``.
+
+Errors are translated as for ``llm:openai`` (see :class:`~aria.engines.llm.openai.ChatHTTP`); a model that
+is not pulled (HTTP 404) becomes ``EngineUnavailable`` saying which ``ollama pull`` to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from aria.core.aio import closing_stream
+from aria.engines.base import (
+    Availability,
+    Capabilities,
+    EngineConfig,
+    EngineHealth,
+    EngineKind,
+    LLMChunk,
+    LLMRequest,
+)
+from aria.engines.llm.messages import GenerationStats, error_detail, ollama_messages, openai_tools
+from aria.engines.llm.openai import ChatHTTP, probe_json
+from aria.errors import EngineError, EngineUnavailable
+from aria.types import GeneratedToken, ToolCall
+
+__all__ = ["OllamaLLM", "has_model"]
+
+log = logging.getLogger(__name__)
+_INSTALL_FIX = "pip install 'aria-assistant[llm]'"
+
+
+def has_model(names: Iterable[str], model: str) -> bool:
+    """Whether Ollama's model list holds ``model`` (``llama3.2`` means ``llama3.2:latest``)."""
+    wanted = {model} if ":" in model else {model, f"{model}:latest"}
+    return any(name in wanted for name in names)
+
+
+def _not_pulled(model: str, engine: str) -> EngineUnavailable:
+    return EngineUnavailable(f"model {model} is not pulled; run `ollama pull {model}`", engine=engine)
+
+
+def _tool_call(call: dict[str, Any], number: int) -> ToolCall:
+    function = call.get("function") or {}
+    name = function.get("name")
+    if not name:
+        raise EngineError("Ollama sent a tool call without a function name", engine="llm:ollama")
+    arguments = function.get("arguments", {})
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return ToolCall(str(call.get("id") or f"call_{number}"), str(name), text)
+
+
+class OllamaLLM:
+    """Streaming chat with a model served by Ollama; see the module docstring."""
+
+    kind: ClassVar[EngineKind] = "llm"
+    name: str = "ollama"
+    capabilities: Capabilities = Capabilities(streaming=True, vision=True, tools=True, local=True)
+
+    class Config(EngineConfig):
+        #: Ollama's root URL (not its ``/v1`` OpenAI-compatible API: use ``llm:openai`` for that).
+        base_url: str = "http://127.0.0.1:11434"
+        model: str = "llama3.2"
+        #: How long Ollama keeps the model loaded after a request (``"5m"``, ``-1`` forever, ``0`` unload).
+        keep_alive: str | int | None = None
+        #: Longest wait for the first byte and between two lines of an answer (loading a model counts).
+        timeout_s: float = Field(default=120.0, gt=0)
+        connect_timeout_s: float = Field(default=3.0, gt=0)
+        #: Extra model options (``num_ctx``, ``top_p``, ``seed``, ...); they win over Aria's.
+        options: dict[str, Any] = Field(default_factory=dict)
+
+        @field_validator("base_url")
+        @classmethod
+        def _root_url(cls, value: str) -> str:
+            value = value.rstrip("/")
+            if not value.startswith(("http://", "https://")):
+                raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+            if value.endswith("/v1"):
+                raise ValueError("give Ollama's root URL (without /v1), or use the openai backend for /v1")
+            return value
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+        self.engine = f"{self.kind}:{self.name}"
+        self._http: ChatHTTP | None = None
+        #: Timing of the latest generation, with Ollama's own decoding speed.
+        self.last_stats: GenerationStats | None = None
+
+    def _client(self) -> ChatHTTP:
+        if self._http is None:
+            if importlib.util.find_spec("httpx") is None:
+                raise EngineUnavailable(f"httpx is not installed; {_INSTALL_FIX}", engine=self.engine)
+            self._http = ChatHTTP(
+                engine=self.engine,
+                base_url=self.config.base_url,
+                timeout_s=self.config.timeout_s,
+                connect_timeout_s=self.config.connect_timeout_s,
+                on_status=self._status_error,
+            )
+        return self._http
+
+    def _status_error(self, status: int, detail: str) -> EngineError | None:
+        if status == 404 and ("not found" in detail or "pull" in detail):
+            return _not_pulled(self.config.model, self.engine)
+        return None
+
+    async def start(self) -> None:
+        """Check that Ollama answers and has the model."""
+        if not has_model(await self.list_models(), self.config.model):
+            raise _not_pulled(self.config.model, self.engine)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
+
+    async def health(self) -> EngineHealth:
+        try:
+            payload = await self._client().get_json(f"{self.config.base_url}/api/tags", timeout_s=0.5)
+        except EngineError as exc:
+            return EngineHealth(ok=False, detail=str(exc))
+        names = [str(m.get("name")) for m in payload.get("models") or ()] if isinstance(payload, dict) else []
+        if not has_model(names, self.config.model):
+            return EngineHealth(ok=False, detail=str(_not_pulled(self.config.model, self.engine)))
+        return EngineHealth(ok=True, detail=f"Ollama at {self.config.base_url}, model {self.config.model}")
+
+    async def list_models(self) -> list[str]:
+        """Names of the pulled models, from ``GET /api/tags``."""
+        payload = await self._client().get_json(f"{self.config.base_url}/api/tags")
+        models = payload.get("models") or () if isinstance(payload, dict) else ()
+        return [str(m.get("name") or m.get("model")) for m in models if isinstance(m, dict)]
+
+    @classmethod
+    def check(cls, config: Config) -> Availability:
+        if importlib.util.find_spec("httpx") is None:
+            return Availability(False, "httpx is not installed", _INSTALL_FIX)
+        try:
+            payload = probe_json(f"{config.base_url}/api/tags")
+        except EngineError as exc:
+            return Availability(
+                False,
+                f"Ollama is not running at {config.base_url}: {exc}",
+                "install Ollama from https://ollama.com and run `ollama serve`",
+            )
+        names = [str(m.get("name")) for m in payload.get("models") or ()] if isinstance(payload, dict) else []
+        if not has_model(names, config.model):
+            return Availability(
+                False, f"model {config.model} is not pulled in Ollama", f"ollama pull {config.model}"
+            )
+        return Availability(True, f"Ollama at {config.base_url} with {config.model}")
+
+    async def _body(self, request: LLMRequest) -> dict[str, Any]:
+        if request.images:  # encoding image arrays is CPU work: keep it off the event loop
+            messages = await asyncio.to_thread(ollama_messages, request)
+        else:
+            messages = ollama_messages(request)
+        options: dict[str, Any] = {"temperature": request.temperature, "num_predict": request.max_tokens}
+        if request.stop:
+            options["stop"] = list(request.stop)
+        options.update(self.config.options)
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": messages,
+            "stream": True,
+            "options": options,
+        }
+        if request.tools:
+            body["tools"] = openai_tools(request.tools)
+        if self.config.keep_alive is not None:
+            body["keep_alive"] = self.config.keep_alive
+        return body
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        """Tokens as they arrive; tool calls as Ollama sends them (each one complete)."""
+        http = self._client()
+        url = f"{self.config.base_url}/api/chat"
+        body = await self._body(request)
+        stats = self.last_stats = GenerationStats()
+        calls = 0
+        done = False
+        async with closing_stream(http.post_lines(url, body)) as lines:
+            async for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    chunk = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise EngineError(
+                        f"{url} sent a line that is not JSON: {line[:80]!r}", engine=self.engine
+                    ) from exc
+                if chunk.get("error"):
+                    raise EngineError(f"Ollama failed mid-answer: {error_detail(chunk)}", engine=self.engine)
+                message = chunk.get("message") or {}
+                if message.get("content"):
+                    stats.token()
+                    yield GeneratedToken(text=str(message["content"]))
+                for call in message.get("tool_calls") or ():
+                    yield _tool_call(call, calls)
+                    calls += 1
+                if chunk.get("done"):
+                    done = True
+                    self._record(stats, chunk)
+                    await http.drain(lines)
+                    break
+        stats.finished_at = time.monotonic()
+        if not done:
+            raise EngineError(f"stream ended early: {url} closed the answer before done", engine=self.engine)
+
+    def _record(self, stats: GenerationStats, final: dict[str, Any]) -> None:
+        count, duration_ns = final.get("eval_count"), final.get("eval_duration")
+        if isinstance(count, int) and isinstance(duration_ns, int | float) and duration_ns > 0:
+            stats.tokens = count
+            stats.server_tokens_per_s = count / (duration_ns / 1e9)
+        log.debug(
+            "%s: %s tokens at %s tokens/s, first after %s s (%s)",
+            self.engine,
+            stats.tokens,
+            stats.server_tokens_per_s,
+            stats.time_to_first_token_s,
+            final.get("done_reason"),
+        )
+
+    async def complete(self, request: LLMRequest) -> str:
+        """The whole answer's text (tool calls, if any, are logged and left out)."""
+        parts: list[str] = []
+        async with closing_stream(self.stream(request)) as items:
+            async for item in items:
+                if isinstance(item, GeneratedToken):
+                    parts.append(item.text)
+                else:
+                    log.info("%s: complete() ignores tool call %s", self.engine, item.name)
+        return "".join(parts)

@@ -1,0 +1,192 @@
+"""Kokoro-82M speech through ``kokoro-onnx`` (onnxruntime, CPU): natural voices at 24 kHz.
+
+The model and voice files are not part of the package: ``aria models pull kokoro`` puts
+``kokoro-v1.0.onnx`` and ``voices-v1.0.bin`` in ``<models>/kokoro/`` (or set ``model_path`` /
+``voices_path``). Voices are Kokoro's names (``af_heart``, ``am_adam``, ``bf_emma`` ...); the first letter
+picks the language (``a`` American English, ``b`` British, ``e`` Spanish, ``f`` French, ``h`` Hindi,
+``i`` Italian, ``j`` Japanese, ``p`` Brazilian Portuguese, ``z`` Mandarin) unless ``lang`` is set.
+
+A sentence is synthesised in one onnxruntime call in a worker thread, then streamed out in blocks,
+peak-normalised to the target (see :mod:`~aria.engines.tts.textprep`). A consumer that stops early stops
+the stream at once; the call already running in the worker finishes in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from aria.engines.base import Availability, Capabilities, EngineHealth, EngineKind
+from aria.engines.models import models_dir
+from aria.engines.tts.textprep import (
+    Float32Array,
+    ShapingOptions,
+    SpeechShaper,
+    pause_ms,
+    peak_gain,
+    prepare_text,
+)
+from aria.errors import ConfigError, EngineError, EngineUnavailable, InvalidInput
+from aria.types import AudioChunk
+
+__all__ = ["MODEL_FILE", "VOICES_FILE", "KokoroTTS"]
+
+log = logging.getLogger(__name__)
+
+_ENGINE = "tts:kokoro"
+MODEL_FILE = "kokoro-v1.0.onnx"
+VOICES_FILE = "voices-v1.0.bin"
+_RATE = 24000
+_PULL_FIX = "run `aria models pull kokoro`"
+_INSTALL_FIX = "pip install 'aria-assistant[tts]'"
+_LANG_BY_PREFIX = {
+    "a": "en-us",
+    "b": "en-gb",
+    "e": "es",
+    "f": "fr-fr",
+    "h": "hi",
+    "i": "it",
+    "j": "ja",
+    "p": "pt-br",
+    "z": "cmn",
+}
+
+
+class KokoroTTS:
+    """Text to speech with Kokoro on onnxruntime; see the module docstring."""
+
+    kind: ClassVar[EngineKind] = "tts"
+    name: str = "kokoro"
+
+    class Config(ShapingOptions):
+        #: Aria's data folder (models are read from ``<data_dir>/models/kokoro``); filled by the factory.
+        data_dir: Path | None = None
+        model_path: Path | None = None
+        voices_path: Path | None = None
+        voice: str = "af_heart"
+        speed: float = Field(default=1.0, ge=0.5, le=2.0)
+        #: espeak language for phonemes; by default from the voice's first letter.
+        lang: str | None = None
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+        self.capabilities = Capabilities(
+            streaming=True, local=True, sample_rate=_RATE, voices=(self.config.voice,), memory_mb=400
+        )
+        self._kokoro: Any = None
+
+    @staticmethod
+    def paths(config: Config) -> tuple[Path, Path]:
+        """The model file and the voices file this configuration reads."""
+        folder = models_dir(config.data_dir) / "kokoro"
+        return config.model_path or folder / MODEL_FILE, config.voices_path or folder / VOICES_FILE
+
+    @classmethod
+    def check(cls, config: Config) -> Availability:
+        missing_package = _missing_package()
+        if missing_package:
+            return Availability(False, f"{missing_package} is not installed", _INSTALL_FIX)
+        missing = [str(p) for p in cls.paths(config) if not p.is_file()]
+        if missing:
+            return Availability(False, f"Kokoro model files not found at {', '.join(missing)}", _PULL_FIX)
+        return Availability(True)
+
+    async def start(self) -> None:
+        if self._kokoro is not None:
+            return
+        missing_package = _missing_package()
+        if missing_package:
+            raise EngineUnavailable(f"{missing_package} is not installed; {_INSTALL_FIX}", engine=_ENGINE)
+        model, voices = self.paths(self.config)
+        missing = [str(p) for p in (model, voices) if not p.is_file()]
+        if missing:
+            raise EngineUnavailable(
+                f"Kokoro model files not found at {', '.join(missing)}; {_PULL_FIX}", engine=_ENGINE
+            )
+        kokoro = await asyncio.to_thread(_load, model, voices)
+        names = tuple(kokoro.get_voices())
+        if self.config.voice not in names:
+            raise ConfigError(
+                f"tts:kokoro: {voices} has no voice {self.config.voice!r}",
+                key="tts.options.voice",
+                fix=f"use one of {', '.join(names[:8])}",
+            )
+        self.capabilities = Capabilities(
+            streaming=True, local=True, sample_rate=_RATE, voices=names, memory_mb=400
+        )
+        self._kokoro = kokoro
+
+    async def aclose(self) -> None:
+        self._kokoro = None
+
+    async def health(self) -> EngineHealth:
+        if self._kokoro is None:
+            return EngineHealth(ok=False, detail="not started")
+        return EngineHealth(ok=True, detail=f"Kokoro, voice {self.config.voice}")
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
+        """The sentence, once synthesised, as blocks at 24 kHz, then its pause."""
+        spoken = prepare_text(text)
+        if not spoken:
+            return
+        if self._kokoro is None:
+            await self.start()
+        name = voice or self.config.voice
+        if name not in self.capabilities.voices:
+            raise InvalidInput(
+                f"unknown Kokoro voice {name!r}; try one of {', '.join(self.capabilities.voices[:8])}"
+            )
+        for block in await asyncio.to_thread(self._render, self._kokoro, spoken, name):
+            yield AudioChunk(block, _RATE)
+
+    def _render(self, kokoro: Any, text: str, voice: str) -> list[Float32Array]:
+        """Synthesise and shape one sentence (worker thread)."""
+        config = self.config
+        lang = config.lang or _LANG_BY_PREFIX.get(voice[:1], "en-us")
+        try:
+            audio, rate = kokoro.create(
+                text,
+                voice=voice,
+                speed=config.speed,
+                lang=lang,
+                sentence_pause=config.sentence_pause_ms / 1000,
+                clause_pause=config.clause_pause_ms / 1000,
+            )
+        except ValueError as exc:  # too long, or nothing in the model's vocabulary
+            raise InvalidInput(f"Kokoro cannot speak {text[:40]!r}: {exc}") from exc
+        except Exception as exc:
+            raise EngineError(
+                f"synthesis failed: {type(exc).__name__}: {exc}", engine=_ENGINE, retryable=False
+            ) from exc
+        samples = np.asarray(audio, dtype=np.float32).ravel()
+        if rate != _RATE:
+            raise EngineError(f"Kokoro returned {rate} Hz audio, expected {_RATE}", engine=_ENGINE)
+        shaper = SpeechShaper(_RATE, config, gain=peak_gain(samples, config))
+        return [*shaper.push(samples), *shaper.finish(pause_ms(text, config))]
+
+
+def _missing_package() -> str | None:
+    for module, package in (("kokoro_onnx", "kokoro-onnx"), ("onnxruntime", "onnxruntime")):
+        if importlib.util.find_spec(module) is None:
+            return package
+    return None
+
+
+def _load(model: Path, voices: Path) -> Any:
+    try:
+        from kokoro_onnx import Kokoro
+
+        return Kokoro(str(model), str(voices))
+    except Exception as exc:
+        raise EngineUnavailable(
+            f"cannot load the Kokoro model {model} with voices {voices}: {type(exc).__name__}: {exc}; "
+            f"{_PULL_FIX} to fetch intact files",
+            engine=_ENGINE,
+        ) from exc

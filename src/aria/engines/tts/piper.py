@@ -1,0 +1,225 @@
+"""Piper speech (VITS voices on onnxruntime, CPU) through the ``piper-tts`` package.
+
+A voice is an ``.onnx`` model with its ``.onnx.json`` config; ``aria models pull piper`` puts the default,
+``en_US-lessac-medium``, in ``<models>/piper/`` (another voice: set ``voice`` to its file name without
+``.onnx``, or ``model_path``). The output rate is the voice's (22050 Hz for medium voices, 16000 for
+x_low). Multi-speaker voices take a speaker name as ``voice`` (``capabilities.voices`` lists them).
+
+Piper splits the text into sentences; each is synthesised in a worker thread, peak-normalised to the
+target (see :mod:`~aria.engines.tts.textprep`) and streamed out while the next one is synthesised. A
+consumer that stops early stops the worker before its next sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from aria.engines.base import Availability, Capabilities, EngineHealth, EngineKind
+from aria.engines.models import models_dir
+from aria.engines.tts.textprep import (
+    Emit,
+    ShapingOptions,
+    SpeechShaper,
+    pause_ms,
+    peak_gain,
+    prepare_text,
+    thread_stream,
+)
+from aria.errors import ConfigError, EngineUnavailable, InvalidInput
+from aria.types import SAMPLE_RATES, AudioChunk
+
+__all__ = ["DEFAULT_VOICE", "PiperTTS"]
+
+log = logging.getLogger(__name__)
+
+_ENGINE = "tts:piper"
+DEFAULT_VOICE = "en_US-lessac-medium"
+_DEFAULT_RATE = 22050
+_PULL_FIX = "run `aria models pull piper`"
+_INSTALL_FIX = "pip install piper-tts"
+
+
+class PiperTTS:
+    """Text to speech with a Piper voice; see the module docstring."""
+
+    kind: ClassVar[EngineKind] = "tts"
+    name: str = "piper"
+
+    class Config(ShapingOptions):
+        #: Aria's data folder (voices are read from ``<data_dir>/models/piper``); filled by the factory.
+        data_dir: Path | None = None
+        #: Voice file name without ``.onnx``, looked up in ``<models>/piper``.
+        voice: str = DEFAULT_VOICE
+        model_path: Path | None = None
+        #: Defaults to the model path plus ``.json``.
+        config_path: Path | None = None
+        #: Speaker of a multi-speaker voice (by name); its default speaker when unset.
+        speaker: str | None = None
+        #: Phoneme length: above 1 is slower, below 1 faster. The voice's own setting when unset.
+        length_scale: float | None = Field(default=None, gt=0.0, le=4.0)
+        noise_scale: float | None = Field(default=None, ge=0.0, le=2.0)
+        noise_w_scale: float | None = Field(default=None, ge=0.0, le=2.0)
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+        model, voice_config = self.paths(self.config)
+        self._label = model.name.removesuffix(".onnx")
+        self.capabilities = Capabilities(
+            streaming=True,
+            local=True,
+            sample_rate=_declared_rate(voice_config),
+            voices=(self._label,),
+            memory_mb=150,
+        )
+        self._voice: Any = None
+        self._speakers: dict[str, int] = {}
+
+    @staticmethod
+    def paths(config: Config) -> tuple[Path, Path]:
+        """The voice model and its JSON config."""
+        model = config.model_path or models_dir(config.data_dir) / "piper" / f"{config.voice}.onnx"
+        return model, config.config_path or model.with_name(model.name + ".json")
+
+    @classmethod
+    def check(cls, config: Config) -> Availability:
+        missing_package = _missing_package()
+        if missing_package:
+            return Availability(False, f"{missing_package} is not installed", _INSTALL_FIX)
+        missing = [str(p) for p in cls.paths(config) if not p.is_file()]
+        if missing:
+            return Availability(False, f"Piper voice files not found at {', '.join(missing)}", _PULL_FIX)
+        return Availability(True)
+
+    async def start(self) -> None:
+        if self._voice is not None:
+            return
+        missing_package = _missing_package()
+        if missing_package:
+            raise EngineUnavailable(f"{missing_package} is not installed; {_INSTALL_FIX}", engine=_ENGINE)
+        model, voice_config = self.paths(self.config)
+        missing = [str(p) for p in (model, voice_config) if not p.is_file()]
+        if missing:
+            raise EngineUnavailable(
+                f"Piper voice files not found at {', '.join(missing)}; {_PULL_FIX}", engine=_ENGINE
+            )
+        voice = await asyncio.to_thread(_load, model, voice_config)
+        rate = int(voice.config.sample_rate)
+        if rate not in SAMPLE_RATES:
+            raise EngineUnavailable(f"Piper voice {model} has an unsupported rate {rate} Hz", engine=_ENGINE)
+        speakers = {str(k): int(v) for k, v in dict(voice.config.speaker_id_map or {}).items()}
+        if self.config.speaker is not None and self.config.speaker not in speakers:
+            raise ConfigError(
+                f"tts:piper: voice {self._label} has no speaker {self.config.speaker!r}",
+                key="tts.options.speaker",
+                fix=f"use one of {', '.join(list(speakers)[:8]) or 'none (single-speaker voice)'}",
+            )
+        self._speakers = speakers
+        self.capabilities = Capabilities(
+            streaming=True, local=True, sample_rate=rate, voices=(self._label, *speakers), memory_mb=150
+        )
+        self._voice = voice
+
+    async def aclose(self) -> None:
+        self._voice = None
+
+    async def health(self) -> EngineHealth:
+        if self._voice is None:
+            return EngineHealth(ok=False, detail="not started")
+        return EngineHealth(ok=True, detail=f"Piper voice {self._label}")
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
+        """Each of the text's sentences as blocks at the voice's rate, with the pauses between them."""
+        spoken = prepare_text(text)
+        if not spoken:
+            return
+        if self._voice is None:
+            await self.start()
+        piper_voice = self._voice
+        speaker = self._speaker_id(voice)
+        rate = self.capabilities.sample_rate or _DEFAULT_RATE
+
+        def work(emit: Emit, stop: threading.Event) -> None:
+            self._render(piper_voice, spoken, speaker, rate, emit, stop)
+
+        async with contextlib.aclosing(thread_stream(work, engine=_ENGINE)) as blocks:
+            async for block in blocks:
+                yield AudioChunk(block, rate)
+
+    def _speaker_id(self, voice: str | None) -> int | None:
+        name = voice if voice is not None and voice != self._label else self.config.speaker
+        if name is None:
+            return None
+        if name in self._speakers:
+            return self._speakers[name]
+        choices = ", ".join(self.capabilities.voices[:8])
+        raise InvalidInput(f"unknown Piper voice {name!r}; this voice file offers {choices}")
+
+    def _render(
+        self, piper_voice: Any, text: str, speaker: int | None, rate: int, emit: Emit, stop: threading.Event
+    ) -> None:
+        """Synthesise sentence by sentence and emit blocks (worker thread)."""
+        from piper import SynthesisConfig
+
+        config = self.config
+        syn_config = SynthesisConfig(
+            speaker_id=speaker,
+            length_scale=config.length_scale,
+            noise_scale=config.noise_scale,
+            noise_w_scale=config.noise_w_scale,
+            normalize_audio=False,
+        )
+        shaper = SpeechShaper(rate, config)
+        first = True
+        for sentence in piper_voice.synthesize(text, syn_config=syn_config):
+            if stop.is_set():
+                return
+            audio = np.asarray(sentence.audio_float_array, dtype=np.float32).ravel()
+            blocks = [] if first else shaper.pause(config.sentence_pause_ms)
+            first = False
+            shaper.gain = peak_gain(audio, config)
+            for block in [*blocks, *shaper.push(audio)]:
+                if not emit(block):
+                    return
+        for block in shaper.finish(pause_ms(text, config)):
+            if not emit(block):
+                return
+
+
+def _declared_rate(voice_config: Path) -> int:
+    """The voice's rate from its JSON config when it is there (a small file), else Piper's usual rate."""
+    try:
+        rate = int(json.loads(voice_config.read_text(encoding="utf-8"))["audio"]["sample_rate"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return _DEFAULT_RATE
+    return rate if rate in SAMPLE_RATES else _DEFAULT_RATE
+
+
+def _missing_package() -> str | None:
+    for module, package in (("piper", "piper-tts"), ("onnxruntime", "onnxruntime")):
+        if importlib.util.find_spec(module) is None:
+            return package
+    return None
+
+
+def _load(model: Path, voice_config: Path) -> Any:
+    try:
+        from piper import PiperVoice
+
+        return PiperVoice.load(model, config_path=voice_config)
+    except Exception as exc:
+        raise EngineUnavailable(
+            f"cannot load the Piper voice {model}: {type(exc).__name__}: {exc}; "
+            f"{_PULL_FIX} to fetch it again",
+            engine=_ENGINE,
+        ) from exc
