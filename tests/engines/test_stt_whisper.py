@@ -8,6 +8,7 @@ language) and model loading (local folders, the models folder, failing fast offl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 import socket
@@ -47,12 +48,24 @@ async def started(**options: object) -> WhisperSTT:
 
 
 async def paced(
-    samples: npt.NDArray[np.float32], *, chunk_ms: int = 20, speed: float = 1.0, marks: dict[str, float]
+    samples: npt.NDArray[np.float32],
+    *,
+    chunk_ms: int = 20,
+    speed: float = 1.0,
+    marks: dict[str, float],
+    hold_at_s: float | None = None,
+    until: asyncio.Event | None = None,
 ) -> AsyncIterator[AudioChunk]:
-    """``samples`` in ``chunk_ms`` chunks, ``speed`` times faster than real time (0: no waiting);
-    ``marks["end"]`` is when the last chunk was handed over."""
+    """``samples`` in ``chunk_ms`` chunks, ``speed`` times faster than real time (0: no waiting).
+
+    With ``hold_at_s`` and ``until``, the rest of the audio is held back after ``hold_at_s`` seconds of
+    it until ``until`` is set (at most 10 s), so that a slow machine cannot end the audio before the
+    first partial. ``marks["end"]`` is when the last chunk was handed over."""
     step = RATE * chunk_ms // 1000
     for start in range(0, samples.size, step):
+        if until is not None and hold_at_s is not None and start == round(hold_at_s * RATE / step) * step:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(until.wait(), 10)
         if speed:
             await asyncio.sleep(chunk_ms / 1000 / speed)
         yield AudioChunk(samples[start : start + step], RATE)
@@ -103,10 +116,13 @@ async def test_stream_yields_partials_while_audio_arrives_then_exactly_one_final
     engine = await started(partial_interval_s=0.3)
     marks: dict[str, float] = {}
     arrivals: list[tuple[float, Transcription]] = []
+    first = asyncio.Event()
+    audio = paced(speech, speed=2.0, marks=marks, hold_at_s=1.0, until=first)
     try:
-        async with closing_stream(engine.stream(paced(speech, speed=2.0, marks=marks))) as stream:
+        async with closing_stream(engine.stream(audio)) as stream:
             async for item in stream:
                 arrivals.append((time.monotonic(), item))
+                first.set()
     finally:
         await engine.aclose()
     items = [item for _, item in arrivals]
@@ -165,8 +181,10 @@ async def test_stream_without_partials_and_empty_stream() -> None:
 
 async def test_consumer_stopping_early_leaves_the_engine_usable(speech: npt.NDArray[np.float32]) -> None:
     engine = await started(partial_interval_s=0.2)
+    never = asyncio.Event()  # the audio stops arriving after 1 s: the consumer leaves mid-utterance
     try:
-        async with closing_stream(engine.stream(paced(speech, speed=4.0, marks={}))) as stream:
+        audio = paced(speech, speed=4.0, marks={}, hold_at_s=1.0, until=never)
+        async with closing_stream(engine.stream(audio)) as stream:
             async for item in stream:
                 assert not item.is_final
                 break

@@ -4,7 +4,8 @@
 * STT: real-time factor (processing time / audio time) of each STT that can run here;
 * TTS: time to first audio and real-time factor of each TTS that can run here;
 * loop: the whole embedded voice loop (configured VAD -> STT -> LLM -> TTS through the real
-  pipeline): end of speech (the VAD's decision) to the first answer audio out.
+  pipeline), fed in real time: end of speech (the VAD's decision, ``vad.min_silence_ms`` after the
+  last word) to the first answer audio out.
 """
 
 from __future__ import annotations
@@ -124,23 +125,32 @@ async def _bench_loop(settings: Settings, turns: int) -> dict[str, Any]:
     audio, _ = conversation(["What time is it?"], gap_s=1.0, lead_s=0.3)
     frames = _chunks(audio, 320)
     latencies: list[float] = []
+    first_audio: dict[str, float] = {}
+    done = asyncio.Event()
+
+    async def read(pipeline: Any) -> None:
+        async for out in pipeline.outputs:
+            if isinstance(out, AudioOut):
+                first_audio.setdefault(out.turn_id, time.monotonic())
+            elif isinstance(out, ResponseDone):
+                done.set()
+
     try:
         async with build_pipeline(settings, engines) as pipeline:
+            reader = asyncio.create_task(read(pipeline))
             for _ in range(turns):
-                for frame in frames:
+                done.clear()
+                # Paced like a microphone: the STT works while the person speaks, as it would live.
+                start = time.monotonic()
+                for index, frame in enumerate(frames):
+                    await asyncio.sleep(max(0.0, start + index * frame.duration - time.monotonic()))
                     pipeline.push_audio(AudioChunk(frame.data, RATE))
-                    await asyncio.sleep(0)
-                first_audio = None
-                while True:
-                    out = await asyncio.wait_for(pipeline.outputs.receive(), 30)
-                    if isinstance(out, AudioOut) and first_audio is None:
-                        first_audio = time.monotonic()
-                    if isinstance(out, ResponseDone):
-                        break
+                await asyncio.wait_for(done.wait(), 30)
                 turn = pipeline.turn
                 end = turn.waterfall.at("speech_end") if turn else None
-                if first_audio is not None and end is not None:
-                    latencies.append((first_audio - end) * 1000)
+                if turn is not None and end is not None and turn.id in first_audio:
+                    latencies.append((first_audio[turn.id] - end) * 1000)
+        await reader
     finally:
         await engines.aclose()
     return {

@@ -31,15 +31,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_GLOBAL_WITH_VALUE = ("--config", "--log-level")
+_GLOBAL_FLAGS = ("--log-json",)
+
+
+def _globals_first(argv: Sequence[str]) -> list[str]:
+    """Let the global options appear anywhere (``aria transcribe x.wav --log-level DEBUG``)."""
+    front: list[str] = []
+    rest: list[str] = []
+    items = list(argv)
+    index = 0
+    while index < len(items):
+        item = items[index]
+        if item == "--":
+            rest.extend(items[index:])
+            break
+        if item in _GLOBAL_FLAGS or (item.split("=", 1)[0] in _GLOBAL_WITH_VALUE and "=" in item):
+            front.append(item)
+        elif item in _GLOBAL_WITH_VALUE and index + 1 < len(items):
+            front.extend(items[index : index + 2])
+            index += 1
+        else:
+            rest.append(item)
+        index += 1
+    return front + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_globals_first(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 2
     try:
         code: int = args.run(args)
-    except AriaError as exc:
+    except (AriaError, OSError) as exc:
         print(f"aria: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
 import threading
 from typing import Any, TextIO
@@ -39,8 +38,6 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_from_args(
         args, {"llm.backend": args.llm, "llm.system_prompt": args.system, "llm.temperature": args.temperature}
     )
-    if not args.log_level:
-        logging.getLogger("aria").setLevel(max(logging.WARNING, logging.getLogger("aria").level))
     return asyncio.run(chat(settings, sys.stdin, sys.stdout, sys.stderr))
 
 

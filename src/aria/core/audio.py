@@ -61,7 +61,7 @@ def normalize_peak(data: npt.NDArray[Any], peak: float = 0.89) -> Float32Array:
 def read_wav(path: str | Path) -> tuple[Float32Array, int]:
     """A WAV file as mono float32 samples and its sample rate (8/16/32-bit integer PCM)."""
     try:
-        with wave.open(str(path), "rb") as wav:
+        with open(path, "rb") as fh, wave.open(fh, "rb") as wav:
             rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
             raw = wav.readframes(wav.getnframes())
     except (wave.Error, EOFError) as exc:
@@ -84,7 +84,7 @@ def write_wav(path: str | Path, data: npt.NDArray[Any], sample_rate: int) -> Non
     samples = np.asarray(data)
     if samples.dtype != np.int16:
         samples = (np.clip(samples.astype(np.float32), -1.0, 1.0) * 32767.0).astype("<i2")
-    with wave.open(str(path), "wb") as wav:
+    with open(path, "wb") as fh, wave.open(fh, "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(sample_rate)

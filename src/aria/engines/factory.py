@@ -56,8 +56,9 @@ def _engine_options(
         options.setdefault("data_dir", settings.data_dir)
     if primary:
         for key in type(section).model_fields.keys() - EngineSettings.model_fields.keys():
-            if key in fields and key not in options:
-                options[key] = getattr(section, key)
+            value = getattr(section, key)
+            if key in fields and key not in options and value is not None:
+                options[key] = value
     return options
 
 

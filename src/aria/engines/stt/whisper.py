@@ -23,12 +23,10 @@ import asyncio
 import importlib.util
 import logging
 import os
-import socket
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -169,7 +167,7 @@ class WhisperSTT:
         try:
             while True:
                 if next_chunk is None:
-                    next_chunk = asyncio.ensure_future(anext(source))
+                    next_chunk = asyncio.create_task(_next(source), name="whisper-audio")
                 waiting: set[asyncio.Future[Any]] = {next_chunk}
                 if decoding is not None:
                     waiting.add(decoding)
@@ -242,12 +240,9 @@ class WhisperSTT:
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineUnavailable(f"cannot load whisper model from {path}: {exc}", engine=ENGINE) from exc
         self._device, self._compute_type = device, compute_type
+        elapsed_ms = 1000 * (time.perf_counter() - began)
         log.info(
-            "loaded whisper %s on %s (%s) in %.0f ms",
-            self.config.model,
-            device,
-            compute_type,
-            1000 * (time.perf_counter() - began),
+            "loaded whisper %s on %s (%s) in %.0f ms", self.config.model, device, compute_type, elapsed_ms
         )
         return model
 
@@ -276,6 +271,11 @@ class WhisperSTT:
 
 def _scores(segments: Sequence[Any]) -> list[tuple[int, float, float]]:
     return [(len(s.tokens), float(s.avg_logprob), float(s.no_speech_prob)) for s in segments]
+
+
+async def _next(source: AsyncIterator[AudioChunk]) -> AudioChunk:
+    # anext() inside the task: a task cancelled before it runs then leaves no un-awaited asend() behind.
+    return await anext(source)
 
 
 def _discard(future: asyncio.Future[Any]) -> None:
@@ -324,7 +324,8 @@ def _local_model(config: WhisperSTT.Config) -> str | None:
             "or a folder holding a converted model",
             engine=ENGINE,
         ) from exc
-    except Exception:  # LocalEntryNotFoundError and friends: not in the cache
+    except Exception as exc:  # LocalEntryNotFoundError and friends: not in the cache
+        log.debug("whisper model %s is not in %s: %s", name, root, exc)
         return None
     return str(path) if _is_model_dir(Path(path)) else None
 
@@ -378,14 +379,7 @@ def _hub_endpoint() -> str:
 
 def _hub_reachable(endpoint: str) -> bool:
     """One quick request to the Hub (through any configured proxy), so offline fails in seconds."""
-    if importlib.util.find_spec("httpx") is None:  # older huggingface_hub: a plain TCP connect
-        parts = urlsplit(endpoint)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            socket.create_connection((parts.hostname or "", port), timeout=_HUB_PROBE_TIMEOUT_S).close()
-        except OSError as exc:
-            log.info("Hugging Face Hub unreachable at %s: %s", endpoint, exc)
-            return False
+    if importlib.util.find_spec("httpx") is None:  # huggingface_hub < 1.0: its own timeouts apply
         return True
     import httpx
 
