@@ -13,7 +13,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aria.cli import bench, chat, doctor, models, speech
+    from aria.cli import bench, chat, doctor, models, serve, speech
 
     parser = argparse.ArgumentParser(
         prog="aria", description="Aria: a local-first streaming voice assistant."
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
     parser.add_argument("--log-json", action="store_true", default=None, help="log as JSON lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve.add_parser(sub)
     chat.add_parser(sub)
     doctor.add_parser(sub)
     speech.add_parsers(sub)

@@ -139,6 +139,13 @@ class ResilienceSettings(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=1, le=65535)
+    #: Bearer token clients must present (``?token=`` or ``Authorization: Bearer``); required off loopback.
+    token: str | None = None
+    #: Origins besides the server's own that may open ``/ws`` (e.g. ``https://my-app.example``).
+    allowed_origins: list[str] = Field(default_factory=list)
+    max_connections: int = Field(default=32, ge=1)
+    #: How far answer audio may run ahead of the listener's playback.
+    audio_lead_ms: int = Field(default=300, ge=20, le=2000)
 
 
 class Settings(BaseSettings):

@@ -26,6 +26,8 @@ class Turn:
     clauses: list[str] = field(default_factory=list)
     #: Audio blocks handed out per clause (and withdrawn ones subtracted on interrupt).
     clause_audio: list[int] = field(default_factory=list)
+    #: Seconds of audio handed out per clause (same index as ``clauses``).
+    clause_seconds: list[float] = field(default_factory=list)
     audio_seconds: float = 0.0
     interrupted: bool = False
     speech_failed: bool = False
@@ -44,8 +46,16 @@ class Turn:
     def generated_text(self) -> str:
         return "".join(self.generated).strip()
 
-    def output_text(self, *, spoken: bool) -> str:
-        """What the person got: the clauses whose audio went out when spoken, else the text shown."""
+    def output_text(self, *, spoken: bool, heard_s: float | None = None) -> str:
+        """What the person got: the clauses whose audio went out when spoken (with ``heard_s``, those
+        whose audio had started playing by then), else the text shown."""
         if not spoken:
             return self.generated_text
-        return " ".join(c for c, n in zip(self.clauses, self.clause_audio, strict=True) if n > 0)
+        heard: list[str] = []
+        start = 0.0
+        for clause, blocks, seconds in zip(self.clauses, self.clause_audio, self.clause_seconds, strict=True):
+            if blocks <= 0 or (heard_s is not None and start >= heard_s):
+                break
+            heard.append(clause)
+            start += seconds
+        return " ".join(heard)

@@ -23,7 +23,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from aria.core.aio import closing_stream
 from aria.core.channels import Channel, Overflow
@@ -48,10 +48,26 @@ from aria.pipeline.outputs import (
 from aria.pipeline.turn import Turn
 from aria.types import AudioChunk, GeneratedToken, Message, Transcription
 
-__all__ = ["PipelineConfig", "VoicePipeline"]
+__all__ = ["PipelineConfig", "Playback", "VoicePipeline"]
 
 log = logging.getLogger(__name__)
 SOURCE = "pipeline"
+
+
+class Playback(Protocol):
+    """What a transport that plays answer audio to a person tells the pipeline on barge-in."""
+
+    def heard_seconds(self, turn_id: str) -> float | None:
+        """How much of the turn's answer audio the person has heard (None: unknown)."""
+        ...
+
+    def cancel(self, turn_id: str) -> None:
+        """Stop that turn's audio now: nothing not yet played may reach the person."""
+        ...
+
+    async def wait_sent(self, turn_id: str, blocks: int) -> None:
+        """Until that many audio blocks of the turn have gone out to the person (or it was cancelled)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +139,8 @@ class VoicePipeline:
         self._preroll: deque[AudioChunk] = deque()
         self._preroll_s = 0.0
         self._closed = False
+        #: The transport's playback tracker, when it paces audio to the listener (see :class:`Playback`).
+        self.playback: Playback | None = None
 
     async def __aenter__(self) -> VoicePipeline:
         return self
@@ -292,6 +310,10 @@ class VoicePipeline:
                         try:
                             await self._show(turn, display)
                             await speaker
+                            if self.playback is not None:
+                                # The answer lasts until its audio has gone out: a barge-in until then
+                                # still interrupts it, and response_done comes as the last audio plays.
+                                await self.playback.wait_sent(turn.id, sum(turn.clause_audio))
                         finally:
                             speaker.cancel()
                             await asyncio.gather(speaker, return_exceptions=True)
@@ -338,6 +360,7 @@ class VoicePipeline:
             index = len(turn.clauses)
             turn.clauses.append(clause)
             turn.clause_audio.append(0)
+            turn.clause_seconds.append(0.0)
             if turn.waterfall.mark("first_tts_request"):
                 self.bus.emit(EventType.TTS_REQUEST, {"text": clause}, source=SOURCE, correlation_id=turn.id)
             try:
@@ -348,6 +371,7 @@ class VoicePipeline:
                         if turn.waterfall.mark("first_audio_out"):
                             self.bus.emit(EventType.FIRST_AUDIO, {}, source=SOURCE, correlation_id=turn.id)
                         turn.clause_audio[index] += 1
+                        turn.clause_seconds[index] += chunk.duration
                         turn.audio_seconds += chunk.duration
                         await self.outputs.send(AudioOut(turn.id, chunk, index, seq))
                         seq += 1
@@ -393,8 +417,13 @@ class VoicePipeline:
             for out in withdrawn:
                 assert isinstance(out, AudioOut)
                 turn.clause_audio[out.clause] -= 1
+                turn.clause_seconds[out.clause] -= out.chunk.duration
                 turn.audio_seconds -= out.chunk.duration
-            heard = turn.output_text(spoken=self._spoke(turn))
+            heard_s = None
+            if self.playback is not None:
+                heard_s = self.playback.heard_seconds(turn.id)
+                self.playback.cancel(turn.id)
+            heard = turn.output_text(spoken=self._spoke(turn), heard_s=heard_s)
             self._record_answer(turn, heard)
             turn.waterfall.mark("done")
             self._put(ResponseDone(turn.id, heard, interrupted=True))

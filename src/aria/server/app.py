@@ -1,0 +1,140 @@
+"""The HTTP application: the page, REST endpoints and the ``/ws`` WebSocket endpoint.
+
+==========================  ===============================================================
+``GET /``                    the browser client (static files, no build step)
+``GET /health``              ``status`` ok / degraded / down / loading and each engine's state
+``GET /models``              the engines per kind, the voices and the language models offered
+``GET/POST /config``         the settings (secrets redacted); POST hot-reloads what can change
+``GET /metrics``             Prometheus text: turn stage latencies, turns, errors, connections
+``GET /sessions/{id}``       a session's history
+``WS /ws``                   the conversation protocol (``docs/protocol.md``)
+==========================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from aria._version import __version__
+from aria.core.config import Settings, apply_update, redacted
+from aria.core.metrics import CONTENT_TYPE
+from aria.errors import AriaError, ConfigError
+from aria.server.runtime import Runtime
+from aria.server.ws import serve_connection
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
+    rt = runtime or Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.aclose()
+
+    app = FastAPI(title="Aria", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.runtime = rt
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        engines = rt.engine_states()
+        if rt.engines is not None:
+            for kind in ("stt", "llm", "tts"):
+                engine = getattr(rt.engines, kind)
+                if engine is not None:
+                    status = await engine.health()
+                    engines[kind]["healthy"] = status.ok
+                    engines[kind]["detail"] = status.detail
+        status = rt.status()
+        body = {
+            "status": status,
+            "version": __version__,
+            "engines": engines,
+            "sessions": len(rt.sessions),
+            "connections": rt.connections,
+        }
+        return JSONResponse(body, status_code=503 if status == "down" else 200)
+
+    @app.get("/models")
+    async def models() -> dict[str, Any]:
+        result: dict[str, Any] = {"engines": {}, "voices": [], "llm_models": []}
+        for kind in ("vad", "stt", "llm", "vision", "tts"):
+            result["engines"][kind] = {
+                "selected": rt.engine_states().get(kind, {}).get("name"),
+                "registered": rt.registry.names(kind),
+            }
+        engines = rt.engines
+        if engines is not None and engines.tts is not None:
+            result["voices"] = list(engines.tts.capabilities.voices)
+        if engines is not None and engines.llm is not None:
+            lister = getattr(engines.llm, "list_models", None)
+            if lister is not None:
+                try:
+                    result["llm_models"] = list(await lister())
+                except AriaError as exc:
+                    result["llm_models_error"] = str(exc)
+        return result
+
+    @app.get("/config")
+    async def get_config() -> dict[str, Any]:
+        return redacted(rt.settings)
+
+    @app.post("/config")
+    async def post_config(request: Request) -> JSONResponse:
+        try:
+            updates = await request.json()
+        except ValueError:
+            return JSONResponse({"code": "invalid_json", "message": "body must be a JSON object"}, 400)
+        if not isinstance(updates, dict):
+            return JSONResponse({"code": "invalid_json", "message": "body must be a JSON object"}, 400)
+        try:
+            rt.settings = apply_update(rt.settings, updates)
+        except ConfigError as exc:
+            return JSONResponse({"code": exc.code, "message": str(exc), "key": exc.key}, 400)
+        log.info("configuration updated: %s", sorted(updates))
+        return JSONResponse(redacted(rt.settings))
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        rt.sessions_gauge.set(len(rt.sessions))
+        return PlainTextResponse(rt.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/sessions/{session_id}")
+    async def session(session_id: str) -> JSONResponse:
+        found = rt.sessions.get(session_id)
+        if found is None:
+            return JSONResponse({"code": "unknown_session", "message": f"no session {session_id!r}"}, 404)
+        history = [
+            {
+                "role": m.role,
+                "content": m.content,
+                "modality": m.modality,
+                "timestamp": m.timestamp,
+                "interrupted": m.interrupted,
+                "mode": m.mode,
+            }
+            for m in found.history
+        ]
+        return JSONResponse({"session_id": found.id, "mode": found.mode, "history": history})
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await serve_connection(websocket, rt)
+
+    app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
+    return app

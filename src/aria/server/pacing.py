@@ -1,0 +1,169 @@
+"""Answer audio paced to real time, with a small bounded lead over the listener's playback.
+
+The pacer keeps a model of the client's play-head: audio plays back to back from when it arrives, so
+a block can start at ``max(now, end of what was sent before)``. A block is sent ``lead_s`` before it
+is due to start, never earlier. So the client always has at most ``lead_s`` buffered, a barge-in
+throws away at most that much, and the server knows what was heard even from a client that sends no
+``playback`` reports (``heard_seconds``). Messages queued behind a turn's audio (``response_done``) are
+sent as that audio is about to play.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+__all__ = ["AudioPacer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _TurnAudio:
+    first_start: float | None = None
+    sent_s: float = 0.0
+    reported_s: float | None = None
+    queued: int = 0
+    sent_blocks: int = 0
+    cancelled: bool = False
+
+
+@dataclass(slots=True)
+class _Item:
+    turn_id: str
+    payload: bytes | str
+    duration_s: float = 0.0
+    audio: bool = False
+
+
+@dataclass
+class AudioPacer:
+    send_bytes: Callable[[bytes], Awaitable[None]]
+    send_text: Callable[[str], Awaitable[None]]
+    lead_s: float = 0.3
+    clock: Callable[[], float] = time.monotonic
+    _queue: deque[_Item] = field(default_factory=deque)
+    _turns: dict[str, _TurnAudio] = field(default_factory=dict)
+    _play_end: float = 0.0
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _progress: asyncio.Condition = field(default_factory=asyncio.Condition)
+    sent_audio_s: float = 0.0
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    # -- producer side -----------------------------------------------------------------------------
+
+    def add_audio(self, turn_id: str, pcm: bytes, duration_s: float) -> None:
+        self._turn(turn_id).queued += 1
+        self._queue.append(_Item(turn_id, pcm, duration_s, audio=True))
+        self._wakeup.set()
+
+    def add_after_audio(self, turn_id: str, text: str) -> bool:
+        """Queue ``text`` behind the turn's pending audio; False when none is pending (send it now)."""
+        turn = self._turns.get(turn_id)
+        if turn is None or turn.queued == 0:
+            return False
+        self._queue.append(_Item(turn_id, text))
+        self._wakeup.set()
+        return True
+
+    def pending(self, turn_id: str) -> bool:
+        turn = self._turns.get(turn_id)
+        return turn is not None and turn.queued > 0
+
+    # -- what the listener heard -------------------------------------------------------------------
+
+    def report(self, turn_id: str, played_ms: float) -> None:
+        """The client's own account of how much of the turn it played."""
+        turn = self._turns.get(turn_id)
+        if turn is not None:
+            turn.reported_s = max(turn.reported_s or 0.0, played_ms / 1000)
+
+    def heard_seconds(self, turn_id: str) -> float | None:
+        turn = self._turns.get(turn_id)
+        if turn is None or turn.first_start is None:
+            return 0.0 if turn is not None else None
+        estimate = min(turn.sent_s, max(0.0, self.clock() - turn.first_start))
+        if turn.reported_s is not None:
+            return min(turn.sent_s, max(turn.reported_s, 0.0))
+        return estimate
+
+    def cancel(self, turn_id: str) -> None:
+        """Drop the turn's audio not yet sent; the client stops its playback, so the play-head resets."""
+        kept = deque(item for item in self._queue if not (item.audio and item.turn_id == turn_id))
+        dropped = len(self._queue) - len(kept)
+        self._queue = kept
+        turn = self._turns.get(turn_id)
+        if turn is not None:
+            turn.queued = 0
+            turn.cancelled = True
+        self._play_end = self.clock()
+        if dropped:
+            log.debug("pacer dropped %d audio blocks of %s", dropped, turn_id)
+        self._wakeup.set()
+        waker = asyncio.get_running_loop().create_task(self._notify())
+        self._tasks.add(waker)
+        waker.add_done_callback(self._tasks.discard)
+
+    async def _notify(self) -> None:
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def wait_sent(self, turn_id: str, blocks: int) -> None:
+        """Until ``blocks`` audio blocks of the turn have gone out (the last is about to play), or the
+        turn was cancelled."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._done(turn_id, blocks))
+
+    def _done(self, turn_id: str, blocks: int) -> bool:
+        turn = self._turns.get(turn_id)
+        return turn is None or turn.cancelled or turn.sent_blocks >= blocks
+
+    def forget(self, turn_id: str) -> None:
+        self._turns.pop(turn_id, None)
+
+    # -- the sending task --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            item = self._queue[0]
+            if item.audio:
+                now = self.clock()
+                start = max(now, self._play_end)
+                delay = start - self.lead_s - now
+                if delay > 0:
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), delay)
+                    continue  # re-check: a cancel may have removed it
+                self._queue.popleft()
+                turn = self._turn(item.turn_id)
+                turn.queued -= 1
+                if turn.first_start is None:
+                    turn.first_start = start
+                turn.sent_s += item.duration_s
+                self._play_end = start + item.duration_s
+                self.sent_audio_s += item.duration_s
+                assert isinstance(item.payload, bytes)
+                await self.send_bytes(item.payload)
+                turn.sent_blocks += 1
+                await self._notify()
+            else:
+                self._queue.popleft()
+                assert isinstance(item.payload, str)
+                await self.send_text(item.payload)
+
+    def _turn(self, turn_id: str) -> _TurnAudio:
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            while len(self._turns) >= 64:  # keep the recent turns only
+                self._turns.pop(next(iter(self._turns)))
+            turn = self._turns[turn_id] = _TurnAudio()
+        return turn

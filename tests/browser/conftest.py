@@ -1,0 +1,181 @@
+"""Fixtures for the browser tests: the real ``aria serve`` in a subprocess and Debian's Chromium driven by
+Playwright (as a driver only: never ``playwright install``), with a WAV file as the microphone.
+
+See ``../../../shared/recipes/browser-e2e.md`` for the Chromium flags and their pitfalls. Playwright is
+imported inside the fixtures, so this file loads (and the module skips) where it is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+SERVER_START_TIMEOUT_S = 60.0
+# What Playwright does not add itself (it adds headless, no-sandbox, no-first-run, mute-audio, a profile).
+CHROMIUM_ARGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class AriaServer:
+    url: str
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def aria_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AriaServer]:
+    """``python -m aria serve`` on a free port with offline engines; waits for ``GET /health``."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ARIA_DATA_DIR": str(tmp_path_factory.mktemp("aria-data")),
+        "HF_HUB_OFFLINE": "1",
+        "ARIA_STT__BACKEND": "pocketsphinx",
+        "ARIA_LLM__BACKEND": "builtin",
+        "ARIA_TTS__BACKEND": "espeak",
+    }
+    env.pop("ARIA_CONFIG", None)
+    log_path = ARTIFACTS / "browser-server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aria", "serve", "--port", str(port), "--host", "127.0.0.1"],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = AriaServer(f"http://127.0.0.1:{port}", log_path)
+    try:
+        _wait_healthy(proc, server)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], server: AriaServer) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    last = "no answer"
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"aria serve exited with {proc.returncode}:\n{server.log_tail()}")
+            try:
+                r = client.get(f"{server.url}/health")
+                last = f"{r.status_code} {r.text[:300]}"
+                if r.status_code == 200 and r.json().get("status") in ("ok", "degraded"):
+                    return
+            except httpx.TransportError as exc:
+                last = repr(exc)
+            time.sleep(0.2)  # waiting on another process: nothing to await
+    pytest.fail(
+        f"aria serve was not healthy within {SERVER_START_TIMEOUT_S:.0f} s ({last}):\n{server.log_tail()}"
+    )
+
+
+@dataclass
+class AriaPage:
+    """A page of the client, and what went wrong in it (uncaught errors, console errors)."""
+
+    page: Any
+    problems: list[str] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        """A snapshot of ``window.ariaTest``."""
+        snapshot: dict[str, Any] = self.page.evaluate("() => JSON.parse(JSON.stringify(window.ariaTest))")
+        return snapshot
+
+    def wait_for(self, js: str, timeout_s: float, what: str) -> None:
+        """Wait until the JS expression (over ``t = window.ariaTest``) is truthy, else fail saying why."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_function(
+                f"() => {{ const t = window.ariaTest; return !!t && ({js}); }}",
+                timeout=timeout_s * 1000,
+                polling=50,
+            )
+        except PlaywrightTimeout:
+            snap = self.state()
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / "browser-failure.json").write_text(json.dumps(snap, indent=1))
+            snap["transcripts"] = snap.get("transcripts", [])[-5:]
+            snap["sent"] = [m for m in snap.get("sent", []) if m.get("type") != "playback"][-10:]
+            snap.pop("received", None)
+            pytest.fail(
+                f"timed out after {timeout_s} s waiting for {what} ({js});\nariaTest: {snap}\n"
+                f"page problems: {self.problems}\n(all of window.ariaTest: artifacts/browser-failure.json)"
+            )
+
+
+OpenPage = Callable[..., AriaPage]
+
+
+@pytest.fixture(scope="module")
+def playwright_driver() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture
+def open_page(playwright_driver: Any, aria_server: AriaServer) -> Iterator[OpenPage]:
+    """``open_page(wav=None, query="", viewport=(1280, 800))``: a fresh Chromium (the fake microphone is a
+    launch flag, so one browser per WAV) showing the client; closed after the test."""
+    browsers: list[Any] = []
+
+    def open_(wav: Path | None = None, query: str = "", viewport: tuple[int, int] = (1280, 800)) -> AriaPage:
+        args = list(CHROMIUM_ARGS)
+        if wav is not None:
+            assert "%" not in str(wav), "Chromium cannot read a fake capture file whose path has a %"
+            args.append(f"--use-file-for-fake-audio-capture={wav.resolve()}%noloop")
+        browser = playwright_driver.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        browsers.append(browser)
+        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        page = context.new_page()
+        aria = AriaPage(page)
+        page.on("pageerror", lambda exc: aria.problems.append(f"uncaught: {exc}"))
+        page.on(
+            "console", lambda m: aria.problems.append(f"console: {m.text}") if m.type == "error" else None
+        )
+        page.goto(f"{aria_server.url}/{query}")
+        aria.wait_for("t.connection === 'open' && t.session !== null", 15, "the session message")
+        return aria
+
+    yield open_
+    for browser in browsers:
+        browser.close()

@@ -1,0 +1,222 @@
+"""The browser client end to end: the real server, Debian's Chromium, a WAV file as the microphone.
+
+Skipped unless ``/usr/bin/chromium`` and the ``playwright`` package are present (``scripts/test`` installs
+both); speech tests also need espeak-ng for the WAV. Screenshots go to ``artifacts/``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import AriaServer, OpenPage
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is missing (pip install playwright)"
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+QUESTION = "What time is it?"
+# Answered by llm:builtin with its long "no language model is configured" text: many seconds of speech.
+LONG_ANSWER_QUESTION = "Tell me a long story about the ocean."
+
+
+def speech_wav(path: Path, texts: list[str], *, lead_s: float, gap_s: float) -> list[tuple[float, float]]:
+    """Write espeak-ng saying ``texts`` (16 kHz mono s16) with ``gap_s`` of silence after each; return the
+    true (start, end) of each. The trailing silence matters: with ``%noloop`` Chromium repeats the last
+    10 ms of the file forever."""
+    try:
+        from aria.core.audio import write_wav
+        from aria.testing.speech import conversation
+
+        audio, segments = conversation(texts, lead_s=lead_s, gap_s=gap_s)
+    except Exception as exc:  # espeak-ng missing: no speech to test with
+        pytest.skip(f"espeak-ng cannot make the test speech: {exc}")
+    write_wav(path, audio, 16000)
+    return segments
+
+
+def test_page_loads_and_shows_status(open_page: OpenPage, aria_server: AriaServer) -> None:
+    aria = open_page()
+    page = aria.page
+    ARTIFACTS.mkdir(exist_ok=True)
+    state = aria.state()
+    session = state["session"]
+    assert session["protocol"] == 1
+    assert session["audio_out"]["sample_rate"] > 0
+    assert page.locator("#conn").get_attribute("data-conn") == "open"
+    assert page.locator("#conn-text").inner_text() == "Connected"
+    assert page.locator("#status").get_attribute("data-state") == "idle"
+    assert page.locator("#status-text").inner_text().startswith("Idle")
+    assert page.locator("#mode-select").input_value() == session["mode"]
+    # The worklet module must come as JavaScript, or addModule() fails.
+    worklet = httpx.get(f"{aria_server.url}/mic-worklet.js")
+    assert "javascript" in worklet.headers["content-type"]
+    # Voices come from GET /models when the server offers them.
+    voices = httpx.get(f"{aria_server.url}/models").json().get("voices", [])
+    if voices:
+        page.wait_for_function("() => !document.querySelector('#voice-select').disabled", timeout=5000)
+    assert state["audioContextState"] == "running", "the autoplay flag should let audio start on its own"
+    page.screenshot(path=ARTIFACTS / "page.png")
+
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=ARTIFACTS / "page-dark.png")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=ARTIFACTS / "page-phone.png", full_page=True)
+    assert page.locator("#mic-btn").is_visible()
+    assert page.locator("#text-input").is_visible()
+    assert aria.problems == []
+
+
+def test_typed_text_streams_tokens_and_plays_audio(open_page: OpenPage) -> None:
+    aria = open_page()
+    page = aria.page
+    page.fill("#text-input", QUESTION)
+    page.press("#text-input", "Enter")
+    aria.wait_for("t.tokens.length > 0", 15, "the first text token")
+    aria.wait_for("t.responses.length > 0", 20, "response_done")
+    aria.wait_for("t.samplesPlayed > 0", 10, "answer audio to play")
+    aria.wait_for("t.playbackReports.some((r) => r.final)", 15, "the final playback report")
+    state = aria.state()
+
+    done = state["responses"][0]
+    assert done["interrupted"] is False
+    assert done["error"] is None
+    assert state["tokens"].strip() == done["text"].strip()
+    assert state["audioFramesReceived"] > 0
+    assert state["errors"] == []
+    final = next(r for r in state["playbackReports"] if r["final"])
+    assert final["turn_id"] == done["turn_id"]
+    # The whole answer was played (the server's audio_ms), give or take a block.
+    assert final["played_ms"] == pytest.approx(done["audio_ms"], abs=120)
+    assert {"type": "playback", "turn_id": final["turn_id"], "played_ms": final["played_ms"]} in state["sent"]
+    assert state["states"][0] == "processing"
+    assert "responding" in state["states"]
+
+    # The page shows the exchange, the status goes back to idle and a waterfall is drawn.
+    assert page.locator(".msg.user .text").last.inner_text() == QUESTION
+    assert page.locator(".msg.assistant .text").last.inner_text().strip() == done["text"].strip()
+    aria.wait_for("t.metrics.length > 0", 5, "the metrics message")
+    page.wait_for_selector(".waterfall .wf-row[data-stage='first_token']", timeout=5000)
+    page.wait_for_function("() => document.querySelector('#status').dataset.state === 'idle'", timeout=5000)
+    page.screenshot(path=ARTIFACTS / "page-conversation.png")
+    assert aria.problems == []
+
+
+def test_microphone_question_is_transcribed_answered_and_played(open_page: OpenPage, tmp_path: Path) -> None:
+    wav = tmp_path / "question.wav"
+    speech_wav(wav, [QUESTION], lead_s=1.0, gap_s=2.0)
+    aria = open_page(wav, "?rawmic=1")
+    page = aria.page
+    page.click("#mic-btn")  # opening the microphone starts the file, in real time
+    page.wait_for_selector("#mic-btn[aria-pressed='true']", timeout=5000)
+    aria.wait_for("t.finalTranscripts.length > 0", 20, "a final transcript")
+    aria.wait_for("t.tokens.length > 0", 10, "the answer's tokens")
+    aria.wait_for("t.responses.length > 0", 20, "response_done")
+    aria.wait_for("t.samplesPlayed > 0", 10, "answer audio to play")
+    state = aria.state()
+
+    assert state["finalTranscripts"][0].strip(), "the final transcript is empty"
+    assert "listening" in state["states"]
+    final = next(m for m in state["transcripts"] if m["final"])
+    assert state["responses"][0]["turn_id"] == final["turn_id"]
+    # 20 ms frames for at least the second of lead silence and the speech before the answer came.
+    assert state["audioFramesSent"] >= 50
+    assert page.locator(".msg.user:not(.partial) .text").first.inner_text() == final["text"]
+    assert page.locator(".msg.assistant .text").last.inner_text().strip()
+    assert aria.problems == []
+
+
+def test_barge_in_stops_playback_and_reports(
+    open_page: OpenPage, tmp_path: Path, aria_server: AriaServer
+) -> None:
+    wav = tmp_path / "barge-in.wav"
+    # The question, then 4 s after it ends (while its long answer plays) more speech.
+    _, (barge_start, _) = speech_wav(wav, [LONG_ANSWER_QUESTION, QUESTION], lead_s=1.0, gap_s=4.0)
+    aria = open_page(wav, "?rawmic=1")
+    page = aria.page
+    page.click("#mic-btn")
+    page.wait_for_selector("#mic-btn[aria-pressed='true']", timeout=5000)
+    opened = time.monotonic()
+    aria.wait_for("t.samplesPlayed > 0", 15, "the first answer to start playing")
+    first = aria.state()
+    assert first["responses"] == [], "the first answer ended before the barge-in: too short for this test"
+    turn_id = next(m["turn_id"] for m in first["transcripts"] if m["final"])
+    left_s = barge_start + 5 - (time.monotonic() - opened)
+    aria.wait_for("t.interrupts > 0", max(5.0, left_s), "playback to stop on barge-in")
+    at_stop = aria.state()
+    time.sleep(0.6)
+    later = aria.state()
+
+    # Playback stopped at once: nothing more played in the next 0.6 s (the next answer comes later).
+    assert at_stop["playing"] is False
+    grew = later["samplesPlayed"] - at_stop["samplesPlayed"]
+    assert grew < 0.05 * at_stop["session"]["audio_out"]["sample_rate"], f"{grew} samples played after it"
+    # The final playback report of the cut turn went out, and nothing about that turn after it.
+    finals = [r for r in at_stop["playbackReports"] if r["final"] and r["turn_id"] == turn_id]
+    assert len(finals) == 1, at_stop["playbackReports"]
+    played_ms = finals[0]["played_ms"]
+    assert played_ms > 0
+    assert {"type": "playback", "turn_id": turn_id, "played_ms": played_ms} in at_stop["sent"]
+    after = later["playbackReports"][len(at_stop["playbackReports"]) :]
+    assert not [r for r in after if r["turn_id"] == turn_id]
+
+    # The server ends that answer as interrupted and keeps it in the history as such.
+    aria.wait_for(
+        f"t.responses.some((r) => r.turn_id === {turn_id!r})",
+        5,
+        "the server's response_done (interrupted) for the turn barged in on",
+    )
+    done = next(r for r in aria.state()["responses"] if r["turn_id"] == turn_id)
+    assert done["interrupted"] is True
+    session_id = at_stop["session"]["session_id"]
+    history = httpx.get(f"{aria_server.url}/sessions/{session_id}").json()["history"]
+    assistant = [m for m in history if m["role"] == "assistant"]
+    assert assistant
+    assert assistant[0]["interrupted"] is True
+    assert aria.problems == []
+
+
+def test_stop_button_silences_the_answer_and_interrupts(open_page: OpenPage) -> None:
+    aria = open_page()
+    page = aria.page
+    page.fill("#text-input", LONG_ANSWER_QUESTION)
+    page.press("#text-input", "Enter")
+    aria.wait_for(
+        "t.samplesPlayed > t.session.audio_out.sample_rate / 2", 15, "half a second of the answer to play"
+    )
+    page.wait_for_selector("#stop-btn:not([disabled])", timeout=2000)
+    page.click("#stop-btn")
+    aria.wait_for("t.interrupts > 0", 2, "the Stop button to stop playback")
+    at_stop = aria.state()
+    time.sleep(0.6)
+    later = aria.state()
+
+    assert at_stop["playing"] is False
+    assert later["samplesPlayed"] == at_stop["samplesPlayed"], "audio played on after Stop"
+    assert {"type": "control", "action": "interrupt"} in at_stop["sent"]
+    turn_id = at_stop["responses"][0]["turn_id"] if at_stop["responses"] else None
+    report = next(r for r in at_stop["playbackReports"] if r["final"])
+    assert turn_id in (None, report["turn_id"])
+    assert report["played_ms"] > 0
+    assert page.locator("#status").get_attribute("data-state") != "speaking"
+    # The server ends the turn as interrupted.
+    aria.wait_for(
+        f"t.responses.some((r) => r.turn_id === {report['turn_id']!r} && r.interrupted)",
+        5,
+        "response_done (interrupted) for the stopped turn",
+    )
+    assert aria.problems == []
