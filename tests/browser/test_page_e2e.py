@@ -6,7 +6,10 @@ both); speech tests also need espeak-ng for the WAV. Screenshots go to ``artifac
 
 from __future__ import annotations
 
+import base64
+import struct
 import time
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,18 +128,24 @@ def test_microphone_question_is_transcribed_answered_and_played(open_page: OpenP
     page.wait_for_selector("#mic-btn[aria-pressed='true']", timeout=5000)
     aria.wait_for("t.finalTranscripts.length > 0", 20, "a final transcript")
     aria.wait_for("t.tokens.length > 0", 10, "the answer's tokens")
-    aria.wait_for("t.responses.length > 0", 20, "response_done")
-    aria.wait_for("t.samplesPlayed > 0", 10, "answer audio to play")
+    # pocketsphinx rarely gets espeak's words right, so the answer is often llm:builtin's long
+    # "no language model" text: check that it plays rather than wait for all of it.
+    aria.wait_for("t.samplesPlayed > t.session.audio_out.sample_rate / 4", 10, "answer audio to play")
     state = aria.state()
 
-    assert state["finalTranscripts"][0].strip(), "the final transcript is empty"
-    assert "listening" in state["states"]
     final = next(m for m in state["transcripts"] if m["final"])
-    assert state["responses"][0]["turn_id"] == final["turn_id"]
-    # 20 ms frames for at least the second of lead silence and the speech before the answer came.
-    assert state["audioFramesSent"] >= 50
+    assert final["text"].strip(), "the final transcript is empty"
+    assert state["states"][:2] == ["listening", "processing"]
+    tokens = [m for m in state["received"] if m["type"] == "text_token"]
+    assert {m["turn_id"] for m in tokens} == {final["turn_id"]}
+    assert state["playbackReports"][-1]["turn_id"] == final["turn_id"]
+    # 20 ms frames for at least the second of silence before the speech and the speech itself.
+    assert state["audioFramesSent"] >= 100
+    assert state["errors"] == []
     assert page.locator(".msg.user:not(.partial) .text").first.inner_text() == final["text"]
     assert page.locator(".msg.assistant .text").last.inner_text().strip()
+    assert page.locator("#status").get_attribute("data-state") == "speaking"
+    page.screenshot(path=ARTIFACTS / "page-voice.png")
     assert aria.problems == []
 
 
@@ -220,3 +229,112 @@ def test_stop_button_silences_the_answer_and_interrupts(open_page: OpenPage) -> 
         "response_done (interrupted) for the stopped turn",
     )
     assert aria.problems == []
+
+
+def test_reconnect_resumes_the_session(open_page: OpenPage) -> None:
+    aria = open_page()
+    page = aria.page
+    first = aria.state()["session"]
+    assert first["resumed"] is False
+    page.evaluate("() => window.ariaTest.disconnect()")
+    aria.wait_for("t.connection !== 'open'", 2, "the page to notice the drop")
+    assert "retrying" in page.locator("#conn-text").inner_text()
+    aria.wait_for("t.connection === 'open' && t.session !== null", 10, "the page to reconnect")
+    again = aria.state()["session"]
+    assert again["resumed"] is True
+    assert again["session_id"] == first["session_id"]
+    assert aria.problems == []
+
+
+def _png(width: int, height: int) -> bytes:
+    """A small RGB PNG (a gradient), made with the standard library."""
+    rows = b"".join(
+        b"\0" + b"".join(bytes((x * 255 // width, y * 255 // height, 160)) for x in range(width))
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_image_upload_camera_and_voice_picker(open_page: OpenPage, tmp_path: Path) -> None:
+    aria = open_page()
+    page = aria.page
+    image = tmp_path / "gradient.png"
+    image.write_bytes(_png(64, 48))
+    page.fill("#text-input", QUESTION)
+    page.set_input_files("#image-input", image)
+    aria.wait_for("t.sent.some((m) => m.type === 'image')", 5, "the image message")
+    aria.wait_for("t.responses.length > 0", 20, "the answer to the image's question")
+    state = aria.state()
+    sent = next(m for m in state["sent"] if m["type"] == "image")
+    assert sent["format"] == "png"
+    assert sent["text"] == QUESTION
+    assert base64.b64decode(sent["data"]) == image.read_bytes()
+    assert state["errors"] == []
+    assert page.locator(".msg.user img.thumb").count() == 1
+    assert page.locator("#text-input").input_value() == ""
+
+    # The camera (Chromium's fake one) sends JPEG frames about once a second.
+    page.click("#camera-btn")
+    aria.wait_for("t.videoFramesSent >= 2", 5, "two camera frames")
+    assert page.locator("#camera-panel").is_visible()
+    page.screenshot(path=ARTIFACTS / "page-image-camera.png")
+    page.click("#camera-btn")
+    assert page.locator("#camera-panel").is_hidden()
+
+    # Picking a voice sends a live configuration change that the server takes.
+    voices = page.locator("#voice-select option").evaluate_all("(os) => os.map((o) => o.value)")
+    if len(voices) > 1:
+        page.select_option("#voice-select", voices[1])
+        aria.wait_for("t.sent.some((m) => m.action === 'update_config')", 2, "the update_config message")
+        sent_config = next(m for m in aria.state()["sent"] if m.get("action") == "update_config")
+        assert sent_config["config"] == {"tts.voice": voices[1]}
+    time.sleep(0.5)  # an error would come back at once
+    assert aria.state()["errors"] == []
+    assert aria.problems == []
+
+
+RENDER_THROUGH_MIC_WORKLET = """async ([rate, freq]) => {
+  const ctx = new OfflineAudioContext(1, rate, rate);  // one second
+  await ctx.audioWorklet.addModule("/mic-worklet.js");
+  const node = new AudioWorkletNode(ctx, "aria-mic", { processorOptions: { targetRate: 16000 } });
+  const frames = [];
+  node.port.onmessage = (e) => frames.push(Array.from(new Int16Array(e.data.pcm)));
+  const osc = new OscillatorNode(ctx, { frequency: freq });
+  osc.connect(new GainNode(ctx, { gain: 0.5 })).connect(node).connect(ctx.destination);
+  osc.start();
+  await ctx.startRendering();
+  for (let i = 0; i < 50 && frames.length < 49; i++) await new Promise((r) => setTimeout(r, 20));
+  return frames;
+}"""
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_mic_worklet_resamples_to_16k_frames(open_page: OpenPage, rate: int) -> None:
+    np = pytest.importorskip("numpy")
+    page = open_page().page
+
+    def render(freq: float) -> tuple[list[list[int]], object]:
+        frames = page.evaluate(RENDER_THROUGH_MIC_WORKLET, [rate, freq])
+        return frames, np.concatenate([np.asarray(f, dtype=np.float64) for f in frames]) / 32768
+
+    frames, tone = render(440.0)
+    assert {len(f) for f in frames} == {320}, "frames of 20 ms at 16 kHz"
+    assert len(frames) in (49, 50)
+    steady = tone[1600:]  # past the filter's start-up
+    spectrum = np.abs(np.fft.rfft(steady * np.hanning(steady.size)))
+    peak_hz = np.argmax(spectrum) * 16000 / steady.size
+    assert peak_hz == pytest.approx(440, abs=2)
+    assert np.sqrt(np.mean(steady**2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.03)
+    # Above 8 kHz would alias into the speech band: the low-pass keeps it out (measured: -47 to -52 dB).
+    _, high = render(12000.0)
+    assert np.sqrt(np.mean(high[1600:] ** 2)) < 0.01 * 0.5 / np.sqrt(2)

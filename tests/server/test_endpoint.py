@@ -158,6 +158,7 @@ async def test_interrupt_stops_audio_and_history_keeps_what_was_heard(live: Live
         await client.send({"type": "control", "action": "interrupt"})
         done = await client.until("response_done")
         assert done["interrupted"] is True
+        assert 400 < done["audio_ms"] < 1500  # what was sent: ~0.5 s played + the 0.3 s lead, not all 2.9 s
         after = len(client.messages)
         await asyncio.sleep(0.4)
         while True:

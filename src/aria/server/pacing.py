@@ -77,6 +77,11 @@ class AudioPacer:
 
     # -- what the listener heard -------------------------------------------------------------------
 
+    def sent_seconds(self, turn_id: str) -> float:
+        """Seconds of the turn's audio sent to the client so far."""
+        turn = self._turns.get(turn_id)
+        return turn.sent_s if turn is not None else 0.0
+
     def report(self, turn_id: str, played_ms: float) -> None:
         """The client's own account of how much of the turn it played."""
         turn = self._turns.get(turn_id)

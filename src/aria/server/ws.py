@@ -141,14 +141,9 @@ class Connection:
             message = proto.from_output(out)
             if message is None:
                 continue
-            if (
-                isinstance(out, ResponseDone)
-                and pipeline.turn is not None
-                and pipeline.turn.id == out.turn_id
-            ):
-                message = message.model_copy(
-                    update={"audio_ms": round(pipeline.turn.audio_seconds * 1000, 1)}
-                )
+            if isinstance(out, ResponseDone):  # what actually went out, also for an interrupted turn
+                sent_ms = round(self.pacer.sent_seconds(out.turn_id) * 1000, 1)
+                message = message.model_copy(update={"audio_ms": sent_ms})
             text = proto.encode(message)
             turn_id = getattr(out, "turn_id", None)
             if isinstance(out, _AFTER_AUDIO) and turn_id and self.pacer.add_after_audio(turn_id, text):

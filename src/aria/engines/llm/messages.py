@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from aria.engines.base import LLMChunk, LLMRequest
+from aria.engines.http import error_detail  # re-exported: it used to live here
 from aria.errors import EngineError, EngineUnavailable, InvalidInput
 from aria.types import GeneratedToken, ImageFrame, Message, ToolCall, ToolSpec
 
@@ -227,24 +228,6 @@ def ollama_messages(request: LLMRequest) -> list[dict[str, Any]]:
 
 
 # -- responses ----------------------------------------------------------------------------------------
-
-
-def error_detail(payload: Any, *, limit: int = 300) -> str:
-    """The human message in an error body: ``{"error": {"message": ...}}``, ``{"error": "..."}``,
-    ``{"detail": ...}`` or plain text (shortened to ``limit`` characters)."""
-    if isinstance(payload, bytes | bytearray):
-        text = bytes(payload).decode("utf-8", "replace")
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError:
-            return text.strip()[:limit]
-    if isinstance(payload, Mapping):
-        error = payload.get("error", payload.get("detail", payload.get("message")))
-        if isinstance(error, Mapping):
-            error = error.get("message", error)
-        if error is not None:
-            return str(error).strip()[:limit]
-    return str(payload).strip()[:limit]
 
 
 def _logprob(choice: Mapping[str, Any]) -> float | None:

@@ -6,14 +6,13 @@
 strings in the message's ``images`` list, sampling settings in ``options`` (``temperature``, ``num_predict``,
 ``stop``), tools in the OpenAI format; tool calls come back complete in a message's ``tool_calls``.
 
-Errors are translated as for ``llm:openai`` (see :class:`~aria.engines.llm.openai.ChatHTTP`); a model that
-is not pulled (HTTP 404) becomes ``EngineUnavailable`` saying which ``ollama pull`` to run.
+Errors are translated as for ``llm:openai`` (see :class:`~aria.engines.http.HTTPClient`); a model that is
+not pulled (HTTP 404) becomes ``EngineUnavailable`` saying which ``ollama pull`` to run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import time
@@ -32,15 +31,14 @@ from aria.engines.base import (
     LLMChunk,
     LLMRequest,
 )
-from aria.engines.llm.messages import GenerationStats, error_detail, ollama_messages, openai_tools
-from aria.engines.llm.openai import ChatHTTP, probe_json
+from aria.engines.http import HTTPClient, HttpURL, error_detail, httpx_missing, probe_json, require_httpx
+from aria.engines.llm.messages import GenerationStats, ollama_messages, openai_tools
 from aria.errors import EngineError, EngineUnavailable
 from aria.types import GeneratedToken, ToolCall
 
 __all__ = ["OllamaLLM", "has_model"]
 
 log = logging.getLogger(__name__)
-_INSTALL_FIX = "pip install 'aria-assistant[llm]'"
 
 
 def has_model(names: Iterable[str], model: str) -> bool:
@@ -72,7 +70,7 @@ class OllamaLLM:
 
     class Config(EngineConfig):
         #: Ollama's root URL (not its ``/v1`` OpenAI-compatible API: use ``llm:openai`` for that).
-        base_url: str = "http://127.0.0.1:11434"
+        base_url: HttpURL = "http://127.0.0.1:11434"
         model: str = "llama3.2"
         #: How long Ollama keeps the model loaded after a request (``"5m"``, ``-1`` forever, ``0`` unload).
         keep_alive: str | int | None = None
@@ -85,9 +83,6 @@ class OllamaLLM:
         @field_validator("base_url")
         @classmethod
         def _root_url(cls, value: str) -> str:
-            value = value.rstrip("/")
-            if not value.startswith(("http://", "https://")):
-                raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
             if value.endswith("/v1"):
                 raise ValueError("give Ollama's root URL (without /v1), or use the openai backend for /v1")
             return value
@@ -95,15 +90,14 @@ class OllamaLLM:
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else self.Config()
         self.engine = f"{self.kind}:{self.name}"
-        self._http: ChatHTTP | None = None
+        self._http: HTTPClient | None = None
         #: Timing of the latest generation, with Ollama's own decoding speed.
         self.last_stats: GenerationStats | None = None
 
-    def _client(self) -> ChatHTTP:
+    def _client(self) -> HTTPClient:
         if self._http is None:
-            if importlib.util.find_spec("httpx") is None:
-                raise EngineUnavailable(f"httpx is not installed; {_INSTALL_FIX}", engine=self.engine)
-            self._http = ChatHTTP(
+            require_httpx(self.engine)
+            self._http = HTTPClient(
                 engine=self.engine,
                 base_url=self.config.base_url,
                 timeout_s=self.config.timeout_s,
@@ -145,8 +139,8 @@ class OllamaLLM:
 
     @classmethod
     def check(cls, config: Config) -> Availability:
-        if importlib.util.find_spec("httpx") is None:
-            return Availability(False, "httpx is not installed", _INSTALL_FIX)
+        if (missing := httpx_missing()) is not None:
+            return missing
         try:
             payload = probe_json(f"{config.base_url}/api/tags")
         except EngineError as exc:

@@ -6,18 +6,12 @@ becomes a :class:`~aria.types.GeneratedToken` (with its log-probability when the
 tool call pieces are assembled into :class:`~aria.types.ToolCall` objects (see
 :mod:`aria.engines.llm.messages`), and ``data: [DONE]`` ends the answer.
 
-:class:`ChatHTTP` is the small HTTP layer shared with ``llm:ollama``; it translates transport failures:
-
-==============================================  =================================================
-what happened                                   raised
-==============================================  =================================================
-connection refused / connect timeout            ``EngineUnavailable`` (retryable), naming the URL
-HTTP 4xx (except 408, 429)                      ``EngineError`` (not retryable), the server's message
-HTTP 5xx, 408, 429                              ``EngineError`` (retryable)
-no data for ``timeout_s`` (first byte or gap)   ``EngineTimeout``
-connection closed before the answer finished    ``EngineError("stream ended early")`` (retryable),
-                                                after the tokens that did arrive
-==============================================  =================================================
+HTTP goes through :class:`~aria.engines.http.HTTPClient` (also importable from here as ``ChatHTTP``),
+which translates transport failures (its module docstring has the table): a refused connection is
+``EngineUnavailable`` (retryable) naming the URL, an HTTP error status an ``EngineError`` with the server's
+message (retryable for 5xx, 408, 409, 425 and 429), no data for ``timeout_s`` ``EngineTimeout``, and a
+connection closed before the answer finished ``EngineError("stream ended early")`` (retryable), after the
+tokens that did arrive.
 
 The API key is sent as ``Authorization: Bearer ...`` and never logged or put in an error message.
 httpx is imported only when a client is made, so this module imports without the ``llm`` extra.
@@ -26,16 +20,13 @@ httpx is imported only when a client is made, so this module imports without the
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from ipaddress import ip_address
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from aria.core.aio import closing_stream
 from aria.engines.base import (
@@ -47,153 +38,26 @@ from aria.engines.base import (
     LLMChunk,
     LLMRequest,
 )
-from aria.engines.llm.messages import (
-    ChunkAssembler,
-    GenerationStats,
-    error_detail,
-    openai_messages,
-    openai_tools,
+from aria.engines.http import (
+    HTTPClient,
+    HttpURL,
+    bearer_headers,
+    httpx_missing,
+    is_loopback,
+    probe_json,
+    require_httpx,
 )
-from aria.errors import EngineError, EngineTimeout, EngineUnavailable
+from aria.engines.http import StatusHandler as StatusHandler  # re-exported: it used to live here
+from aria.engines.llm.messages import ChunkAssembler, GenerationStats, openai_messages, openai_tools
+from aria.errors import EngineError, EngineUnavailable
 from aria.types import GeneratedToken
 
 __all__ = ["ChatHTTP", "OpenAILLM", "SSEDecoder", "is_loopback", "probe_json"]
 
 log = logging.getLogger(__name__)
 
-#: Turns an HTTP error status and the server's message into an adapter-specific error (or None: default).
-StatusHandler = Callable[[int, str], EngineError | None]
-_INSTALL_FIX = "pip install 'aria-assistant[llm]'"
-
-
-def is_loopback(url: str) -> bool:
-    """Whether ``url`` points at this machine (such requests never go through a proxy)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _status_error(
-    status: int, body: Any, url: str, engine: str, on_status: StatusHandler | None
-) -> EngineError:
-    detail = error_detail(body) or "no details"
-    custom = on_status(status, detail) if on_status is not None else None
-    if custom is not None:
-        return custom
-    retryable = status >= 500 or status in (408, 429)
-    return EngineError(f"{url} answered HTTP {status}: {detail}", engine=engine, retryable=retryable)
-
-
-def probe_json(url: str, *, headers: Mapping[str, str] | None = None, timeout_s: float = 0.5) -> Any:
-    """One quick synchronous GET for ``check()``: the JSON body, or an ``EngineError`` saying why not."""
-    import httpx
-
-    try:
-        response = httpx.get(
-            url, headers=dict(headers or {}), timeout=timeout_s, trust_env=not is_loopback(url)
-        )
-    except httpx.TimeoutException as exc:
-        raise EngineTimeout(f"{url} did not answer within {timeout_s:g} s") from exc
-    except httpx.HTTPError as exc:
-        raise EngineUnavailable(f"nothing answers at {url} ({exc})", retryable=True) from exc
-    if response.status_code >= 400:
-        raise _status_error(response.status_code, response.content, url, "", None)
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise EngineError(f"{url} did not answer JSON", retryable=False) from exc
-
-
-class ChatHTTP:
-    """An httpx client for one chat server that translates every failure into Aria's errors."""
-
-    def __init__(
-        self,
-        *,
-        engine: str,
-        base_url: str,
-        timeout_s: float,
-        connect_timeout_s: float,
-        headers: Mapping[str, str] | None = None,
-        on_status: StatusHandler | None = None,
-    ) -> None:
-        import httpx
-
-        self.engine = engine
-        self.timeout_s = timeout_s
-        self._on_status = on_status
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            headers=dict(headers or {}),
-            trust_env=not is_loopback(base_url),
-        )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def get_json(self, url: str, *, timeout_s: float | None = None) -> Any:
-        import httpx
-
-        try:
-            response = await self._client.get(url, timeout=timeout_s or self.timeout_s)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, url, answering=False, timeout_s=timeout_s) from exc
-        if response.status_code >= 400:
-            raise _status_error(response.status_code, response.content, url, self.engine, self._on_status)
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise EngineError(f"{url} did not answer JSON", engine=self.engine, retryable=False) from exc
-
-    async def post_lines(self, url: str, body: Mapping[str, Any]) -> AsyncIterator[str]:
-        """POST ``body`` as JSON and stream the answer's lines. Closing the iterator closes the response."""
-        import httpx
-
-        answering = False
-        try:
-            async with self._client.stream("POST", url, json=body) as response:
-                if response.status_code >= 400:
-                    payload = await response.aread()
-                    raise _status_error(response.status_code, payload, url, self.engine, self._on_status)
-                answering = True
-                async for line in response.aiter_lines():
-                    yield line
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, url, answering=answering) from exc
-
-    async def drain(self, lines: AsyncIterator[str], limit_s: float = 0.1) -> None:
-        """Read what is left of an answer after its end marker (normally just the end of the body), so
-        that the connection goes back to the pool instead of being dropped: a new TLS handshake costs far
-        more. A server that keeps the body open is given up on after ``limit_s``."""
-        try:
-            async with asyncio.timeout(limit_s):
-                async for line in lines:
-                    if line.strip():
-                        log.debug("%s: ignoring data after the end of the answer: %.80r", self.engine, line)
-        except (TimeoutError, EngineError) as exc:
-            log.debug("%s: dropping the connection after the answer (%s)", self.engine, type(exc).__name__)
-
-    def _transport_error(
-        self, exc: Exception, url: str, *, answering: bool, timeout_s: float | None = None
-    ) -> EngineError:
-        import httpx
-
-        engine = self.engine
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return EngineUnavailable(
-                f"cannot connect to {url} ({exc or type(exc).__name__}); is the server running?",
-                engine=engine,
-                retryable=True,
-            )
-        if isinstance(exc, httpx.TimeoutException):
-            return EngineTimeout(f"no data from {url} for {timeout_s or self.timeout_s:g} s", engine=engine)
-        if answering:
-            return EngineError(f"stream ended early: {url} closed the connection ({exc})", engine=engine)
-        return EngineError(f"{url} failed before answering ({type(exc).__name__}: {exc})", engine=engine)
+#: The HTTP layer shared with ``llm:ollama`` and the other HTTP engines (:mod:`aria.engines.http`).
+ChatHTTP = HTTPClient
 
 
 class SSEDecoder:
@@ -225,7 +89,7 @@ class OpenAILLM:
 
     class Config(EngineConfig):
         #: The API root, up to and including ``/v1``.
-        base_url: str = "http://127.0.0.1:8080/v1"
+        base_url: HttpURL = "http://127.0.0.1:8080/v1"
         #: Model name; empty: the first model the server lists at ``GET /models``.
         model: str = ""
         api_key: SecretStr | None = None
@@ -237,19 +101,12 @@ class OpenAILLM:
         #: Ask for per-token log-probabilities.
         logprobs: bool = False
 
-        @field_validator("base_url")
-        @classmethod
-        def _http_url(cls, value: str) -> str:
-            if not value.startswith(("http://", "https://")):
-                raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
-            return value.rstrip("/")
-
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else self.Config()
         self.engine = f"{self.kind}:{self.name}"
         if not is_loopback(self.config.base_url):
             self.capabilities = Capabilities(streaming=True, vision=True, tools=True, local=False)
-        self._http: ChatHTTP | None = None
+        self._http: HTTPClient | None = None
         self._model = self.config.model
         #: Timing of the latest generation.
         self.last_stats: GenerationStats | None = None
@@ -259,20 +116,15 @@ class OpenAILLM:
         """The model in use (resolved from the server's list when not configured)."""
         return self._model
 
-    def _headers(self) -> dict[str, str]:
-        key = self.config.api_key
-        return {"Authorization": f"Bearer {key.get_secret_value()}"} if key is not None else {}
-
-    def _client(self) -> ChatHTTP:
+    def _client(self) -> HTTPClient:
         if self._http is None:
-            if importlib.util.find_spec("httpx") is None:
-                raise EngineUnavailable(f"httpx is not installed; {_INSTALL_FIX}", engine=self.engine)
-            self._http = ChatHTTP(
+            require_httpx(self.engine)
+            self._http = HTTPClient(
                 engine=self.engine,
                 base_url=self.config.base_url,
                 timeout_s=self.config.timeout_s,
                 connect_timeout_s=self.config.connect_timeout_s,
-                headers=self._headers(),
+                api_key=self.config.api_key,
             )
         return self._http
 
@@ -312,12 +164,10 @@ class OpenAILLM:
 
     @classmethod
     def check(cls, config: Config) -> Availability:
-        if importlib.util.find_spec("httpx") is None:
-            return Availability(False, "httpx is not installed", _INSTALL_FIX)
-        key = config.api_key
-        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key is not None else {}
+        if (missing := httpx_missing()) is not None:
+            return missing
         try:
-            probe_json(f"{config.base_url}/models", headers=headers)
+            probe_json(f"{config.base_url}/models", headers=bearer_headers(config.api_key))
         except EngineError as exc:
             fix = (
                 "set llm.options.api_key"

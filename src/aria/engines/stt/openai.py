@@ -9,41 +9,44 @@ the audio ends, so there are no partials. With ``response_format="verbose_json"`
 from the segments' ``avg_logprob`` and ``no_speech_prob``; plain ``json`` carries none (1.0 is reported
 for a non-empty text).
 
-Errors: refused connection, a broken connection, HTTP 408/429/5xx -> :class:`~aria.errors.EngineError`
-with ``retryable=True``; no complete answer within ``timeout_s`` -> :class:`~aria.errors.EngineTimeout`;
-401/403 (API key) and 404 (wrong ``base_url``) -> :class:`~aria.errors.EngineUnavailable`; other 4xx
-and malformed bodies -> :class:`~aria.errors.EngineError` (not retryable). The API key is sent as a
-Bearer token and never logged.
+Errors (translated by :class:`~aria.engines.http.HTTPClient`): refused connection, a broken connection,
+HTTP 408/409/425/429/5xx -> :class:`~aria.errors.EngineError` with ``retryable=True``; no complete answer
+within ``timeout_s`` -> :class:`~aria.errors.EngineTimeout`; 401/403 (API key) and 404 (wrong
+``base_url``) -> :class:`~aria.errors.EngineUnavailable`; other 4xx and malformed bodies ->
+:class:`~aria.errors.EngineError` (not retryable). The API key is sent as a Bearer token and never logged.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import io
 import json
 import logging
 import wave
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from aria.engines.base import Availability, Capabilities, EngineConfig, EngineHealth, EngineKind
+from aria.engines.http import (
+    HTTPClient,
+    HttpURL,
+    bearer_headers,
+    httpx_missing,
+    is_local,
+    openai_hints,
+    probe,
+    require_httpx,
+)
 from aria.engines.stt.streaming import STT_SAMPLE_RATE, prepare_audio, whisper_confidence
-from aria.errors import EngineError, EngineTimeout, EngineUnavailable
+from aria.errors import EngineError, EngineUnavailable
 from aria.types import AudioChunk, Transcription
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = ["OpenAISTT", "wav_bytes"]
 
 log = logging.getLogger(__name__)
 
 ENGINE = "stt:openai"
-_INSTALL_FIX = "pip install 'aria-assistant[llm]'"
-_PROBE_TIMEOUT_S = 0.5
 #: ``verbose_json`` from OpenAI names the language in full; Whisper-based servers send the code.
 _LANGUAGE_NAMES = {
     "english": "en",
@@ -96,7 +99,7 @@ class OpenAISTT:
     name: str = "openai"
 
     class Config(EngineConfig):
-        base_url: str = "http://127.0.0.1:8000/v1"
+        base_url: HttpURL = "http://127.0.0.1:8000/v1"
         #: Sent as ``Authorization: Bearer ...``; needed by api.openai.com, optional for local servers.
         api_key: SecretStr | None = None
         model: str = "whisper-1"
@@ -108,39 +111,29 @@ class OpenAISTT:
         #: The longest wait for the whole answer (connecting, uploading and transcribing).
         timeout_s: float = Field(default=30.0, gt=0)
 
-        @field_validator("base_url")
-        @classmethod
-        def _http_url(cls, value: str) -> str:
-            if not value.startswith(("http://", "https://")):
-                raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
-            return value.rstrip("/")
-
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else self.Config()
         self.capabilities = Capabilities(
             streaming=True,
             partials=False,
-            local=_is_local(self.config.base_url),
+            local=is_local(self.config.base_url),
             sample_rate=STT_SAMPLE_RATE,
             languages=(self.config.language,) if self.config.language else (),
         )
-        self._client: httpx.AsyncClient | None = None
+        self._client: HTTPClient | None = None
         self._url = f"{self.config.base_url}/audio/transcriptions"
 
     @classmethod
     def check(cls, config: Config) -> Availability:
         """httpx is installed and something answers HTTP at ``base_url`` (one probe, 0.5 s at most)."""
-        if importlib.util.find_spec("httpx") is None:
-            return Availability(False, "httpx is not installed", _INSTALL_FIX)
-        import httpx
-
+        if (missing := httpx_missing()) is not None:
+            return missing
         try:
-            with httpx.Client(timeout=_PROBE_TIMEOUT_S) as client:
-                client.get(f"{config.base_url}/models", headers=_auth(config))
-        except httpx.HTTPError as exc:
+            probe(f"{config.base_url}/models", headers=bearer_headers(config.api_key))
+        except EngineError as exc:
             return Availability(
                 False,
-                f"no transcription server answers at {config.base_url} ({type(exc).__name__})",
+                f"no transcription server answers: {exc}",
                 "start an OpenAI-compatible transcription server or set stt.options.base_url",
             )
         return Availability(True)
@@ -148,12 +141,15 @@ class OpenAISTT:
     async def start(self) -> None:
         if self._client is not None:
             return
-        try:
-            import httpx
-        except ImportError as exc:
-            raise EngineUnavailable(f"httpx is not installed; {_INSTALL_FIX}", engine=ENGINE) from exc
-        timeout = self.config.timeout_s
-        self._client = httpx.AsyncClient(headers=_auth(self.config), timeout=httpx.Timeout(timeout))
+        require_httpx(ENGINE)
+        self._client = HTTPClient(
+            engine=ENGINE,
+            base_url=self.config.base_url,
+            timeout_s=self.config.timeout_s,
+            api_key=self.config.api_key,
+            hints=openai_hints("stt.options.api_key"),
+            refused=EngineError,  # a retryable EngineError, as for any other broken connection
+        )
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -176,7 +172,7 @@ class OpenAISTT:
             pcm += prepare_audio(chunk, ENGINE).to_pcm16()
         yield await self._request(bytes(pcm))
 
-    def _require_client(self) -> httpx.AsyncClient:
+    def _require_client(self) -> HTTPClient:
         if self._client is None:
             raise EngineUnavailable("the OpenAI STT engine is not started; call start() first", engine=ENGINE)
         return self._client
@@ -185,29 +181,14 @@ class OpenAISTT:
         client = self._require_client()
         if not pcm:
             return Transcription("", is_final=True, confidence=0.0, language=self.config.language)
-        import httpx
-
         fields = {"model": self.config.model, "response_format": self.config.response_format}
         if self.config.language:
             fields["language"] = self.config.language
         if self.config.prompt:
             fields["prompt"] = self.config.prompt
         files = {"file": ("audio.wav", wav_bytes(pcm), "audio/wav")}
-        timeout = self.config.timeout_s
-        try:
-            async with asyncio.timeout(timeout):
-                response = await client.post(self._url, data=fields, files=files)
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise EngineTimeout(
-                f"no answer from {self._url} within {timeout:g} s ({type(exc).__name__})", engine=ENGINE
-            ) from exc
-        except httpx.HTTPError as exc:  # refused, reset, or cut mid-answer
-            raise EngineError(
-                f"request to {self._url} failed: {type(exc).__name__}: {exc}", engine=ENGINE, retryable=True
-            ) from exc
-        if response.status_code >= 400:
-            raise _http_error(response.status_code, response.content, self._url)
-        return self._parse(response.content)
+        body = await client.post(self._url, deadline_s=self.config.timeout_s, data=fields, files=files)
+        return self._parse(body)
 
     def _parse(self, body: bytes) -> Transcription:
         try:
@@ -254,41 +235,3 @@ def _language_code(value: object) -> str | None:
         return None
     lowered = value.strip().lower()
     return _LANGUAGE_NAMES.get(lowered, lowered)
-
-
-def _auth(config: OpenAISTT.Config) -> dict[str, str]:
-    if config.api_key is None:
-        return {}
-    return {"Authorization": f"Bearer {config.api_key.get_secret_value()}"}
-
-
-def _is_local(url: str) -> bool:
-    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".local")
-
-
-def _http_error(status: int, body: bytes, url: str) -> EngineError:
-    detail = _error_detail(body)[:300]
-    message = f"{url} answered HTTP {status}: {detail}" if detail else f"{url} answered HTTP {status}"
-    if status in (401, 403):
-        return EngineUnavailable(f"{message}; check stt.options.api_key", engine=ENGINE)
-    if status == 404:
-        return EngineUnavailable(f"{message}; is base_url right (it usually ends in /v1)?", engine=ENGINE)
-    return EngineError(message, engine=ENGINE, retryable=status in (408, 409, 425, 429) or status >= 500)
-
-
-def _error_detail(body: bytes) -> str:
-    """The server's error message: OpenAI's ``{"error": {"message": ...}}``, FastAPI's ``detail``, or text."""
-    text = body.decode("utf-8", errors="replace").strip()
-    try:
-        payload = json.loads(text)
-    except ValueError:
-        return text.replace("\n", " ")
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        for key in ("detail", "message", "error"):
-            if isinstance(payload.get(key), str):
-                return str(payload[key])
-    return text.replace("\n", " ")

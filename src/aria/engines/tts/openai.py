@@ -9,33 +9,42 @@ a rate other than ``sample_rate`` is resampled once the sentence is complete).
 Levels: the server's level is kept for the first sentence (limited to the target peak); afterwards the
 gain brings the loudest peak of the last few sentences to the target, and a louder peak lowers it at once.
 
-Errors: refused connection -> :class:`~aria.errors.EngineUnavailable`; no byte within ``timeout_s`` ->
-:class:`~aria.errors.EngineTimeout`; HTTP errors and a body cut mid-stream ->
-:class:`~aria.errors.EngineError` (retryable for 408/429/5xx and cuts). The API key is sent as a Bearer
-token and is never logged.
+Errors (translated by :class:`~aria.engines.http.HTTPClient`): refused connection ->
+:class:`~aria.errors.EngineUnavailable` (retryable); no byte within ``timeout_s`` ->
+:class:`~aria.errors.EngineTimeout`; 401/403 (API key) and 404 (wrong ``base_url``) ->
+:class:`~aria.errors.EngineUnavailable`; other HTTP errors and a body cut mid-stream ->
+:class:`~aria.errors.EngineError` (retryable for 408/409/425/429/5xx and cuts). The API key is sent as a
+Bearer token and is never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import struct
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, SecretStr, field_validator
 
+from aria.core.aio import closing_stream
 from aria.core.audio import resample
 from aria.engines.base import Availability, Capabilities, EngineHealth, EngineKind
+from aria.engines.http import (
+    HTTPClient,
+    HttpURL,
+    bearer_headers,
+    httpx_missing,
+    is_local,
+    openai_hints,
+    probe,
+    require_httpx,
+)
 from aria.engines.tts.textprep import Float32Array, ShapingOptions, SpeechShaper, pause_ms, prepare_text
-from aria.errors import EngineError, EngineTimeout, EngineUnavailable, InvalidInput
+from aria.errors import EngineError, EngineUnavailable, InvalidInput
 from aria.types import SAMPLE_RATES, AudioChunk
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = ["OPENAI_VOICES", "OpenAITTS", "PcmDecoder", "WavDecoder"]
 
@@ -146,7 +155,7 @@ class OpenAITTS:
     name: str = "openai"
 
     class Config(ShapingOptions):
-        base_url: str = _OFFICIAL
+        base_url: HttpURL = _OFFICIAL
         #: Sent as ``Authorization: Bearer ...``; required for api.openai.com.
         api_key: SecretStr | None = None
         model: str = "tts-1"
@@ -167,40 +176,30 @@ class OpenAITTS:
                 raise ValueError(f"unsupported sample rate {value} Hz; use one of {sorted(SAMPLE_RATES)}")
             return value
 
-        @field_validator("base_url")
-        @classmethod
-        def _http_url(cls, value: str) -> str:
-            if not value.startswith(("http://", "https://")):
-                raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
-            return value.rstrip("/")
-
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else self.Config()
         self._voices = tuple(dict.fromkeys([self.config.voice, *self.config.voices]))
         self.capabilities = Capabilities(
             streaming=True,
-            local=_is_local(self.config.base_url),
+            local=is_local(self.config.base_url),
             sample_rate=self.config.sample_rate,
             voices=self._voices,
         )
-        self._client: httpx.AsyncClient | None = None
+        self._client: HTTPClient | None = None
         self._recent_peaks: deque[float] = deque(maxlen=_RECENT_SENTENCES)
 
     @classmethod
     def check(cls, config: Config) -> Availability:
-        if importlib.util.find_spec("httpx") is None:
-            return Availability(False, "httpx is not installed", "pip install 'aria-assistant[llm]'")
+        if (missing := httpx_missing()) is not None:
+            return missing
         if config.base_url == _OFFICIAL and config.api_key is None:
             return Availability(False, "no API key for api.openai.com", "set tts.options.api_key")
-        import httpx
-
         try:
-            with httpx.Client(timeout=0.5) as client:
-                client.get(f"{config.base_url}/models", headers=_auth(config))
-        except httpx.HTTPError as exc:
+            probe(f"{config.base_url}/models", headers=bearer_headers(config.api_key))
+        except EngineError as exc:
             return Availability(
                 False,
-                f"cannot reach {config.base_url} ({type(exc).__name__})",
+                f"cannot reach the speech server: {exc}",
                 "start the speech server or set tts.options.base_url",
             )
         return Availability(True)
@@ -208,17 +207,15 @@ class OpenAITTS:
     async def start(self) -> None:
         if self._client is not None:
             return
-        try:
-            import httpx
-        except ImportError as exc:
-            raise EngineUnavailable(
-                "httpx is not installed; pip install 'aria-assistant[llm]'", engine=_ENGINE
-            ) from exc
+        require_httpx(_ENGINE)
         if self.config.base_url == _OFFICIAL and self.config.api_key is None:
             raise EngineUnavailable("no API key for api.openai.com; set tts.options.api_key", engine=_ENGINE)
-        timeout = self.config.timeout_s
-        self._client = httpx.AsyncClient(
-            headers=_auth(self.config), timeout=httpx.Timeout(timeout, connect=timeout)
+        self._client = HTTPClient(
+            engine=_ENGINE,
+            base_url=self.config.base_url,
+            timeout_s=self.config.timeout_s,
+            api_key=self.config.api_key,
+            hints=openai_hints("tts.options.api_key"),
         )
 
     async def aclose(self) -> None:
@@ -247,8 +244,6 @@ class OpenAITTS:
             await self.start()
         client = self._client
         assert client is not None
-        import httpx
-
         rate = self.config.sample_rate
         payload: dict[str, Any] = {
             "model": self.config.model,
@@ -263,34 +258,18 @@ class OpenAITTS:
         held: list[Float32Array] = []  # a WAV at another rate, resampled once complete
         peak = 0.0
         url = f"{self.config.base_url}/audio/speech"
-        try:
-            async with client.stream("POST", url, json=payload) as response:
-                if response.status_code >= 400:
-                    raise _http_error(response.status_code, (await response.aread())[:300], url)
-                async for piece in response.aiter_bytes():
-                    samples = decoder.feed(piece)
-                    if samples.size == 0:
-                        continue
-                    source_rate = getattr(decoder, "sample_rate", None) or rate
-                    if source_rate != rate:
-                        held.append(samples)
-                        continue
-                    peak = self._track(shaper, samples, peak)
-                    for block in shaper.push(samples):
-                        yield AudioChunk(block, rate)
-        except httpx.TimeoutException as exc:
-            raise EngineTimeout(
-                f"no response from {url} within {self.config.timeout_s:g} s ({type(exc).__name__})",
-                engine=_ENGINE,
-            ) from exc
-        except httpx.ConnectError as exc:
-            raise EngineUnavailable(
-                f"cannot connect to {self.config.base_url}: {exc}", engine=_ENGINE
-            ) from exc
-        except httpx.HTTPError as exc:  # the body was cut, or the connection failed mid-stream
-            raise EngineError(
-                f"speech stream from {url} broke off: {type(exc).__name__}: {exc}", engine=_ENGINE
-            ) from exc
+        async with closing_stream(client.post_bytes(url, payload)) as pieces:
+            async for piece in pieces:
+                samples = decoder.feed(piece)
+                if samples.size == 0:
+                    continue
+                source_rate = getattr(decoder, "sample_rate", None) or rate
+                if source_rate != rate:
+                    held.append(samples)
+                    continue
+                peak = self._track(shaper, samples, peak)
+                for block in shaper.push(samples):
+                    yield AudioChunk(block, rate)
         if isinstance(decoder, WavDecoder) and decoder.sample_rate is None:
             raise EngineError("WAV response ended before its data chunk", engine=_ENGINE)
         if decoder.leftover:
@@ -317,24 +296,3 @@ class OpenAITTS:
         if peak * shaper.gain > self.config.target_peak:
             shaper.gain = self.config.target_peak / peak
         return peak
-
-
-def _auth(config: OpenAITTS.Config) -> dict[str, str]:
-    if config.api_key is None:
-        return {}
-    return {"Authorization": f"Bearer {config.api_key.get_secret_value()}"}
-
-
-def _is_local(url: str) -> bool:
-    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".local")
-
-
-def _http_error(status: int, body: bytes, url: str) -> EngineError:
-    detail = body.decode("utf-8", errors="replace").strip().replace("\n", " ")
-    message = f"{url} answered HTTP {status}: {detail}" if detail else f"{url} answered HTTP {status}"
-    if status in (401, 403):
-        return EngineUnavailable(f"{message}; check tts.options.api_key", engine=_ENGINE)
-    if status == 404:
-        return EngineUnavailable(f"{message}; is base_url right (it usually ends in /v1)?", engine=_ENGINE)
-    return EngineError(message, engine=_ENGINE, retryable=status in (408, 409, 425, 429) or status >= 500)

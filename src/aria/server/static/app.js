@@ -45,6 +45,7 @@ const ERROR_TEXT = {
   engine_error: "One of the assistant's engines failed.",
   engine_timeout: "The assistant took too long to answer.",
   all_engines_failed: "None of the assistant's engines could handle that.",
+  invalid_session: "The earlier conversation could not be resumed, so a new one starts.",
 };
 
 const STATE_WORDS = { idle: "Idle", listening: "Listening", thinking: "Thinking", speaking: "Speaking" };
@@ -75,6 +76,7 @@ const mic = new MicCapture(ctx, {
 const test = {
   get samplesPlayed() { return player.samplesPlayed; },
   get playing() { return player.playing; },
+  get underruns() { return player.underruns; },
   audioFramesReceived: 0,
   transcripts: [], // every transcript message, partial and final
   finalTranscripts: [], // the text of each final transcript
@@ -94,12 +96,13 @@ const test = {
   notifications: [],
   received: [], // the last 300 JSON messages from the server, as {at: ms since page load, ...message}
   interrupts: 0, // playback stopped here (barge-in or the Stop button)
+  disconnect: () => app.ws?.close(4000, "test"), // drop the connection: the page reconnects and resumes
 };
 window.ariaTest = test;
 
 // -- connection ----------------------------------------------------------------------------------------
 
-const backoff = { attempt: 0, timer: null, baseMs: 500, maxMs: 15000, failedResumes: 0 };
+const backoff = { attempt: 0, timer: null, countdown: null, baseMs: 500, maxMs: 15000 };
 let pingTimer = null;
 let pingSent = 0;
 
@@ -114,25 +117,25 @@ function wsUrl() {
 
 function connect() {
   clearTimeout(backoff.timer);
-  backoff.timer = null;
+  clearInterval(backoff.countdown);
+  backoff.timer = backoff.countdown = null;
   setConn("connecting", backoff.attempt ? "Reconnecting…" : "Connecting…");
-  const resuming = sessionStorage.getItem(SESSION_KEY) !== null;
   const ws = new WebSocket(wsUrl());
   ws.binaryType = "arraybuffer";
   app.ws = ws;
-  let gotSession = false;
   ws.onmessage = (event) => {
-    if (typeof event.data === "string") {
-      let msg;
-      try {
-        msg = JSON.parse(event.data);
-      } catch {
-        console.warn("aria: a text frame that is not JSON", event.data);
-        return;
-      }
-      if (msg.type === "session") gotSession = true;
-      onMessage(msg);
-    } else onBinary(event.data);
+    if (typeof event.data !== "string") {
+      onBinary(event.data);
+      return;
+    }
+    let msg;
+    try {
+      msg = JSON.parse(event.data);
+    } catch {
+      console.warn("aria: a text frame that is not JSON", event.data);
+      return;
+    }
+    onMessage(msg);
   };
   ws.onclose = (event) => {
     if (app.ws !== ws) return;
@@ -141,18 +144,14 @@ function connect() {
     clearInterval(pingTimer);
     if (player.playing) stopPlayback();
     setServerState("idle", []);
-    // A stored session that keeps failing before its first message is given up on.
-    if (!gotSession && resuming && ++backoff.failedResumes >= 2) {
-      sessionStorage.removeItem(SESSION_KEY);
-      backoff.failedResumes = 0;
-    }
     scheduleReconnect(event.code);
   };
 }
 
+/** Exponential backoff with jitter: 0.5-1x of 0.5 s, 1 s, 2 s, ... up to 15 s; reset by a session. */
 function scheduleReconnect(code) {
   const ceiling = Math.min(backoff.maxMs, backoff.baseMs * 2 ** backoff.attempt);
-  const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2)); // exponential, with jitter
+  const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
   backoff.attempt += 1;
   const due = Date.now() + delay;
   const show = () => {
@@ -160,18 +159,12 @@ function scheduleReconnect(code) {
     setConn("offline", navigator.onLine === false ? "Offline" : `Disconnected: retrying in ${s} s`, code);
   };
   show();
-  const countdown = setInterval(show, 1000);
-  backoff.timer = setTimeout(() => {
-    clearInterval(countdown);
-    connect();
-  }, delay);
-  backoff.countdown = countdown;
+  backoff.countdown = setInterval(show, 1000);
+  backoff.timer = setTimeout(connect, delay);
 }
 
 function reconnectNow() {
-  if (app.ws) return;
-  clearInterval(backoff.countdown);
-  connect();
+  if (!app.ws) connect();
 }
 
 function setConn(state, words, code) {
@@ -209,7 +202,6 @@ const handlers = {
     app.session = msg;
     sessionStorage.setItem(SESSION_KEY, msg.session_id);
     backoff.attempt = 0;
-    backoff.failedResumes = 0;
     Object.assign(app.limits, msg.limits || {});
     ui.text.maxLength = app.limits.max_text_chars;
     player.setSampleRate(msg.audio_out?.sample_rate);
@@ -543,6 +535,9 @@ function setMicUi(on) {
 
 function drawMeter() {
   const c = ui.level;
+  const width = Math.round(c.clientWidth * devicePixelRatio);
+  const height = Math.round(c.clientHeight * devicePixelRatio);
+  if (width > 0 && (c.width !== width || c.height !== height)) Object.assign(c, { width, height });
   const g = c.getContext("2d");
   const db = meter.rms > 0 ? 20 * Math.log10(meter.rms) : -100;
   const target = Math.max(0, Math.min(1, (db + 60) / 60));

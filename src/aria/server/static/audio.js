@@ -115,6 +115,8 @@ export class Player {
     this.lastNow = 0;
     this.finishedFrames = 0;
     this.samplesPlayed = 0; // answer samples (at `rate`) actually played, all turns
+    this.underruns = 0; // times a turn's audio ran dry before its end and had to buffer again
+    this.lastTurn = null;
     this.playing = false;
     this.ticker = setInterval(() => this.tick(), TICK_MS);
   }
@@ -136,8 +138,12 @@ export class Player {
     const view = new DataView(bytes.buffer, bytes.byteOffset, frames * 2);
     const data = new Float32Array(frames);
     for (let i = 0; i < frames; i++) data[i] = view.getInt16(i * 2, true) / 32768;
-    this.turn(turn);
-    if (this.primed && this.nodes.length === 0 && this.nextTime < this.ctx.currentTime) this.primed = false;
+    const info = this.turn(turn);
+    if (this.primed && this.nodes.length === 0 && this.nextTime < this.ctx.currentTime) {
+      this.primed = false; // ran dry: buffer again
+      if (turn === this.lastTurn && !info.done) this.underruns += 1;
+    }
+    this.lastTurn = turn;
     this.pending.push({ turn, data });
     this.pendingFrames += frames;
     if (this.primed || this.pendingFrames >= (this.rate * this.prebufferMs) / 1000) this.flush();
@@ -182,7 +188,7 @@ export class Player {
       const info = this.turns.get(turn);
       if (info && !info.final) reports.push(this.report(turn, true));
     }
-    this.samplesPlayed = this.finishedFrames;
+    this.samplesPlayed = Math.round(this.finishedFrames);
     this.update();
     return reports;
   }
