@@ -53,6 +53,7 @@ __all__ = [
     "is_loopback",
     "openai_hints",
     "probe",
+    "probe_availability",
     "probe_json",
     "require_httpx",
     "status_error",
@@ -61,7 +62,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 #: Turns an HTTP error status and the server's message into an adapter-specific error (or None: default).
 StatusHandler = Callable[[int, str], EngineError | None]
@@ -191,7 +192,7 @@ def transport_error(
         return EngineTimeout(f"no answer from {url} within {timeout_s:g} s ({what})", engine=engine)
     if answering:
         return EngineError(f"stream ended early: {url} broke off ({what})", engine=engine, retryable=True)
-    return EngineError(f"{url} failed before answering ({what})", engine=engine, retryable=True)
+    return EngineError(f"request to {url} failed ({what})", engine=engine, retryable=True)
 
 
 def probe(url: str, *, headers: Mapping[str, str] | None = None, timeout_s: float = 0.5) -> httpx.Response:
@@ -203,6 +204,20 @@ def probe(url: str, *, headers: Mapping[str, str] | None = None, timeout_s: floa
         return httpx.get(url, headers=dict(headers or {}), timeout=timeout_s, trust_env=not is_loopback(url))
     except httpx.HTTPError as exc:
         raise transport_error(exc, url, timeout_s=timeout_s) from exc
+
+
+def probe_availability(
+    url: str, *, api_key: SecretStr | None = None, unreachable: str, fix: str
+) -> Availability:
+    """``check()`` for a server whose answer does not matter: httpx is installed and something answers
+    HTTP at ``url`` (any status; one probe, 0.5 s at most). ``unreachable`` starts the reason when not."""
+    if (missing := httpx_missing()) is not None:
+        return missing
+    try:
+        probe(url, headers=bearer_headers(api_key))
+    except EngineError as exc:
+        return Availability(False, f"{unreachable}: {exc}", fix)
+    return Availability(True)
 
 
 def probe_json(url: str, *, headers: Mapping[str, str] | None = None, timeout_s: float = 0.5) -> Any:
@@ -297,8 +312,8 @@ class HTTPClient:
         return response.content
 
     async def _stream(
-        self, url: str, body: Mapping[str, Any], read: Callable[[httpx.Response], AsyncIterator[T]]
-    ) -> AsyncIterator[T]:
+        self, url: str, body: Mapping[str, Any], read: Callable[[httpx.Response], AsyncIterator[_T]]
+    ) -> AsyncIterator[_T]:
         import httpx
 
         answering = False

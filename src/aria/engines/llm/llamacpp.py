@@ -38,7 +38,13 @@ from aria.engines.base import (
     LLMChunk,
     LLMRequest,
 )
-from aria.engines.llm.messages import ChunkAssembler, GenerationStats, openai_messages, openai_tools
+from aria.engines.llm.messages import (
+    ChunkAssembler,
+    GenerationStats,
+    complete_text,
+    openai_messages,
+    openai_request,
+)
 from aria.engines.models import models_dir
 from aria.errors import EngineError, EngineUnavailable
 from aria.types import GeneratedToken
@@ -243,16 +249,7 @@ class LlamaCppLLM:
 
     def _chunks(self, request: LLMRequest) -> Iterable[dict[str, Any]]:
         """Runs on the worker thread: builds the prompt (encoding images) and starts generating."""
-        options: dict[str, Any] = {
-            "messages": openai_messages(request),
-            "stream": True,
-            "temperature": request.temperature,
-            "max_tokens": request.max_tokens,
-        }
-        if request.stop:
-            options["stop"] = list(request.stop)
-        if request.tools:
-            options["tools"] = openai_tools(request.tools)
+        options = openai_request(request, openai_messages(request))
         chunks: Iterable[dict[str, Any]] = self._llama.create_chat_completion(**options)
         return chunks
 
@@ -284,11 +281,4 @@ class LlamaCppLLM:
             yield call
 
     async def complete(self, request: LLMRequest) -> str:
-        parts: list[str] = []
-        async with closing_stream(self.stream(request)) as items:
-            async for item in items:
-                if isinstance(item, GeneratedToken):
-                    parts.append(item.text)
-                else:
-                    log.info("%s: complete() ignores tool call %s", self.engine, item.name)
-        return "".join(parts)
+        return await complete_text(self.stream(request), self.engine)

@@ -27,12 +27,13 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from aria.core.aio import closing_stream
 from aria.engines.base import LLMChunk, LLMRequest
 from aria.engines.http import error_detail  # re-exported: it used to live here
 from aria.errors import EngineError, EngineUnavailable, InvalidInput
@@ -41,11 +42,13 @@ from aria.types import GeneratedToken, ImageFrame, Message, ToolCall, ToolSpec
 __all__ = [
     "ChunkAssembler",
     "GenerationStats",
+    "complete_text",
     "encode_image",
     "error_detail",
     "image_data_url",
     "ollama_messages",
     "openai_messages",
+    "openai_request",
     "openai_tools",
 ]
 
@@ -135,6 +138,22 @@ def openai_tools(tools: Iterable[ToolSpec]) -> list[dict[str, Any]]:
         }
         for tool in tools
     ]
+
+
+def openai_request(request: LLMRequest, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """A streamed OpenAI chat completions request for ``request`` (no ``model``), ``messages`` being its
+    :func:`openai_messages` (encoded by the caller, which may keep that work off the event loop)."""
+    body: dict[str, Any] = {
+        "messages": messages,
+        "stream": True,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+    }
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.tools:
+        body["tools"] = openai_tools(request.tools)
+    return body
 
 
 def _history(request: LLMRequest) -> list[Message]:
@@ -311,3 +330,16 @@ class ChunkAssembler:
             partial.arguments.append(arguments)
         elif arguments is not None:  # some servers send the arguments as an object in one piece
             partial.arguments.append(json.dumps(arguments))
+
+
+async def complete_text(chunks: AsyncIterator[LLMChunk], engine: str) -> str:
+    """The whole text of an answer stream, for ``complete()`` (tool calls, if any, are logged and left
+    out). The stream is closed when it ends, or when this is cancelled."""
+    parts: list[str] = []
+    async with closing_stream(chunks) as items:
+        async for item in items:
+            if isinstance(item, GeneratedToken):
+                parts.append(item.text)
+            else:
+                log.info("%s: complete() ignores tool call %s", engine, item.name)
+    return "".join(parts)

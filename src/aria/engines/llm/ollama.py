@@ -32,7 +32,7 @@ from aria.engines.base import (
     LLMRequest,
 )
 from aria.engines.http import HTTPClient, HttpURL, error_detail, httpx_missing, probe_json, require_httpx
-from aria.engines.llm.messages import GenerationStats, ollama_messages, openai_tools
+from aria.engines.llm.messages import GenerationStats, complete_text, ollama_messages, openai_tools
 from aria.errors import EngineError, EngineUnavailable
 from aria.types import GeneratedToken, ToolCall
 
@@ -229,11 +229,4 @@ class OllamaLLM:
 
     async def complete(self, request: LLMRequest) -> str:
         """The whole answer's text (tool calls, if any, are logged and left out)."""
-        parts: list[str] = []
-        async with closing_stream(self.stream(request)) as items:
-            async for item in items:
-                if isinstance(item, GeneratedToken):
-                    parts.append(item.text)
-                else:
-                    log.info("%s: complete() ignores tool call %s", self.engine, item.name)
-        return "".join(parts)
+        return await complete_text(self.stream(request), self.engine)

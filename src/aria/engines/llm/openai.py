@@ -48,7 +48,13 @@ from aria.engines.http import (
     require_httpx,
 )
 from aria.engines.http import StatusHandler as StatusHandler  # re-exported: it used to live here
-from aria.engines.llm.messages import ChunkAssembler, GenerationStats, openai_messages, openai_tools
+from aria.engines.llm.messages import (
+    ChunkAssembler,
+    GenerationStats,
+    complete_text,
+    openai_messages,
+    openai_request,
+)
 from aria.errors import EngineError, EngineUnavailable
 from aria.types import GeneratedToken
 
@@ -183,17 +189,7 @@ class OpenAILLM:
             messages = await asyncio.to_thread(openai_messages, request)
         else:
             messages = openai_messages(request)
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": messages,
-            "stream": True,
-            "temperature": request.temperature,
-            "max_tokens": request.max_tokens,
-        }
-        if request.stop:
-            body["stop"] = list(request.stop)
-        if request.tools:
-            body["tools"] = openai_tools(request.tools)
+        body = {"model": model, **openai_request(request, messages)}
         if self.config.logprobs:
             body["logprobs"] = True
         body.update(self.config.extra_body)
@@ -246,11 +242,4 @@ class OpenAILLM:
 
     async def complete(self, request: LLMRequest) -> str:
         """The whole answer's text (tool calls, if any, are logged and left out)."""
-        parts: list[str] = []
-        async with closing_stream(self.stream(request)) as items:
-            async for item in items:
-                if isinstance(item, GeneratedToken):
-                    parts.append(item.text)
-                else:
-                    log.info("%s: complete() ignores tool call %s", self.engine, item.name)
-        return "".join(parts)
+        return await complete_text(self.stream(request), self.engine)

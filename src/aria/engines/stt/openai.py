@@ -31,11 +31,9 @@ from aria.engines.base import Availability, Capabilities, EngineConfig, EngineHe
 from aria.engines.http import (
     HTTPClient,
     HttpURL,
-    bearer_headers,
-    httpx_missing,
     is_local,
     openai_hints,
-    probe,
+    probe_availability,
     require_httpx,
 )
 from aria.engines.stt.streaming import STT_SAMPLE_RATE, prepare_audio, whisper_confidence
@@ -126,17 +124,12 @@ class OpenAISTT:
     @classmethod
     def check(cls, config: Config) -> Availability:
         """httpx is installed and something answers HTTP at ``base_url`` (one probe, 0.5 s at most)."""
-        if (missing := httpx_missing()) is not None:
-            return missing
-        try:
-            probe(f"{config.base_url}/models", headers=bearer_headers(config.api_key))
-        except EngineError as exc:
-            return Availability(
-                False,
-                f"no transcription server answers: {exc}",
-                "start an OpenAI-compatible transcription server or set stt.options.base_url",
-            )
-        return Availability(True)
+        return probe_availability(
+            f"{config.base_url}/models",
+            api_key=config.api_key,
+            unreachable="no transcription server answers",
+            fix="start an OpenAI-compatible transcription server or set stt.options.base_url",
+        )
 
     async def start(self) -> None:
         if self._client is not None:

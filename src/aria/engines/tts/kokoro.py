@@ -14,7 +14,6 @@ the stream at once; the call already running in the worker finishes in the backg
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from aria.engines.base import Availability, Capabilities, EngineHealth, EngineKind
-from aria.engines.models import models_dir
+from aria.engines.models import LocalModelCheck, models_dir
 from aria.engines.tts.textprep import (
     Float32Array,
     ShapingOptions,
@@ -46,6 +45,12 @@ VOICES_FILE = "voices-v1.0.bin"
 _RATE = 24000
 _PULL_FIX = "run `aria models pull kokoro`"
 _INSTALL_FIX = "pip install 'aria-assistant[tts]'"
+_REQUIRES = LocalModelCheck(
+    "Kokoro model files",
+    (("kokoro_onnx", "kokoro-onnx"), ("onnxruntime", "onnxruntime")),
+    _INSTALL_FIX,
+    _PULL_FIX,
+)
 _LANG_BY_PREFIX = {
     "a": "en-us",
     "b": "en-gb",
@@ -90,26 +95,13 @@ class KokoroTTS:
 
     @classmethod
     def check(cls, config: Config) -> Availability:
-        missing_package = _missing_package()
-        if missing_package:
-            return Availability(False, f"{missing_package} is not installed", _INSTALL_FIX)
-        missing = [str(p) for p in cls.paths(config) if not p.is_file()]
-        if missing:
-            return Availability(False, f"Kokoro model files not found at {', '.join(missing)}", _PULL_FIX)
-        return Availability(True)
+        return _REQUIRES.availability(cls.paths(config))
 
     async def start(self) -> None:
         if self._kokoro is not None:
             return
-        missing_package = _missing_package()
-        if missing_package:
-            raise EngineUnavailable(f"{missing_package} is not installed; {_INSTALL_FIX}", engine=_ENGINE)
         model, voices = self.paths(self.config)
-        missing = [str(p) for p in (model, voices) if not p.is_file()]
-        if missing:
-            raise EngineUnavailable(
-                f"Kokoro model files not found at {', '.join(missing)}; {_PULL_FIX}", engine=_ENGINE
-            )
+        _REQUIRES.require((model, voices), engine=_ENGINE)
         kokoro = await asyncio.to_thread(_load, model, voices)
         names = tuple(kokoro.get_voices())
         if self.config.voice not in names:
@@ -170,13 +162,6 @@ class KokoroTTS:
             raise EngineError(f"Kokoro returned {rate} Hz audio, expected {_RATE}", engine=_ENGINE)
         shaper = SpeechShaper(_RATE, config, gain=peak_gain(samples, config))
         return [*shaper.push(samples), *shaper.finish(pause_ms(text, config))]
-
-
-def _missing_package() -> str | None:
-    for module, package in (("kokoro_onnx", "kokoro-onnx"), ("onnxruntime", "onnxruntime")):
-        if importlib.util.find_spec(module) is None:
-            return package
-    return None
 
 
 def _load(model: Path, voices: Path) -> Any:

@@ -35,11 +35,10 @@ from aria.engines.base import Availability, Capabilities, EngineHealth, EngineKi
 from aria.engines.http import (
     HTTPClient,
     HttpURL,
-    bearer_headers,
     httpx_missing,
     is_local,
     openai_hints,
-    probe,
+    probe_availability,
     require_httpx,
 )
 from aria.engines.tts.textprep import Float32Array, ShapingOptions, SpeechShaper, pause_ms, prepare_text
@@ -194,15 +193,12 @@ class OpenAITTS:
             return missing
         if config.base_url == _OFFICIAL and config.api_key is None:
             return Availability(False, "no API key for api.openai.com", "set tts.options.api_key")
-        try:
-            probe(f"{config.base_url}/models", headers=bearer_headers(config.api_key))
-        except EngineError as exc:
-            return Availability(
-                False,
-                f"cannot reach the speech server: {exc}",
-                "start the speech server or set tts.options.base_url",
-            )
-        return Availability(True)
+        return probe_availability(
+            f"{config.base_url}/models",
+            api_key=config.api_key,
+            unreachable="cannot reach the speech server",
+            fix="start the speech server or set tts.options.base_url",
+        )
 
     async def start(self) -> None:
         if self._client is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import logging
 import threading
@@ -26,7 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from aria.engines.base import Availability, Capabilities, EngineHealth, EngineKind
-from aria.engines.models import models_dir
+from aria.engines.models import LocalModelCheck, models_dir
 from aria.engines.tts.textprep import (
     Emit,
     ShapingOptions,
@@ -48,6 +47,9 @@ DEFAULT_VOICE = "en_US-lessac-medium"
 _DEFAULT_RATE = 22050
 _PULL_FIX = "run `aria models pull piper`"
 _INSTALL_FIX = "pip install piper-tts"
+_REQUIRES = LocalModelCheck(
+    "Piper voice files", (("piper", "piper-tts"), ("onnxruntime", "onnxruntime")), _INSTALL_FIX, _PULL_FIX
+)
 
 
 class PiperTTS:
@@ -93,26 +95,13 @@ class PiperTTS:
 
     @classmethod
     def check(cls, config: Config) -> Availability:
-        missing_package = _missing_package()
-        if missing_package:
-            return Availability(False, f"{missing_package} is not installed", _INSTALL_FIX)
-        missing = [str(p) for p in cls.paths(config) if not p.is_file()]
-        if missing:
-            return Availability(False, f"Piper voice files not found at {', '.join(missing)}", _PULL_FIX)
-        return Availability(True)
+        return _REQUIRES.availability(cls.paths(config))
 
     async def start(self) -> None:
         if self._voice is not None:
             return
-        missing_package = _missing_package()
-        if missing_package:
-            raise EngineUnavailable(f"{missing_package} is not installed; {_INSTALL_FIX}", engine=_ENGINE)
         model, voice_config = self.paths(self.config)
-        missing = [str(p) for p in (model, voice_config) if not p.is_file()]
-        if missing:
-            raise EngineUnavailable(
-                f"Piper voice files not found at {', '.join(missing)}; {_PULL_FIX}", engine=_ENGINE
-            )
+        _REQUIRES.require((model, voice_config), engine=_ENGINE)
         voice = await asyncio.to_thread(_load, model, voice_config)
         rate = int(voice.config.sample_rate)
         if rate not in SAMPLE_RATES:
@@ -203,13 +192,6 @@ def _declared_rate(voice_config: Path) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         return _DEFAULT_RATE
     return rate if rate in SAMPLE_RATES else _DEFAULT_RATE
-
-
-def _missing_package() -> str | None:
-    for module, package in (("piper", "piper-tts"), ("onnxruntime", "onnxruntime")):
-        if importlib.util.find_spec(module) is None:
-            return package
-    return None
 
 
 def _load(model: Path, voice_config: Path) -> Any:

@@ -14,19 +14,24 @@ shorter than ``min_silence_ms`` inside an utterance.
 
 Model-based adapters score fixed-size windows (Silero: 512 samples at 16 kHz, WebRTC: 10/20/30 ms), while
 callers send chunks of any length: :class:`FrameBuffer` cuts the incoming chunks into those windows and
-keeps the remainder for the next chunk.
+keeps the remainder for the next chunk. :class:`ChunkSegmenter` puts the two together for such an adapter:
+chunks of any length in (checked), each frame scored by the adapter's model, events out in order.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from aria.engines.base import VADEvent, VADEventType
+from aria.errors import InvalidInput
+from aria.types import AudioChunk
 
-__all__ = ["FrameBuffer", "SpeechSegmenter"]
+__all__ = ["ChunkSegmenter", "FrameBuffer", "SpeechSegmenter"]
 
 # Frame durations are floats (0.02 s, 0.032 s ...); summing them drifts by a few ulps, so runs are compared
 # with a tolerance far below any real frame length.
@@ -168,3 +173,75 @@ class FrameBuffer:
             (data[i : i + self.frame_size], origin + i / self.sample_rate)
             for i in range(0, used, self.frame_size)
         ]
+
+
+class ChunkSegmenter:
+    """Chunks of any length in, speech events out, for an adapter whose model scores fixed-size frames.
+
+    :meth:`process` checks a chunk (its rate, finite samples), cuts it into frames with a
+    :class:`FrameBuffer`, scores each frame with ``score`` and feeds the probabilities to a
+    :class:`SpeechSegmenter`. When one chunk decides two events (only possible for chunks longer than
+    ``min_speech_ms`` or ``min_silence_ms``), the first is returned and the others are queued and returned,
+    in order, by the next calls; :meth:`process_all` returns them all at once. An event's ``timestamp`` is
+    the time of the first sample of the frame that decided it.
+    """
+
+    __slots__ = ("_frame_s", "_frames", "_label", "_pending", "_rates", "_score", "segmenter")
+
+    def __init__(
+        self,
+        segmenter: SpeechSegmenter,
+        *,
+        frame_size: int,
+        sample_rate: int,
+        score: Callable[[npt.NDArray[np.float32]], float],
+        label: str,
+        rates: str,
+    ) -> None:
+        self.segmenter = segmenter
+        self._frames = FrameBuffer(frame_size, sample_rate)
+        self._frame_s = frame_size / sample_rate
+        self._score = score
+        #: For messages: the VAD's name (``"Silero VAD"``) and the rates it takes (``"16000 or 8000"``).
+        self._label = label
+        self._rates = rates
+        self._pending: deque[VADEvent] = deque()
+
+    @property
+    def in_speech(self) -> bool:
+        return self.segmenter.in_speech
+
+    def reset(self) -> None:
+        """Back to silence: clears the segmenter, the buffered samples and the queued events."""
+        self.segmenter.reset()
+        self._frames.clear()
+        self._pending.clear()
+
+    def process(self, chunk: AudioChunk) -> VADEvent | None:
+        """Feed a chunk of any length; return the next event not returned yet."""
+        self._consume(chunk)
+        return self._pending.popleft() if self._pending else None
+
+    def process_all(self, chunk: AudioChunk) -> list[VADEvent]:
+        """Feed a chunk of any length; return every event not returned yet, oldest first."""
+        self._consume(chunk)
+        events = list(self._pending)
+        self._pending.clear()
+        return events
+
+    def _consume(self, chunk: AudioChunk) -> None:
+        rate = self._frames.sample_rate
+        if chunk.sample_rate != rate:
+            raise InvalidInput(
+                f"{self._label} expects {rate} Hz audio, got {chunk.sample_rate} Hz; "
+                f"resample first or set the VAD's sample_rate option ({self._rates})"
+            )
+        if chunk.frames == 0:
+            return
+        samples = chunk.to_mono().as_float32()
+        if not np.all(np.isfinite(samples)):
+            raise InvalidInput("audio contains NaN or infinite samples")
+        for frame, start in self._frames.push(samples, chunk.timestamp):
+            event = self.segmenter.update(self._score(frame), self._frame_s, start)
+            if event is not None:
+                self._pending.append(event)

@@ -27,7 +27,8 @@ window ``win`` is 512 samples at 16 kHz (32 ms) and 256 at 8 kHz, and each windo
 
 :meth:`SileroVAD.process` accepts chunks of any length: samples are buffered into windows, every full
 window is scored (one inference, about 0.1-0.2 ms on one CPU thread, so it runs inline on the caller's
-thread) and the probabilities go through :class:`~aria.engines.vad.segmenter.SpeechSegmenter`. A call
+thread) and the probabilities go through :class:`~aria.engines.vad.segmenter.SpeechSegmenter` (by way
+of :class:`~aria.engines.vad.segmenter.ChunkSegmenter`, shared with ``vad:webrtc``). A call
 returns the event decided within its chunk; when one chunk decides two events (only possible for chunks
 longer than ``min_speech_ms`` or ``min_silence_ms``), the first is returned and the others are queued and
 returned, in order, by the next calls. :meth:`SileroVAD.process_all` returns them all at once instead.
@@ -41,7 +42,6 @@ import asyncio
 import importlib.util
 import logging
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -57,7 +57,7 @@ from aria.engines.base import (
     EngineKind,
     VADEvent,
 )
-from aria.engines.vad.segmenter import FrameBuffer, SpeechSegmenter
+from aria.engines.vad.segmenter import ChunkSegmenter, SpeechSegmenter
 from aria.errors import EngineError, EngineUnavailable, InvalidInput
 from aria.types import AudioChunk
 
@@ -133,14 +133,19 @@ class SileroVAD:
             self.capabilities = Capabilities(streaming=True, sample_rate=rate, local=True, memory_mb=30)
         self.window = _WINDOW[rate]
         self.context = _CONTEXT[rate]
-        self._window_s = self.window / rate
-        self._segmenter = SpeechSegmenter(
+        segmenter = SpeechSegmenter(
             threshold=self.config.threshold,
             min_speech_ms=self.config.min_speech_ms,
             min_silence_ms=self.config.min_silence_ms,
         )
-        self._frames = FrameBuffer(self.window, rate)
-        self._pending: deque[VADEvent] = deque()
+        self._stream = ChunkSegmenter(
+            segmenter,
+            frame_size=self.window,
+            sample_rate=rate,
+            score=self._score,
+            label="Silero VAD",
+            rates="16000 or 8000",
+        )
         self._session: Any = None
         self._signature: _Signature = "state"
         self._output_names: list[str] = []
@@ -241,7 +246,7 @@ class SileroVAD:
 
     @property
     def in_speech(self) -> bool:
-        return self._segmenter.in_speech
+        return self._stream.in_speech
 
     @property
     def mean_inference_ms(self) -> float:
@@ -251,9 +256,7 @@ class SileroVAD:
     def reset(self) -> None:
         """Back to silence with a fresh model state, as at the start of a new stream: clears the buffered
         samples, the model's recurrent state and context, and any queued event."""
-        self._segmenter.reset()
-        self._frames.clear()
-        self._pending.clear()
+        self._stream.reset()
         self._input.fill(0.0)
         self.last_probability = 0.0
         if self._signature == "state":
@@ -267,20 +270,21 @@ class SileroVAD:
 
     def process(self, chunk: AudioChunk) -> VADEvent | None:
         """Feed a chunk of any length; return the next event (see the module docstring for queuing)."""
-        self._consume(chunk)
-        return self._pending.popleft() if self._pending else None
+        self._require_loaded()
+        return self._stream.process(chunk)
 
     def process_all(self, chunk: AudioChunk) -> list[VADEvent]:
         """Feed a chunk of any length; return every event not returned yet, oldest first."""
-        self._consume(chunk)
-        events = list(self._pending)
-        self._pending.clear()
-        return events
+        self._require_loaded()
+        return self._stream.process_all(chunk)
+
+    def _require_loaded(self) -> None:
+        if self._session is None:
+            raise EngineError("the model is not loaded; await start() first", engine=_ENGINE, retryable=False)
 
     def _score(self, window: npt.NDArray[np.float32]) -> float:
         """Score one window of ``self.window`` float32 samples, advancing the model state."""
-        if self._session is None:
-            raise EngineError("the model is not loaded; await start() first", engine=_ENGINE, retryable=False)
+        self._require_loaded()
         if window.shape != (self.window,):
             raise InvalidInput(f"a Silero window is {self.window} samples, got shape {window.shape}")
         ctx = self.context
@@ -302,21 +306,3 @@ class SileroVAD:
             raise EngineError(f"the model returned a speech probability of {value}", engine=_ENGINE)
         self.last_probability = min(1.0, max(0.0, value))
         return self.last_probability
-
-    def _consume(self, chunk: AudioChunk) -> None:
-        if self._session is None:
-            raise EngineError("the model is not loaded; await start() first", engine=_ENGINE, retryable=False)
-        if chunk.sample_rate != self.config.sample_rate:
-            raise InvalidInput(
-                f"Silero VAD expects {self.config.sample_rate} Hz audio, got {chunk.sample_rate} Hz; "
-                "resample first or set the VAD's sample_rate option (16000 or 8000)"
-            )
-        if chunk.frames == 0:
-            return
-        samples = chunk.to_mono().as_float32()
-        if not np.all(np.isfinite(samples)):
-            raise InvalidInput("audio contains NaN or infinite samples")
-        for window, start in self._frames.push(samples, chunk.timestamp):
-            event = self._segmenter.update(self._score(window), self._window_s, start)
-            if event is not None:
-                self._pending.append(event)

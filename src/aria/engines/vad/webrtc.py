@@ -3,7 +3,8 @@
 The detector decides speech or not for frames of exactly 10, 20 or 30 ms of 16-bit PCM at 8, 16, 32 or
 48 kHz. :meth:`WebRTCVAD.process` accepts chunks of any length: samples are buffered into ``frame_ms``
 frames (30 ms by default), each frame is converted to int16 PCM bytes and scored 1.0 (speech) or 0.0, and
-those probabilities go through :class:`~aria.engines.vad.segmenter.SpeechSegmenter`, like every VAD here.
+those probabilities go through :class:`~aria.engines.vad.segmenter.SpeechSegmenter` (by way of
+:class:`~aria.engines.vad.segmenter.ChunkSegmenter`), like every VAD here.
 
 A call returns the event decided within its chunk; when one chunk decides two events (only possible for
 chunks longer than ``min_speech_ms`` or ``min_silence_ms``), the first is returned and the others are
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections import deque
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -38,8 +38,8 @@ from aria.engines.base import (
     EngineKind,
     VADEvent,
 )
-from aria.engines.vad.segmenter import FrameBuffer, SpeechSegmenter
-from aria.errors import EngineError, EngineUnavailable, InvalidInput
+from aria.engines.vad.segmenter import ChunkSegmenter, SpeechSegmenter
+from aria.errors import EngineError, EngineUnavailable
 from aria.types import AudioChunk
 
 __all__ = ["WebRTCVAD"]
@@ -73,15 +73,20 @@ class WebRTCVAD:
         if rate != self.capabilities.sample_rate:
             self.capabilities = Capabilities(streaming=True, sample_rate=rate, local=True, memory_mb=1)
         self.frame_size = rate * self.config.frame_ms // 1000
-        self._frame_s = self.config.frame_ms / 1000.0
         # Scores are exactly 0 or 1, so any threshold in (0, 1] behaves the same.
-        self._segmenter = SpeechSegmenter(
+        segmenter = SpeechSegmenter(
             threshold=0.5,
             min_speech_ms=self.config.min_speech_ms,
             min_silence_ms=self.config.min_silence_ms,
         )
-        self._frames = FrameBuffer(self.frame_size, rate)
-        self._pending: deque[VADEvent] = deque()
+        self._stream = ChunkSegmenter(
+            segmenter,
+            frame_size=self.frame_size,
+            sample_rate=rate,
+            score=self._score,
+            label="WebRTC VAD",
+            rates="8000, 16000, 32000 or 48000",
+        )
         self._vad: Any = None
 
     @classmethod
@@ -117,48 +122,30 @@ class WebRTCVAD:
 
     @property
     def in_speech(self) -> bool:
-        return self._segmenter.in_speech
+        return self._stream.in_speech
 
     def reset(self) -> None:
         """Back to silence, as at the start of a new stream: clears buffered samples and queued events."""
-        self._segmenter.reset()
-        self._frames.clear()
-        self._pending.clear()
+        self._stream.reset()
 
     def process(self, chunk: AudioChunk) -> VADEvent | None:
         """Feed a chunk of any length; return the next event (see the module docstring for queuing)."""
-        self._consume(chunk)
-        return self._pending.popleft() if self._pending else None
+        self._require_started()
+        return self._stream.process(chunk)
 
     def process_all(self, chunk: AudioChunk) -> list[VADEvent]:
         """Feed a chunk of any length; return every event not returned yet, oldest first."""
-        self._consume(chunk)
-        events = list(self._pending)
-        self._pending.clear()
-        return events
+        self._require_started()
+        return self._stream.process_all(chunk)
 
-    def _is_speech(self, frame: npt.NDArray[np.float32]) -> bool:
-        pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-        try:
-            return bool(self._vad.is_speech(pcm, self.config.sample_rate))
-        except Exception as exc:  # webrtcvad raises a bare Exception ("Error while processing frame")
-            raise EngineError(f"frame rejected: {exc}", engine=_ENGINE, retryable=False) from exc
-
-    def _consume(self, chunk: AudioChunk) -> None:
+    def _require_started(self) -> None:
         if self._vad is None:
             raise EngineError("not started; await start() first", engine=_ENGINE, retryable=False)
-        if chunk.sample_rate != self.config.sample_rate:
-            raise InvalidInput(
-                f"WebRTC VAD expects {self.config.sample_rate} Hz audio, got {chunk.sample_rate} Hz; "
-                "resample first or set the VAD's sample_rate option (8000, 16000, 32000 or 48000)"
-            )
-        if chunk.frames == 0:
-            return
-        samples = chunk.to_mono().as_float32()
-        if not np.all(np.isfinite(samples)):
-            raise InvalidInput("audio contains NaN or infinite samples")
-        for frame, start in self._frames.push(samples, chunk.timestamp):
-            probability = 1.0 if self._is_speech(frame) else 0.0
-            event = self._segmenter.update(probability, self._frame_s, start)
-            if event is not None:
-                self._pending.append(event)
+
+    def _score(self, frame: npt.NDArray[np.float32]) -> float:
+        """1.0 for a frame the detector calls speech, else 0.0."""
+        pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+        try:
+            return 1.0 if self._vad.is_speech(pcm, self.config.sample_rate) else 0.0
+        except Exception as exc:  # webrtcvad raises a bare Exception ("Error while processing frame")
+            raise EngineError(f"frame rejected: {exc}", engine=_ENGINE, retryable=False) from exc
