@@ -48,7 +48,7 @@ from aria.pipeline.outputs import (
 from aria.pipeline.turn import Turn
 from aria.types import AudioChunk, GeneratedToken, Message, Transcription
 
-__all__ = ["PipelineConfig", "Playback", "VoicePipeline"]
+__all__ = ["ContextBuilder", "PipelineConfig", "Playback", "VoicePipeline"]
 
 log = logging.getLogger(__name__)
 SOURCE = "pipeline"
@@ -67,6 +67,14 @@ class Playback(Protocol):
 
     async def wait_sent(self, turn_id: str, blocks: int) -> None:
         """Until that many audio blocks of the turn have gone out to the person (or it was cancelled)."""
+        ...
+
+
+class ContextBuilder(Protocol):
+    """Builds what a request carries from the history (a token window, a summary, profile facts)."""
+
+    def build(self, history: History, system_prompt: str | None) -> tuple[tuple[Message, ...], str | None]:
+        """The messages and the system prompt for the next request."""
         ...
 
 
@@ -141,6 +149,8 @@ class VoicePipeline:
         self._closed = False
         #: The transport's playback tracker, when it paces audio to the listener (see :class:`Playback`).
         self.playback: Playback | None = None
+        #: Builds each request's context; without one, the last ``history_turns`` turns are sent.
+        self.context: ContextBuilder | None = None
 
     async def __aenter__(self) -> VoicePipeline:
         return self
@@ -291,9 +301,12 @@ class VoicePipeline:
 
     async def _respond(self, turn: Turn) -> None:
         cfg = self.config
+        messages, system_prompt = self.history.window(cfg.history_turns), cfg.system_prompt
+        if self.context is not None:
+            messages, system_prompt = self.context.build(self.history, cfg.system_prompt)
         request = LLMRequest(
-            messages=self.history.window(cfg.history_turns),
-            system_prompt=cfg.system_prompt,
+            messages=messages,
+            system_prompt=system_prompt,
             temperature=cfg.temperature,
             max_tokens=cfg.max_tokens,
             stop=cfg.stop,
