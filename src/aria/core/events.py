@@ -44,6 +44,7 @@ class EventType(enum.StrEnum):
     RESPONSE_DONE = "response_done"
     TURN_INTERRUPTED = "turn_interrupted"
     TURN_METRICS = "turn_metrics"
+    TOOL_RESULT = "tool_result"
     ENGINE_FALLBACK = "engine_fallback"
     BREAKER_STATE = "breaker_state"
     ERROR = "error"

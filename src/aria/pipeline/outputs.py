@@ -16,6 +16,7 @@ __all__ = [
     "ResponseDone",
     "StateOut",
     "TextOut",
+    "ToolResultOut",
     "TranscriptOut",
 ]
 
@@ -79,4 +80,16 @@ class MetricsOut:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-Output = TranscriptOut | TextOut | AudioOut | ResponseDone | StateOut | ErrorOut | MetricsOut
+@dataclass(frozen=True, slots=True)
+class ToolResultOut:
+    """A tool the model called has run (or was refused)."""
+
+    turn_id: str
+    call_id: str
+    tool: str
+    ok: bool
+    content: str
+    data: Any = None
+
+
+Output = TranscriptOut | TextOut | AudioOut | ResponseDone | StateOut | ErrorOut | MetricsOut | ToolResultOut

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from aria.core.metrics import TurnWaterfall
 
@@ -33,6 +33,8 @@ class Turn:
     speech_failed: bool = False
     finished: bool = False
     error: str | None = None
+    #: Results of the tools the model called during this turn.
+    tool_results: list[Any] = field(default_factory=list)
     waterfall: TurnWaterfall = field(init=False)
 
     def __post_init__(self) -> None:

@@ -43,15 +43,25 @@ from aria.pipeline.outputs import (
     ResponseDone,
     StateOut,
     TextOut,
+    ToolResultOut,
     TranscriptOut,
 )
 from aria.pipeline.turn import Turn
-from aria.types import AudioChunk, GeneratedToken, Message, Transcription
+from aria.types import AudioChunk, GeneratedToken, Message, ToolCall, ToolSpec, Transcription
 
-__all__ = ["ContextBuilder", "PipelineConfig", "Playback", "VoicePipeline"]
+__all__ = [
+    "MAX_TOOL_ROUNDS",
+    "ContextBuilder",
+    "PipelineConfig",
+    "Playback",
+    "ToolExecutor",
+    "ToolOutcome",
+    "VoicePipeline",
+]
 
 log = logging.getLogger(__name__)
 SOURCE = "pipeline"
+MAX_TOOL_ROUNDS = 4
 
 
 class Playback(Protocol):
@@ -68,6 +78,20 @@ class Playback(Protocol):
     async def wait_sent(self, turn_id: str, blocks: int) -> None:
         """Until that many audio blocks of the turn have gone out to the person (or it was cancelled)."""
         ...
+
+
+class ToolOutcome(Protocol):
+    ok: bool
+    content: str
+    data: Any
+
+
+class ToolExecutor(Protocol):
+    """Runs the tools the model may call (validation, timeouts and confirmation are its business)."""
+
+    def specs(self) -> tuple[ToolSpec, ...]: ...
+
+    async def run_tool(self, call: ToolCall, turn_id: str) -> ToolOutcome: ...
 
 
 class ContextBuilder(Protocol):
@@ -151,6 +175,8 @@ class VoicePipeline:
         self.playback: Playback | None = None
         #: Builds each request's context; without one, the last ``history_turns`` turns are sent.
         self.context: ContextBuilder | None = None
+        #: The tools the model may call; without it, requests carry no tools.
+        self.tools: ToolExecutor | None = None
 
     async def __aenter__(self) -> VoicePipeline:
         return self
@@ -310,13 +336,14 @@ class VoicePipeline:
             temperature=cfg.temperature,
             max_tokens=cfg.max_tokens,
             stop=cfg.stop,
+            tools=self.tools.specs() if self.tools is not None else (),
         )
         turn.waterfall.mark("llm_request")
         self.bus.emit(
             EventType.LLM_REQUEST, {"messages": len(request.messages)}, source=SOURCE, correlation_id=turn.id
         )
         try:
-            async with closing_stream(self._tokens(self.llm.stream(request))) as tokens:
+            async with closing_stream(self._generate(turn, request)) as tokens:
                 if self.speaking:
                     async with split(tokens, 2) as (display, speech):
                         speaker = self._spawn(self._speak(turn, speech), "speak")
@@ -339,14 +366,43 @@ class VoicePipeline:
             return
         self._finish(turn)
 
-    async def _tokens(self, chunks: AsyncIterator[Any]) -> AsyncIterator[str]:
-        async with closing_stream(chunks):
-            async for chunk in chunks:
-                if isinstance(chunk, GeneratedToken):
-                    if chunk.text:
-                        yield chunk.text
-                else:
-                    log.warning("ignoring %s from the LLM: this pipeline runs no tools", type(chunk).__name__)
+    async def _generate(self, turn: Turn, request: LLMRequest) -> AsyncIterator[str]:
+        """The answer's text. When the model calls tools, run them, report each result, feed the
+        results back and let the model go on (at most ``MAX_TOOL_ROUNDS`` rounds)."""
+        messages = list(request.messages)
+        for round_ in range(MAX_TOOL_ROUNDS + 1):
+            calls: list[ToolCall] = []
+            said: list[str] = []
+            async with closing_stream(self.llm.stream(replace(request, messages=tuple(messages)))) as chunks:
+                async for chunk in chunks:
+                    if isinstance(chunk, GeneratedToken):
+                        if chunk.text:
+                            said.append(chunk.text)
+                            yield chunk.text
+                    elif isinstance(chunk, ToolCall):
+                        calls.append(chunk)
+            if not calls:
+                return
+            if self.tools is None:
+                log.warning("the model called %s but this pipeline has no tools", [c.name for c in calls])
+                return
+            if round_ == MAX_TOOL_ROUNDS:
+                break  # the model would never see these results
+            messages.append(Message("assistant", "".join(said), metadata={"tool_calls": tuple(calls)}))
+            for call in calls:
+                result = await self.tools.run_tool(call, turn.id)
+                turn.tool_results.append(result)
+                self._put(ToolResultOut(turn.id, call.id, call.name, result.ok, result.content, result.data))
+                self.bus.emit(
+                    EventType.TOOL_RESULT,
+                    {"tool": call.name, "ok": result.ok},
+                    source=SOURCE,
+                    correlation_id=turn.id,
+                )
+                messages.append(
+                    Message("tool", result.content, metadata={"tool_call_id": call.id, "name": call.name})
+                )
+        log.warning("turn %s stopped after %d rounds of tool calls", turn.id, MAX_TOOL_ROUNDS)
 
     async def _show(self, turn: Turn, tokens: AsyncIterator[str] | Channel[str]) -> None:
         async for text in tokens:

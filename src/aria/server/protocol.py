@@ -38,6 +38,7 @@ from aria.pipeline.outputs import (
     ResponseDone,
     StateOut,
     TextOut,
+    ToolResultOut,
     TranscriptOut,
 )
 from aria.server import messages as wire
@@ -378,6 +379,9 @@ def from_output(
         return wire.MetricsMessage(
             turn_id=output.turn_id, waterfall=dict(output.waterfall), extra=dict(output.extra)
         )
+    if isinstance(output, ToolResultOut):
+        result = output.data if output.data is not None else output.content
+        return wire.ToolResultMessage(id=output.call_id, tool=output.tool, result=result, ok=output.ok)
     if isinstance(output, AudioOut):
         return None
     assert_never(output)

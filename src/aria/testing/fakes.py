@@ -30,7 +30,7 @@ from aria.engines.base import (
     VADEventType,
 )
 from aria.errors import EngineError
-from aria.types import AudioChunk, GeneratedToken, ImageFrame, Transcription, VisionEmbedding
+from aria.types import AudioChunk, GeneratedToken, ImageFrame, ToolCall, Transcription, VisionEmbedding
 
 __all__ = ["FakeLLM", "FakeSTT", "FakeTTS", "FakeVAD", "FakeVision", "Fault", "tokenize"]
 
@@ -176,7 +176,8 @@ class FakeSTT(_FakeBase):
 
 class FakeLLM(_FakeBase):
     """Streams the scripted reply word by word: the first token after ``ttft_s``, then one every
-    ``token_interval_s``. ``replies`` are used in turn (the last repeats)."""
+    ``token_interval_s``. ``replies`` are used in turn (the last repeats); a reply written
+    ``TOOL:name:{"arg": 1}`` is a tool call instead of text."""
 
     kind: ClassVar[EngineKind] = "llm"
     capabilities = Capabilities(vision=True, tools=True)
@@ -200,7 +201,13 @@ class FakeLLM(_FakeBase):
         self.calls += 1
         self.requests.append(request)
         cfg = self.config
-        tokens = tokenize(self._reply())[: request.max_tokens]
+        reply = self._reply()
+        if reply.startswith("TOOL:"):  # a scripted tool call: "TOOL:name:{json arguments}"
+            _, name, arguments = reply.split(":", 2)
+            await self._wait("llm_ttft", cfg.ttft_s)
+            yield ToolCall(f"call_{self.calls}", name, arguments)
+            return
+        tokens = tokenize(reply)[: request.max_tokens]
         await self._wait("llm_ttft", cfg.ttft_s)
         for index, token in enumerate(tokens):
             await self._maybe_fail(cfg.fault, index)
