@@ -53,7 +53,11 @@ async def test_tool_call_result_is_reported_and_fed_back() -> None:
         second = llm.requests[1].messages
         assert second[-2].role == "assistant"
         assert second[-2].metadata["tool_calls"][0].name == "add"
-        assert (second[-1].role, second[-1].content, second[-1].metadata["tool_call_id"]) == ("tool", "5", "call_1")
+        assert (second[-1].role, second[-1].content, second[-1].metadata["tool_call_id"]) == (
+            "tool",
+            "5",
+            "call_1",
+        )
         assert h.texts(turn.id) == "Two plus three is 5."
 
 
