@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "aria._version": 0,
     "aria.core": 1,
     "aria.engines": 2,
+    "aria.tools": 2,
     "aria.pipeline": 3,
     "aria.testing": 4,
     "aria.bench": 4,

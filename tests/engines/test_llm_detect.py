@@ -9,13 +9,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from llm_servers import OllamaServer, OpenAIServer, Script
 
 from aria.engines.base import LLMRequest
 from aria.engines.llm.detect import OPENAI_PORTS, detect_local_llm, pick_model
 from aria.engines.llm.ollama import OllamaLLM
 from aria.engines.llm.openai import OpenAILLM
 from aria.types import Message
+from tests.engines.llm_servers import OllamaServer, OpenAIServer, Script
 
 HELLO = LLMRequest(messages=(Message("user", "hello"),))
 

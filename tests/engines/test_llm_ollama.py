@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import pytest
-from llm_servers import OllamaServer
 from PIL import Image
 from pydantic import ValidationError
 
@@ -22,6 +21,7 @@ from aria.engines.llm.messages import ollama_messages
 from aria.engines.llm.ollama import OllamaLLM, has_model
 from aria.errors import EngineError, EngineTimeout, EngineUnavailable
 from aria.types import GeneratedToken, ImageFrame, Message, ToolCall, ToolSpec
+from tests.engines.llm_servers import OllamaServer
 
 WEATHER = ToolSpec("get_weather", "The weather in a city", {"type": "object", "properties": {"city": {}}})
 

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import pytest
-from llm_servers import OpenAIServer
 from PIL import Image
 from pydantic import ValidationError
 
@@ -23,6 +22,7 @@ from aria.engines.llm.openai import OpenAILLM, SSEDecoder, is_loopback
 from aria.engines.registry import EngineRegistry
 from aria.errors import EngineError, EngineTimeout, EngineUnavailable
 from aria.types import GeneratedToken, ImageFrame, Message, ToolCall, ToolSpec
+from tests.engines.llm_servers import OpenAIServer
 
 WEATHER = ToolSpec(
     "get_weather",

@@ -104,7 +104,8 @@ def fenced(text: str, language: str) -> list[str]:
 
 
 def field_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
-    """The model's fields, nested models as ``a.b`` and maps of models as ``a.*.b``."""
+    """The model's fields, nested models as ``a.b``, maps and lists of models as ``a.*.b`` (the list
+    itself also as ``a``)."""
     paths: set[str] = set()
     for name, info in model.model_fields.items():
         annotation = info.annotation
@@ -112,6 +113,9 @@ def field_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
             paths |= field_paths(annotation, f"{prefix}{name}.")
         elif get_origin(annotation) is dict and _is_model(get_args(annotation)[1]):
             paths |= field_paths(get_args(annotation)[1], f"{prefix}{name}.*.")
+        elif get_origin(annotation) is list and _is_model(get_args(annotation)[0]):
+            paths.add(prefix + name)
+            paths |= field_paths(get_args(annotation)[0], f"{prefix}{name}.*.")
         else:
             paths.add(prefix + name)
     return paths

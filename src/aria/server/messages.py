@@ -41,6 +41,8 @@ __all__ = [
     "PNG_MAGIC",
     "PROTOCOL_VERSION",
     "SERVER_MODELS",
+    "HistoryEntry",
+    "HistoryMessage",
     "VIDEO_TAG",
     "AudioFormat",
     "ClientMessage",
@@ -268,6 +270,23 @@ class PongMessage(_Model):
     id: str | None = None
 
 
+class HistoryEntry(_Model):
+    role: Literal["user", "assistant", "system", "tool"]
+    content: str
+    modality: Literal["text", "audio", "image"] = "text"
+    interrupted: bool = False
+    mode: str | None = None
+    timestamp: float
+
+
+class HistoryMessage(_Model):
+    """A resumed session's conversation so far, sent right after ``session`` when ``resumed``."""
+
+    type: Literal["history"] = "history"
+    session_id: str
+    messages: list[HistoryEntry]
+
+
 ServerMessage = Annotated[
     SessionMessage
     | TranscriptMessage
@@ -279,7 +298,8 @@ ServerMessage = Annotated[
     | ControlSignalMessage
     | ToolResultMessage
     | ErrorMessage
-    | PongMessage,
+    | PongMessage
+    | HistoryMessage,
     Field(discriminator="type"),
 ]
 

@@ -210,6 +210,7 @@ const handlers = {
     fillModes(msg.modes || [], msg.mode);
     showEngines(msg.engines || {});
     ui.camera.disabled = !(msg.video_in?.max_fps > 0);
+    if (!msg.resumed) ui.log.dataset.session = msg.session_id; // nothing to replay into this page
     if (msg.resumed) notify("Reconnected: the conversation continues.", "info");
     else if (hadSession && hadSession !== msg.session_id) notify("Started a new conversation.", "info");
     clearInterval(pingTimer);
@@ -218,6 +219,22 @@ const handlers = {
       send({ type: "ping", id: String(Math.round(pingSent)) });
     }, PING_EVERY_MS);
     if (mic.active) send({ type: "control", action: "start" });
+  },
+
+  history(msg) {
+    // A resumed session: show the conversation so far (once; a reconnect replays it again).
+    test.history = msg.messages;
+    if (ui.log.dataset.session === msg.session_id) return;
+    ui.log.dataset.session = msg.session_id;
+    for (const entry of msg.messages) {
+      if (entry.role !== "user" && entry.role !== "assistant") continue;
+      const bubble = addBubble(entry.role);
+      bubble.text.textContent = entry.content;
+      if (entry.interrupted) {
+        bubble.root.classList.add("interrupted");
+        badge(bubble, "interrupted", `heard: “${entry.content}”`);
+      }
+    }
   },
 
   transcript(msg) {
