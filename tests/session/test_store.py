@@ -77,7 +77,18 @@ def test_session_fields_the_server_uses() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["../etc", "../../etc/passwd", "short", "a" * 65, "has space1", "dots.in.it", "slash/abcdef", "é" * 10],
+    [
+        "../etc",
+        "../../etc/passwd",
+        "short",
+        "a" * 65,
+        "has space1",
+        "dots.in.it",
+        "slash/abcdef",
+        "é" * 10,
+        "trailing-newline\n",
+        "nul-byte\x00abc",
+    ],
 )
 def test_malformed_ids_are_rejected(bad: str) -> None:
     store = SessionStore()
@@ -93,7 +104,7 @@ def test_get_of_an_unknown_id_is_none() -> None:
     assert SessionStore().get("nobody-here") is None
 
 
-def test_the_idlest_session_is_dropped_first_and_connected_ones_last() -> None:
+def test_the_idlest_session_is_dropped_first_and_connected_ones_never() -> None:
     store = SessionStore(max_sessions=2)
     busy, _ = store.open("busy-session", mode="voice_chat")
     busy.connections = 1
@@ -103,6 +114,21 @@ def test_the_idlest_session_is_dropped_first_and_connected_ones_last() -> None:
     assert len(store) == 2
     # the idle one was empty, so nothing was saved for it
     assert store.get("idle-session") is not idle
+
+
+def test_max_sessions_gives_way_while_every_session_is_connected(caplog: pytest.LogCaptureFixture) -> None:
+    store = SessionStore(max_sessions=1)
+    first, _ = store.open("first-session", mode="voice_chat")
+    first.connections = 1
+    with caplog.at_level(logging.WARNING, logger="aria.session.store"):
+        second, _ = store.open("second-session", mode="voice_chat")
+    assert len(store) == 2
+    assert "connected" in caplog.text
+    assert store.open("first-session", mode="voice_chat") == (first, True)  # one copy per conversation
+    second.connections = 0
+    store.open("third-session", mode="voice_chat")
+    assert store.get("first-session") is first
+    assert len(store) == 2
 
 
 def test_a_dropped_session_with_unsaved_turns_is_saved_first() -> None:

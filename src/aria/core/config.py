@@ -108,6 +108,10 @@ class LLMSettings(EngineSettings):
     max_tokens: int = Field(default=512, ge=1)
     system_prompt: str = "You are Aria, a helpful voice assistant. Answer briefly and conversationally."
     stop: list[str] = Field(default_factory=list)
+    #: The model's context size in tokens: the history window is fitted into it.
+    context_tokens: int = Field(default=8192, ge=256)
+    #: Tools the model may call (built-ins: current_time, calculator, remember, recall, shell).
+    tools: list[str] = Field(default_factory=lambda: ["current_time", "calculator", "remember", "recall"])
 
 
 class VisionSettings(EngineSettings):

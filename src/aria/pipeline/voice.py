@@ -81,9 +81,16 @@ class Playback(Protocol):
 
 
 class ToolOutcome(Protocol):
-    ok: bool
-    content: str
-    data: Any
+    """What running a tool gave: ``content`` goes back to the model, ``data`` to the client."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def content(self) -> str: ...
+
+    @property
+    def data(self) -> Any: ...
 
 
 class ToolExecutor(Protocol):

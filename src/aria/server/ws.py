@@ -28,10 +28,14 @@ from aria.pipeline.voice import PipelineConfig, VoicePipeline
 from aria.server import protocol as proto
 from aria.server.pacing import AudioPacer
 from aria.server.runtime import Runtime
+from aria.session.context import ContextWindow
 from aria.session.store import Session
-from aria.types import AudioChunk, ImageFrame
+from aria.tools.builtin import builtin_tools
+from aria.tools.registry import ToolContext, ToolRegistry
+from aria.tools.runner import ConfirmRequest, ToolResult, ToolRunner
+from aria.types import AudioChunk, ImageFrame, ToolCall, ToolSpec
 
-__all__ = ["Connection", "origin_allowed", "serve_connection"]
+__all__ = ["Connection", "SessionTools", "origin_allowed", "serve_connection"]
 
 log = logging.getLogger(__name__)
 MODES = ("voice_chat",)
@@ -70,6 +74,8 @@ class Connection:
         self.frames: Channel[ImageFrame] = Channel(2, Overflow.DROP_OLDEST, name="camera")
         self.latest_image: ImageFrame | None = None
         self._send_lock = asyncio.Lock()
+        #: Tool calls waiting for the person's ``confirm_action``, by control-signal id.
+        self.confirmations: dict[str, asyncio.Future[bool]] = {}
         self._ready = asyncio.Event()
         self.out_rate = 16000
         self.pacer = AudioPacer(
@@ -117,6 +123,13 @@ class Connection:
             config=PipelineConfig.from_settings(settings, speak=speak, mode=self.session.mode),
         )
         self.pipeline.playback = self.pacer
+        self.pipeline.context = ContextWindow(
+            context_tokens=settings.llm.context_tokens,
+            reserve_tokens=min(settings.llm.max_tokens, settings.llm.context_tokens // 2),
+            profile=lambda: self.session.memory,
+        )
+        if engines.llm.capabilities.tools and settings.llm.tools:
+            self.pipeline.tools = SessionTools(self, settings.llm.tools)
         self._ready.set()
 
     async def pipeline_ready(self) -> VoicePipeline | None:
@@ -240,8 +253,54 @@ class Connection:
                 speak = settings.tts.enabled and pipeline.tts is not None
                 pipeline.config = PipelineConfig.from_settings(settings, speak=speak, mode=self.session.mode)
         elif action == "confirm_action":
-            await self.error("unknown_action", f"no pending action {event.id!r} to confirm")
+            waiter = self.confirmations.get(event.id)
+            if waiter is None or waiter.done():
+                await self.error("unknown_action", f"no pending action {event.id!r} to confirm")
+                return
+            waiter.set_result(bool(event.accept))
         # "start" needs nothing: audio may simply flow.
+
+
+class SessionTools:
+    """The pipeline's tool executor for one connection: the configured tools, run against the session's
+    memory; tools flagged ``confirm`` ask the person through a ``control_signal`` first."""
+
+    def __init__(self, conn: Connection, names: list[str]) -> None:
+        self.conn = conn
+        registry = ToolRegistry(builtin_tools(), discover=True)
+        for tool in registry.tools():
+            if tool.name in names and not tool.enabled:
+                registry.set_enabled(tool.name)
+            elif tool.name not in names and tool.enabled:
+                registry.set_enabled(tool.name, False)
+        self.runner = ToolRunner(registry, ask_confirm=self.ask)
+
+    def specs(self) -> tuple[ToolSpec, ...]:
+        return self.runner.registry.specs()
+
+    async def run_tool(self, call: ToolCall, turn_id: str) -> ToolResult:
+        context = ToolContext(
+            session_id=self.conn.session.id, turn_id=turn_id, memory=self.conn.session.memory
+        )
+        return await self.runner.run(call, context)
+
+    async def ask(self, request: ConfirmRequest) -> bool:
+        signal_id = f"confirm_{request.call_id}"
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.conn.confirmations[signal_id] = waiter
+        try:
+            await self.conn.send(
+                proto.ControlSignalMessage(
+                    id=signal_id,
+                    signal="confirm_action",
+                    payload={"tool": request.tool, "arguments": request.arguments, "prompt": request.prompt},
+                )
+            )
+            return await asyncio.wait_for(waiter, request.timeout_s)
+        except TimeoutError:
+            return False
+        finally:
+            self.conn.confirmations.pop(signal_id, None)
 
 
 async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:

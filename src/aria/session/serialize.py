@@ -42,6 +42,7 @@ __all__ = [
     "MAX_MEMORY_KEY_CHARS",
     "MAX_MEMORY_VALUE_CHARS",
     "SCHEMA_VERSION",
+    "SESSION_ID",
     "SessionSummary",
     "check_session_id",
     "parse_snapshot",
@@ -63,7 +64,7 @@ _MAX_DEPTH = 32
 
 def check_session_id(session_id: str) -> str:
     """``session_id`` if it is 8-64 letters, digits, ``-`` or ``_``; raises :class:`InvalidInput` if not."""
-    if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
+    if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):  # "$" allows a final "\n"
         raise InvalidInput("session_id must be 8-64 letters, digits, '-' or '_'")
     return session_id
 

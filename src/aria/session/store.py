@@ -1,10 +1,10 @@
 """Sessions: one conversation's history, settings overrides and small memory, kept across reconnects
 and, over a :class:`~aria.session.files.FileSnapshotStore`, across restarts.
 
-:class:`SessionStore` keeps live sessions in memory (at most ``max_sessions``: the idlest one is dropped,
-saved first when it has unsaved changes) and reads a session from its snapshot store the first time its
-id is asked for. Nothing is written until :meth:`SessionStore.save`; call it when a turn completes, so a
-crash loses at most the turn in progress.
+:class:`SessionStore` keeps live sessions in memory (at most ``max_sessions``: the idlest unconnected
+one is dropped, saved first when it has unsaved changes) and reads a session from its snapshot store the
+first time its id is asked for. Nothing is written until :meth:`SessionStore.save`; call it when a turn
+completes, so a crash loses at most the turn in progress.
 """
 
 from __future__ import annotations
@@ -106,12 +106,18 @@ def _has_content(session: Session) -> bool:
 
 def _digest(snapshot: Mapping[str, Any]) -> str:
     content = {key: value for key, value in snapshot.items() if key not in _VOLATILE}
-    text = json.dumps(content, sort_keys=True)  # ASCII: lone surrogates have no UTF-8 form
+    text = json.dumps(content, sort_keys=True)
     return hashlib.blake2b(text.encode("ascii"), digest_size=16).hexdigest()
 
 
 class SessionStore:
-    """Live sessions over a :class:`~aria.session.files.SnapshotStore` (in memory by default)."""
+    """Live sessions over a :class:`~aria.session.files.SnapshotStore` (in memory by default).
+
+    Not thread-safe: use it from one thread (the server's event loop). A session with an open connection
+    is never dropped from memory, so ``max_sessions`` may be exceeded while every session is connected
+    (the server's connection limit bounds that); dropping one would give a second connection to the same
+    id a second copy of the conversation.
+    """
 
     def __init__(self, snapshots: SnapshotStore | None = None, *, max_sessions: int = 1000) -> None:
         if max_sessions < 1:
@@ -205,8 +211,11 @@ class SessionStore:
 
     def _admit(self, session: Session) -> None:
         while len(self._sessions) >= self.max_sessions:
-            idle = min(self._sessions.values(), key=lambda s: (s.connections > 0, s.last_seen))
-            self._evict(idle)
+            idle = [s for s in self._sessions.values() if s.connections <= 0]
+            if not idle:
+                log.warning("all %d live sessions are connected; keeping them all", len(self._sessions))
+                break
+            self._evict(min(idle, key=lambda s: s.last_seen))
         self._sessions[session.id] = session
 
     def _evict(self, session: Session) -> None:
