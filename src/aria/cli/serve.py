@@ -19,6 +19,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--port", type=int, help="port (default 8765)")
     p.add_argument("--mode", help="start-up mode, e.g. voice_chat")
     p.add_argument("--token", help="require this bearer token from clients (needed off loopback)")
+    p.add_argument("--resume", action="store_true", help="continue the last session (clients without an id)")
     p.set_defaults(run=_run)
 
 
@@ -48,6 +49,11 @@ def _run(args: argparse.Namespace) -> int:
     from aria.server.app import create_app
 
     app = create_app(settings)
+    if args.resume:
+        runtime = app.state.runtime
+        runtime.resume_id = runtime.sessions.latest_id()
+        if runtime.resume_id:
+            print(f"resuming session {runtime.resume_id}", file=sys.stderr)
     print(f"Aria is listening on http://{settings.server.host}:{settings.server.port}/", file=sys.stderr)
     uvicorn.run(
         app,

@@ -6,7 +6,8 @@
 ``GET /models``              the engines per kind, the voices and the language models offered
 ``GET/POST /config``         the settings (secrets redacted); POST hot-reloads what can change
 ``GET /metrics``             Prometheus text: turn stage latencies, turns, errors, connections
-``GET /sessions/{id}``       a session's history
+``GET /sessions``            the saved sessions, newest first
+``GET /sessions/{id}``       a session's history (``DELETE`` removes it, ``/export?format=`` json|markdown)
 ``WS /ws``                   the conversation protocol (``docs/protocol.md``)
 ==========================  ===============================================================
 """
@@ -26,9 +27,10 @@ from fastapi.staticfiles import StaticFiles
 from aria._version import __version__
 from aria.core.config import Settings, apply_update, redacted
 from aria.core.metrics import CONTENT_TYPE
-from aria.errors import AriaError, ConfigError
+from aria.errors import AriaError, ConfigError, InvalidInput
 from aria.server.runtime import Runtime
 from aria.server.ws import serve_connection
+from aria.session.export import export_json, export_markdown
 
 __all__ = ["create_app"]
 
@@ -113,6 +115,43 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     async def metrics() -> Response:
         rt.sessions_gauge.set(len(rt.sessions))
         return PlainTextResponse(rt.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/sessions")
+    async def sessions() -> dict[str, Any]:
+        return {
+            "sessions": [
+                {
+                    "session_id": s.id,
+                    "title": s.title,
+                    "mode": s.mode,
+                    "created": s.created,
+                    "updated": s.updated,
+                    "messages": s.messages,
+                }
+                for s in rt.sessions.list()
+            ]
+        }
+
+    @app.delete("/sessions/{session_id}")
+    async def delete_session(session_id: str) -> JSONResponse:
+        try:
+            deleted = rt.sessions.delete(session_id)
+        except InvalidInput as exc:
+            return JSONResponse({"code": "invalid_session", "message": str(exc)}, 400)
+        if not deleted:
+            return JSONResponse({"code": "unknown_session", "message": f"no session {session_id!r}"}, 404)
+        return JSONResponse({"deleted": session_id})
+
+    @app.get("/sessions/{session_id}/export")
+    async def export_session(session_id: str, format: str = "markdown") -> Response:
+        found = rt.sessions.get(session_id)
+        if found is None:
+            return JSONResponse({"code": "unknown_session", "message": f"no session {session_id!r}"}, 404)
+        if format == "json":
+            return Response(export_json(found), media_type="application/json")
+        if format in ("markdown", "md"):
+            return PlainTextResponse(export_markdown(found), media_type="text/markdown; charset=utf-8")
+        return JSONResponse({"code": "invalid_message", "message": "format must be json or markdown"}, 400)
 
     @app.get("/sessions/{session_id}")
     async def session(session_id: str) -> JSONResponse:

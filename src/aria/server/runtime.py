@@ -19,6 +19,7 @@ from aria.engines.factory import create_engine, resolve_backend
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AriaError
 from aria.pipeline.build import Engines, start_engines
+from aria.session.files import FileSnapshotStore
 from aria.session.store import SessionStore
 
 __all__ = ["Runtime"]
@@ -31,7 +32,9 @@ class Runtime:
     def __init__(self, settings: Settings, *, registry: EngineRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry or default_registry()
-        self.sessions = SessionStore()
+        self.sessions = SessionStore(FileSnapshotStore(settings.data_dir / "sessions"))
+        #: With ``aria serve --resume``: the session a client without a session id continues.
+        self.resume_id: str | None = None
         self.metrics = MetricsRegistry()
         self.engines: Engines | None = None
         self.load_error: str | None = None

@@ -35,7 +35,7 @@ from aria.tools.registry import ToolContext, ToolRegistry
 from aria.tools.runner import ConfirmRequest, ToolResult, ToolRunner
 from aria.types import AudioChunk, ImageFrame, ToolCall, ToolSpec
 
-__all__ = ["Connection", "SessionTools", "origin_allowed", "serve_connection"]
+__all__ = ["Connection", "SessionTools", "history_message", "origin_allowed", "serve_connection"]
 
 log = logging.getLogger(__name__)
 MODES = ("voice_chat",)
@@ -162,6 +162,14 @@ class Connection:
             if isinstance(out, _AFTER_AUDIO) and turn_id and self.pacer.add_after_audio(turn_id, text):
                 continue
             await self._send_text(text)
+            if isinstance(out, ResponseDone):
+                self.save()  # every completed or interrupted turn is on disk before the next one
+
+    def save(self) -> None:
+        try:
+            self.runtime.sessions.save(self.session)
+        except OSError as exc:  # a full disk must not end the conversation
+            log.error("could not save session %s: %s", self.session.id, exc)
 
     async def read(self) -> None:
         while True:
@@ -246,9 +254,7 @@ class Connection:
                     self.runtime.settings, mode=event.mode, speak=pipeline.config.speak
                 )
         elif action == "update_config":
-            merged = {**self.session.overrides, **event.config}
-            settings = apply_update(self.runtime.settings, merged)  # raises ConfigError naming the key
-            self.session.overrides = merged
+            settings = self.session.update_overrides(event.config, self.runtime.settings)  # names a bad key
             if pipeline is not None:
                 speak = settings.tts.enabled and pipeline.tts is not None
                 pipeline.config = PipelineConfig.from_settings(settings, speak=speak, mode=self.session.mode)
@@ -259,6 +265,21 @@ class Connection:
                 return
             waiter.set_result(bool(event.accept))
         # "start" needs nothing: audio may simply flow.
+
+
+def history_message(session: Session) -> proto.HistoryMessage:
+    entries = [
+        proto.HistoryEntry(
+            role=m.role,
+            content=m.content,
+            modality=m.modality,
+            interrupted=m.interrupted,
+            mode=m.mode,
+            timestamp=m.timestamp,
+        )
+        for m in session.history
+    ]
+    return proto.HistoryMessage(session_id=session.id, messages=entries)
 
 
 class SessionTools:
@@ -318,9 +339,8 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
         return
     await ws.accept()
     try:
-        session, resumed = runtime.sessions.open(
-            ws.query_params.get("session_id"), mode=runtime.settings.mode
-        )
+        wanted = ws.query_params.get("session_id") or runtime.resume_id
+        session, resumed = runtime.sessions.open(wanted, mode=runtime.settings.mode)
     except InvalidInput as exc:
         await ws.send_text(proto.encode(proto.ErrorMessage(code="invalid_session", message=str(exc))))
         await ws.close(code=1008)
@@ -350,6 +370,8 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
                 limits=conn.protocol.limits,
             )
         )
+        if resumed and len(session.history):
+            await conn.send(history_message(session))
         tasks = [
             asyncio.create_task(conn.build(), name="ws-build"),
             asyncio.create_task(conn.write(), name="ws-write"),
@@ -369,6 +391,7 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await recorder.aclose()
+        conn.save()
         session.connections -= 1
         runtime.connections -= 1
         runtime.connections_gauge.set(runtime.connections)
