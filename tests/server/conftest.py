@@ -42,6 +42,7 @@ def free_port() -> int:
 class LiveServer:
     settings: Settings
     port: int
+    runtime: Any = None
 
     @property
     def url(self) -> str:
@@ -69,7 +70,7 @@ async def start_server(
         await asyncio.sleep(0.02)
     assert server.started, "server did not start"
     await app.state.runtime.ready.wait()
-    return LiveServer(settings, port), server, task
+    return LiveServer(settings, port, app.state.runtime), server, task
 
 
 @pytest.fixture

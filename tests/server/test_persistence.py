@@ -130,3 +130,29 @@ async def test_settings_changed_in_a_session_survive_a_reconnect(live: LiveServe
     async with httpx.AsyncClient(base_url=live.url) as http:
         exported = (await http.get(f"/sessions/{client.session['session_id']}/export?format=json")).json()
     assert exported["overrides"] == {"llm.temperature": 0.1}
+
+
+@pytest.mark.parametrize(
+    "server_overrides",
+    [
+        {
+            "llm.context_tokens": 256,
+            "llm.max_tokens": 64,
+            "llm.summary_backend": "fake",
+            "llm.summary_options": {"replies": ["The user asked many numbered questions."]},
+        }
+    ],
+)
+async def test_old_turns_are_summarised_by_the_summary_model(live: LiveServer) -> None:
+    ws, client = await connect(live)
+    async with ws:
+        for index in range(14):
+            await client.send({"type": "text", "text": f"question number {index} " + "padding words " * 6})
+            await client.until("response_done")
+    llm = live.runtime.engines.llm
+    first, last = llm.requests[0], llm.requests[-1]
+    assert "Summary of the earlier conversation" not in (first.system_prompt or "")
+    assert "The user asked many numbered questions." in (last.system_prompt or "")
+    assert "Current date and time:" in (last.system_prompt or "")
+    assert len(last.messages) < 28  # older turns left the window: the summary stands in for them
+    assert live.runtime.summarizer.calls >= 1

@@ -110,6 +110,10 @@ class LLMSettings(EngineSettings):
     stop: list[str] = Field(default_factory=list)
     #: The model's context size in tokens: the history window is fitted into it.
     context_tokens: int = Field(default=8192, ge=256)
+    #: A small model that summarises turns older than the window, in the background: a backend name
+    #: (e.g. "ollama") with ``summary_options``; unset, the main model does it when it is a real one.
+    summary_backend: str | None = None
+    summary_options: dict[str, Any] = Field(default_factory=dict)
     #: Tools the model may call (built-ins: current_time, calculator, remember, recall, shell).
     tools: list[str] = Field(default_factory=lambda: ["current_time", "calculator", "remember", "recall"])
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from aria.core.config import Settings
 from aria.core.metrics import MetricsRegistry
-from aria.engines.base import VAD, EngineKind
+from aria.engines.base import LLM, VAD, EngineKind
 from aria.engines.factory import create_engine, resolve_backend
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AriaError
@@ -37,6 +37,9 @@ class Runtime:
         self.resume_id: str | None = None
         self.metrics = MetricsRegistry()
         self.engines: Engines | None = None
+        #: The model that summarises old turns (None: they are trimmed instead).
+        self.summarizer: LLM | None = None
+        self._own_summarizer = False
         self.load_error: str | None = None
         self.ready = asyncio.Event()
         self.started_at = time.time()
@@ -59,6 +62,7 @@ class Runtime:
         except AriaError as exc:
             self.load_error = str(exc)
             log.error("engines failed to load: %s", exc)
+        self.summarizer = await self._make_summarizer()
         engines = self.engines
         for kind in SHARED_KINDS:
             engine = getattr(engines, kind, None) if engines else None
@@ -75,6 +79,21 @@ class Runtime:
             self._states["vad"] = {"name": None, "state": "unavailable", "detail": str(exc)}
         log.info("engines ready in %.0f ms: %s", (time.perf_counter() - started) * 1000, self.engine_states())
         self.ready.set()
+
+    async def _make_summarizer(self) -> LLM | None:
+        llm = self.settings.llm
+        if llm.summary_backend is None:
+            main = self.engines.llm if self.engines else None
+            return main if main is not None and "builtin" not in main.name else None
+        try:
+            engine = self.registry.create(llm.summary_backend, llm.summary_options, kind="llm")
+            await engine.start()
+            self._own_summarizer = True
+        except AriaError as exc:
+            log.warning("no summary model (%s): older turns will be trimmed", exc)
+            return None
+        assert isinstance(engine, LLM)
+        return engine
 
     def engine_states(self) -> dict[str, dict[str, Any]]:
         return {kind: dict(state) for kind, state in self._states.items()}
@@ -108,3 +127,5 @@ class Runtime:
             await asyncio.gather(self._loader, return_exceptions=True)
         if self.engines is not None:
             await self.engines.aclose()
+        if self.summarizer is not None and self._own_summarizer:
+            await self.summarizer.aclose()

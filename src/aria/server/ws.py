@@ -127,6 +127,7 @@ class Connection:
             context_tokens=settings.llm.context_tokens,
             reserve_tokens=min(settings.llm.max_tokens, settings.llm.context_tokens // 2),
             profile=lambda: self.session.memory,
+            summarizer=rt.summarizer,
         )
         if engines.llm.capabilities.tools and settings.llm.tools:
             self.pipeline.tools = SessionTools(self, settings.llm.tools)
@@ -385,6 +386,8 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
     finally:
         if conn.pipeline is not None:
             await conn.pipeline.aclose()
+            if isinstance(conn.pipeline.context, ContextWindow):
+                await conn.pipeline.context.aclose()
             if conn.pipeline.vad is not None:
                 await conn.pipeline.vad.aclose()
         for task in tasks:
