@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
+from aria.core.aio import aclose_quietly
 from aria.core.breaker import CircuitBreaker
 from aria.core.retry import RetryPolicy, retry, with_timeout
 from aria.errors import AllEnginesFailed, InvalidInput
@@ -42,12 +43,6 @@ E = TypeVar("E", bound=Named)
 
 def _default_breaker(name: str) -> CircuitBreaker:
     return CircuitBreaker(name, failure_threshold=3, recovery_timeout=10.0)
-
-
-async def _aclose(iterator: AsyncIterator[object]) -> None:
-    aclose: Callable[[], Awaitable[object]] | None = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 class FallbackChain(Generic[E]):
@@ -142,7 +137,7 @@ class FallbackChain(Generic[E]):
                         breaker.record_success()
                         raise
                     finally:
-                        await _aclose(iterator)
+                        await aclose_quietly(iterator)
                 return
             except InvalidInput:
                 raise
@@ -167,7 +162,7 @@ class FallbackChain(Generic[E]):
         except StopAsyncIteration:
             return iterator, ()
         except BaseException:
-            await _aclose(iterator)
+            await aclose_quietly(iterator)
             raise
         return iterator, (first,)
 

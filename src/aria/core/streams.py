@@ -21,6 +21,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Generic, Protocol, TypeVar
 
+from aria.core.aio import aclose_quietly
 from aria.core.channels import Channel, Overflow
 from aria.errors import ChannelClosed
 
@@ -86,12 +87,6 @@ async def buffer_until(source: AsyncIterable[In], buffer: Buffer[In, Out]) -> As
         yield ready
 
 
-async def _aclose(source: object) -> None:
-    aclose = getattr(source, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
 async def merge(*sources: AsyncIterable[T], maxsize: int = 64) -> AsyncIterator[T]:
     """Items from all sources in arrival order; ends when every source has ended.
 
@@ -110,7 +105,7 @@ async def merge(*sources: AsyncIterable[T], maxsize: int = 64) -> AsyncIterator[
             out.close(exc)
             return
         finally:
-            await _aclose(source)
+            await aclose_quietly(source)
         remaining -= 1
         if remaining == 0:
             out.close()
@@ -167,7 +162,7 @@ async def split(
         except Exception as exc:
             error = exc
         finally:
-            await _aclose(source)
+            await aclose_quietly(source)
         for out in outs:
             out.close(error)
 
@@ -178,6 +173,6 @@ async def split(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         if not started:  # cancelled before its first step, so its own finally never ran
-            await _aclose(source)
+            await aclose_quietly(source)
         for out in outs:
             out.close()
