@@ -29,7 +29,7 @@ from aria.core.config import Settings, apply_update, redacted
 from aria.core.metrics import CONTENT_TYPE
 from aria.errors import AriaError, ConfigError, InvalidInput
 from aria.server.runtime import Runtime
-from aria.server.ws import serve_connection
+from aria.server.ws import history_message, serve_connection
 from aria.session.export import export_json, export_markdown
 
 __all__ = ["create_app"]
@@ -158,17 +158,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         found = rt.sessions.get(session_id)
         if found is None:
             return JSONResponse({"code": "unknown_session", "message": f"no session {session_id!r}"}, 404)
-        history = [
-            {
-                "role": m.role,
-                "content": m.content,
-                "modality": m.modality,
-                "timestamp": m.timestamp,
-                "interrupted": m.interrupted,
-                "mode": m.mode,
-            }
-            for m in found.history
-        ]
+        history = [entry.model_dump(mode="json") for entry in history_message(found).messages]
         return JSONResponse({"session_id": found.id, "mode": found.mode, "history": history})
 
     @app.websocket("/ws")
