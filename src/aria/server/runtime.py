@@ -16,6 +16,7 @@ from aria.core.config import Settings
 from aria.core.metrics import MetricsRegistry
 from aria.engines.base import LLM, VAD, EngineKind
 from aria.engines.factory import create_engine, resolve_backend
+from aria.engines.fallback import FallbackEngine
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AriaError
 from aria.pipeline.build import Engines, start_engines
@@ -83,8 +84,10 @@ class Runtime:
     async def _make_summarizer(self) -> LLM | None:
         llm = self.settings.llm
         if llm.summary_backend is None:
+            # The main model summarises when it is a real one; the rule-based builtin cannot.
             main = self.engines.llm if self.engines else None
-            return main if main is not None and "builtin" not in main.name else None
+            primary = main.chain.engines[0] if isinstance(main, FallbackEngine) else main
+            return main if primary is not None and primary.name != "builtin" else None
         try:
             engine = self.registry.create(llm.summary_backend, llm.summary_options, kind="llm")
             await engine.start()
