@@ -49,7 +49,7 @@ def test_env_argument_replaces_os_environ(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("ARIA_MODE", "from_os_environ")
     monkeypatch.setenv("ARIA_NOT_A_SETTING", "1")
     assert load_settings(env={}).mode == "voice_chat"
-    assert load_settings(env={"ARIA_MODE": "from_arg"}).mode == "from_arg"
+    assert load_settings(env={"ARIA_MODE": "broadcast"}).mode == "broadcast"
 
 
 def test_os_environ_is_the_default_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,8 +68,8 @@ def test_precedence_override_env_file_default(tmp_path: Path) -> None:
 
 
 def test_config_file_from_aria_config(tmp_path: Path) -> None:
-    path = write(tmp_path, 'mode = "vision_chat"\n')
-    assert load_settings(env={"ARIA_CONFIG": str(path)}).mode == "vision_chat"
+    path = write(tmp_path, 'mode = "visual_chat"\n')
+    assert load_settings(env={"ARIA_CONFIG": str(path)}).mode == "visual_chat"
 
 
 def test_env_parsing_nesting_case_and_json() -> None:
@@ -221,8 +221,8 @@ def test_several_bad_values_are_all_reported() -> None:
 
 def test_apply_update_returns_a_new_validated_copy() -> None:
     s = load_settings(env={})
-    updated = apply_update(s, {"llm.temperature": 0.1, "tts.voice": "af_heart", "mode": "vision_chat"})
-    assert (updated.llm.temperature, updated.tts.voice, updated.mode) == (0.1, "af_heart", "vision_chat")
+    updated = apply_update(s, {"llm.temperature": 0.1, "tts.voice": "af_heart", "mode": "visual_chat"})
+    assert (updated.llm.temperature, updated.tts.voice, updated.mode) == (0.1, "af_heart", "visual_chat")
     assert (s.llm.temperature, s.tts.voice, s.mode) == (0.7, None, "voice_chat")
     assert updated.llm.backend == s.llm.backend
     assert updated.data_dir == s.data_dir
@@ -286,8 +286,8 @@ def test_redacted_masks_secrets_anywhere() -> None:
 
 
 def test_plain_settings_still_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ARIA_MODE", "plain")
-    assert Settings().mode == "plain"
+    monkeypatch.setenv("ARIA_MODE", "broadcast")
+    assert Settings().mode == "broadcast"
 
 
 def test_all_is_complete() -> None:

@@ -456,7 +456,7 @@ def test_session_message_has_the_documented_shape() -> None:
     obj = json.loads(encode(message))
     assert set(obj) == {
         "type", "session_id", "protocol", "resumed", "mode", "modes", "audio_in", "audio_out", "video_in",
-        "limits", "engines",
+        "limits", "engines", "mode_details",
     }  # fmt: skip
     assert obj["protocol"] == 1
     assert obj["resumed"] is False

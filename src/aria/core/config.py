@@ -20,10 +20,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from aria.core.modes import BUILTIN_MODES, LLMOverride, ModeSpec, resolve_modes
 from aria.errors import ConfigError
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "LLMSettings",
     "LogSettings",
     "PipelineSettings",
+    "ResidencySettings",
     "ResilienceSettings",
     "STTSettings",
     "ServerSettings",
@@ -85,6 +87,8 @@ class EngineSettings(_Section):
     fallback: list[str] = Field(default_factory=list)
     timeout_s: float = Field(default=10.0, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Resident memory of this engine in MB, for the residency budget (unset: the engine's own estimate).
+    memory_mb: float | None = Field(default=None, ge=0)
 
 
 class VADSettings(EngineSettings):
@@ -144,6 +148,12 @@ class ResilienceSettings(_Section):
     retry_base_delay_s: float = Field(default=0.2, ge=0)
 
 
+class ResidencySettings(_Section):
+    #: Memory for models, in MB (GPU memory for GPU engines, else RAM); 0: three quarters of the
+    #: machine's memory.
+    budget_mb: float = Field(default=0.0, ge=0)
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=1, le=65535)
@@ -163,6 +173,8 @@ class Settings(BaseSettings):
 
     log: LogSettings = Field(default_factory=LogSettings)
     data_dir: Path = Field(default_factory=default_data_dir)
+    #: Custom modes, and changes to the built-in ones (see :mod:`aria.core.modes`).
+    modes: dict[str, ModeSpec] = Field(default_factory=dict)
     mode: str = "voice_chat"
     vad: VADSettings = Field(default_factory=VADSettings)
     stt: STTSettings = Field(default_factory=STTSettings)
@@ -171,12 +183,41 @@ class Settings(BaseSettings):
     tts: TTSSettings = Field(default_factory=TTSSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    residency: ResidencySettings = Field(default_factory=ResidencySettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("modes", mode="before")
+    @classmethod
+    def _whole_modes(cls, value: Any) -> Any:
+        return resolve_modes(value) if isinstance(value, dict) else value
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str, info: ValidationInfo) -> str:
+        known = {**BUILTIN_MODES, **(info.data.get("modes") or {})}
+        if value not in known:
+            raise ValueError(f"unknown mode {value!r}; known modes: {', '.join(known)}")
+        return value
+
+    def all_modes(self) -> dict[str, ModeSpec]:
+        """The built-in modes with the configured ones applied, by name."""
+        return {**BUILTIN_MODES, **self.modes}
+
+    def with_llm(self, override: LLMOverride | None) -> Settings:
+        """These settings with a mode's ``[llm]`` override applied (its ``options`` merged into
+        ``llm.options``); the same object without one."""
+        changes = override.changes() if override is not None else {}
+        if not changes:
+            return self
+        data = self.llm.model_dump()
+        data.update({k: v for k, v in changes.items() if k != "options"})
+        data["options"] = {**self.llm.options, **changes.get("options", {})}
+        return self.model_copy(update={"llm": LLMSettings.model_validate(data)})
 
     @classmethod
     def settings_customise_sources(
@@ -393,6 +434,8 @@ def _translate(exc: ValidationError, origins: Mapping[str, str]) -> ConfigError:
             parts.append(str(item))
             model = _submodel(info)
         rest = [str(p) for p in err["loc"][len(parts) :]]
+        if parts == ["modes"] and rest:  # a mode's table: name the key inside it
+            parts, rest = [*parts, *rest], []
         key = ".".join(parts) or ".".join(rest)
         if err["type"] == "extra_forbidden":
             return _unknown(".".join(str(p) for p in err["loc"]), origins.get(key, "configuration"))
@@ -401,7 +444,7 @@ def _translate(exc: ValidationError, origins: Mapping[str, str]) -> ConfigError:
         )
         got = f"got {err['input']!r}" + (f" from {source}" if source else "")
         where = f" (item {'.'.join(rest)})" if rest and parts else ""
-        info = _field_at(parts) if parts else None
+        info = _field_at(parts) if parts and parts[0] != "modes" else None
         problems.append((key, f"{key}{where}: {err['msg'].rstrip('.')} ({got})", info))
     key, message, info = problems[0]
     if len(problems) > 1:

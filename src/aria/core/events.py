@@ -45,6 +45,7 @@ class EventType(enum.StrEnum):
     TURN_INTERRUPTED = "turn_interrupted"
     TURN_METRICS = "turn_metrics"
     TOOL_RESULT = "tool_result"
+    ROUTED = "routed"
     ENGINE_FALLBACK = "engine_fallback"
     BREAKER_STATE = "breaker_state"
     ERROR = "error"

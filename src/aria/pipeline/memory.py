@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["GPUMemory", "gpu_memory_mb", "measure_load", "process_rss_mb"]
+__all__ = ["GPUMemory", "gpu_memory_mb", "measure_load", "process_rss_mb", "total_memory_mb"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,21 @@ def process_rss_mb() -> float:
 
 
 @functools.cache
+def total_memory_mb() -> float:
+    """The machine's RAM in MB (``/proc/meminfo``, else ``sysconf``; 8 GB when neither answers)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, AttributeError):
+        return 8192.0
+
+
 def _page_size() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE")

@@ -201,6 +201,14 @@ class ResidencyManager:
             raise ResidencyError(f"unknown engine {name}", engines=(name,))
         slot.last_used = next(self._clock)
 
+    def engine(self, name: str) -> Engine | None:
+        """The named engine when it is resident, else None."""
+        slot = self._slots.get(name)
+        return slot.engine if slot is not None and slot.resident else None
+
+    def registered(self, name: str) -> bool:
+        return name in self._slots
+
     def resident(self) -> list[str]:
         """Names of the resident engines, least recently used first."""
         return [slot.name for slot in self._lru(set())]

@@ -35,6 +35,8 @@ class Turn:
     error: str | None = None
     #: Results of the tools the model called during this turn.
     tool_results: list[Any] = field(default_factory=list)
+    #: With a router: how it handled the turn ("answer", "tool" or "hand_off").
+    route: str | None = None
     waterfall: TurnWaterfall = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""The voice-chat turn pipeline.
+"""The turn pipeline behind every conversational mode.
 
 ::
 
@@ -11,6 +11,11 @@ drains. The input path (:meth:`VoicePipeline.push_audio`) is synchronous and nev
 inline and speech frames go to the STT task through an unbounded channel (an utterance is bounded by
 ``max_utterance_s``), so audio is never dropped and never blocks on the answer.
 
+What a mode changes: without an LLM the pipeline only transcribes (dictation: each final transcript is
+recorded and the turn ends); with ``pictures`` the newest picture goes with each question as an image
+part (visual chat); with a ``router`` a small model takes each turn first and either answers it, calls
+tools (the main model then answers with their results) or hands it to the main model.
+
 Barge-in: speech starting (or :meth:`interrupt`, or new text) during an answer cancels its LLM and TTS
 work at once, withdraws its audio not yet taken from ``outputs``, and records the assistant turn with
 what had actually gone out, marked interrupted.
@@ -21,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -47,9 +52,10 @@ from aria.pipeline.outputs import (
     TranscriptOut,
 )
 from aria.pipeline.turn import Turn
-from aria.types import AudioChunk, GeneratedToken, Message, ToolCall, ToolSpec, Transcription
+from aria.types import AudioChunk, GeneratedToken, ImageFrame, Message, ToolCall, ToolSpec, Transcription
 
 __all__ = [
+    "HAND_OFF",
     "MAX_TOOL_ROUNDS",
     "ContextBuilder",
     "PipelineConfig",
@@ -62,6 +68,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 SOURCE = "pipeline"
 MAX_TOOL_ROUNDS = 4
+#: The router's way of handing a turn to the main model.
+HAND_OFF = ToolSpec(
+    "hand_off",
+    "Hand this turn to the main, stronger model: for questions that need knowledge, reasoning or a "
+    "longer answer. Call it instead of answering when unsure.",
+)
+ROUTER_PROMPT = (
+    "You are a fast router. For small talk and simple questions, answer directly in one or two short "
+    "sentences. When a tool can answer, call the tool. For anything else, call hand_off."
+)
 
 
 class Playback(Protocol):
@@ -153,7 +169,7 @@ class VoicePipeline:
     def __init__(
         self,
         *,
-        llm: LLM,
+        llm: LLM | None,
         stt: STT | None = None,
         vad: VAD | None = None,
         tts: TTS | None = None,
@@ -184,6 +200,13 @@ class VoicePipeline:
         self.context: ContextBuilder | None = None
         #: The tools the model may call; without it, requests carry no tools.
         self.tools: ToolExecutor | None = None
+        #: The small model that takes each turn first (see the module docstring).
+        self.router: LLM | None = None
+        #: The newest picture for the next question (an uploaded image, a camera frame), or None.
+        self.pictures: Callable[[], ImageFrame | None] | None = None
+        #: Requests the transport handles itself (the monitor's "tell me when ..."): returns the reply
+        #: to give instead of the model's, or None to ask the model.
+        self.commands: Callable[[str], str | None] | None = None
 
     async def __aenter__(self) -> VoicePipeline:
         return self
@@ -204,7 +227,12 @@ class VoicePipeline:
 
     @property
     def speaking(self) -> bool:
-        return self.config.speak and self.tts is not None
+        return self.config.speak and self.tts is not None and self.llm is not None
+
+    @property
+    def answering(self) -> bool:
+        """False for a dictation pipeline (no LLM): speech is transcribed and recorded, not answered."""
+        return self.llm is not None
 
     # -- input: audio ------------------------------------------------------------------------------
 
@@ -298,6 +326,13 @@ class VoicePipeline:
         if not text:
             self._close_turn(turn, "nothing recognised")
             return
+        if not self.answering:
+            turn.user_text = text
+            self.history.append(Message("user", text, "audio", mode=self.config.mode))
+            turn.waterfall.mark("done")
+            self._put(ResponseDone(turn.id, ""))
+            self._close_turn(turn, "transcribed")
+            return
         self._start_response(turn, text, modality="audio")
 
     # -- input: text -------------------------------------------------------------------------------
@@ -307,6 +342,8 @@ class VoicePipeline:
         text = text.strip()
         if not text:
             raise InvalidInput("text message is empty")
+        if not self.answering:
+            raise InvalidInput(f"the {self.config.mode} mode only transcribes speech; switch modes to ask")
         self._abort("new text input")
         if self._speech_in is not None:
             self._speech_in.close()
@@ -327,8 +364,15 @@ class VoicePipeline:
 
     def _start_response(self, turn: Turn, text: str, *, modality: str) -> None:
         turn.user_text = text
+        picture = self.pictures() if self.pictures is not None else None
         self.history.append(
-            Message("user", text, "audio" if modality == "audio" else "text", mode=self.config.mode)
+            Message(
+                "user",
+                text,
+                "audio" if modality == "audio" else "text",
+                mode=self.config.mode,
+                images=(picture,) if picture is not None else (),
+            )
         )
         self._response_task = self._spawn(self._respond(turn), "respond")
 
@@ -337,6 +381,7 @@ class VoicePipeline:
         messages, system_prompt = self.history.window(cfg.history_turns), cfg.system_prompt
         if self.context is not None:
             messages, system_prompt = self.context.build(self.history, cfg.system_prompt)
+        messages = _latest_pictures_only(messages)
         request = LLMRequest(
             messages=messages,
             system_prompt=system_prompt,
@@ -376,11 +421,19 @@ class VoicePipeline:
     async def _generate(self, turn: Turn, request: LLMRequest) -> AsyncIterator[str]:
         """The answer's text. When the model calls tools, run them, report each result, feed the
         results back and let the model go on (at most ``MAX_TOOL_ROUNDS`` rounds)."""
+        assert self.llm is not None
+        reply = self.commands(turn.user_text) if self.commands is not None else None
+        if reply is not None:
+            yield reply
+            return
         messages = list(request.messages)
         for round_ in range(MAX_TOOL_ROUNDS + 1):
             calls: list[ToolCall] = []
             said: list[str] = []
-            async with closing_stream(self.llm.stream(replace(request, messages=tuple(messages)))) as chunks:
+            model, asked = self.llm, replace(request, messages=tuple(messages))
+            if round_ == 0 and self.router is not None:
+                model, asked = self.router, self._router_request(asked)
+            async with closing_stream(model.stream(asked)) as chunks:
                 async for chunk in chunks:
                     if isinstance(chunk, GeneratedToken):
                         if chunk.text:
@@ -388,6 +441,14 @@ class VoicePipeline:
                             yield chunk.text
                     elif isinstance(chunk, ToolCall):
                         calls.append(chunk)
+            if round_ == 0 and self.router is not None:
+                turn.route = "tool" if calls else "answer"
+                if any(call.name == HAND_OFF.name for call in calls):
+                    turn.route = "hand_off"
+                    calls = [call for call in calls if call.name != HAND_OFF.name]
+                self.bus.emit(EventType.ROUTED, {"route": turn.route}, source=SOURCE, correlation_id=turn.id)
+                if turn.route == "hand_off" and not calls:
+                    continue  # the main model answers the same messages
             if not calls:
                 return
             if self.tools is None:
@@ -410,6 +471,17 @@ class VoicePipeline:
                     Message("tool", result.content, metadata={"tool_call_id": call.id, "name": call.name})
                 )
         log.warning("turn %s stopped after %d rounds of tool calls", turn.id, MAX_TOOL_ROUNDS)
+
+    def _router_request(self, request: LLMRequest) -> LLMRequest:
+        """The router sees the conversation and the tools plus ``hand_off``, under its own short brief;
+        its direct answers are short."""
+        system = ROUTER_PROMPT if not request.system_prompt else f"{request.system_prompt}\n\n{ROUTER_PROMPT}"
+        return replace(
+            request,
+            system_prompt=system,
+            tools=(*request.tools, HAND_OFF),
+            max_tokens=min(request.max_tokens, 256),
+        )
 
     async def _show(self, turn: Turn, tokens: AsyncIterator[str] | Channel[str]) -> None:
         async for text in tokens:
@@ -542,6 +614,7 @@ class VoicePipeline:
 
     def _close_turn(self, turn: Turn, reason: str) -> None:
         turn.finished = True
+        extra = {"route": turn.route} if turn.route else {}
         if self.state.state is not TurnState.IDLE:
             self.state.reset(reason, turn_id=turn.id)
             self._put(StateOut(TurnState.IDLE.value, reason, turn.id))
@@ -553,7 +626,7 @@ class VoicePipeline:
             source=SOURCE,
             correlation_id=turn.id,
         )
-        self._put(MetricsOut(turn.id, marks))
+        self._put(MetricsOut(turn.id, marks, extra))
 
     def _spoke(self, turn: Turn) -> bool:
         return self.speaking and not turn.speech_failed
@@ -572,3 +645,17 @@ class VoicePipeline:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _latest_pictures_only(messages: tuple[Message, ...]) -> tuple[Message, ...]:
+    """Only the newest message's pictures go to the model: older ones were answered already, and each
+    costs hundreds of tokens and an upload on every turn. Their text stays."""
+    last = max((i for i, m in enumerate(messages) if m.images), default=-1)
+    if last < 0:
+        return messages
+    return tuple(
+        replace(m, images=(), metadata={**m.metadata, "image_count": len(m.images)})
+        if m.images and i != last
+        else m
+        for i, m in enumerate(messages)
+    )

@@ -55,6 +55,8 @@ __all__ = [
     "InterruptControl",
     "Limits",
     "MetricsMessage",
+    "ModeInfo",
+    "ModeMessage",
     "NotificationMessage",
     "PingMessage",
     "PlaybackMessage",
@@ -62,6 +64,7 @@ __all__ = [
     "ResponseDoneMessage",
     "ServerMessage",
     "SessionMessage",
+    "SetWatchControl",
     "StartControl",
     "StateMessage",
     "SwitchModeControl",
@@ -92,6 +95,7 @@ ERROR_CODES: Final = frozenset({
     "bad_image", "unknown_frame_tag", "empty_frame", "rate_limited", "invalid_config", "unknown_mode",
     "unknown_action", "invalid_session", "engine_unavailable", "internal_error", "stt_failed",
     "llm_failed", "tts_failed", "engine_error", "engine_timeout", "all_engines_failed",
+    "residency_error", "mode_unavailable",
 })
 # fmt: on
 
@@ -180,6 +184,18 @@ class EngineStatus(_Model):
 # --- server to client ------------------------------------------------------------------------------------
 
 
+class ModeInfo(_Model):
+    """One mode a client may switch to: what it takes in and what it gives back."""
+
+    name: str
+    label: str
+    description: str = ""
+    inputs: list[Literal["audio", "text", "image", "video"]]
+    outputs: list[Literal["transcript", "text", "audio", "notification", "tool_result", "control_signal"]]
+    #: Whether the mode watches the camera for a condition (``switch_mode.watch`` / ``set_watch``).
+    watches: bool = False
+
+
 class SessionMessage(_Model):
     """Always the first message on a connection."""
 
@@ -194,6 +210,18 @@ class SessionMessage(_Model):
     video_in: VideoFormat = Field(default_factory=VideoFormat)
     limits: Limits = Field(default_factory=Limits)
     engines: dict[str, EngineStatus] = Field(default_factory=dict)
+    mode_details: list[ModeInfo] = Field(default_factory=list)
+
+
+class ModeMessage(_Model):
+    """The mode now in effect: after a ``switch_mode`` (once its engines are loaded) or a ``set_watch``."""
+
+    type: Literal["mode"] = "mode"
+    mode: str
+    #: The condition the active monitor watches for (None: not watching).
+    watch: str | None = None
+    #: Engines this mode's loadout uses, by kind (``llm`` may be a mode-specific model).
+    engines: dict[str, str] = Field(default_factory=dict)
 
 
 class TranscriptMessage(_Model):
@@ -299,7 +327,8 @@ ServerMessage = Annotated[
     | ToolResultMessage
     | ErrorMessage
     | PongMessage
-    | HistoryMessage,
+    | HistoryMessage
+    | ModeMessage,
     Field(discriminator="type"),
 ]
 
@@ -385,6 +414,26 @@ class SwitchModeControl(_ClientModel):
     type: Literal["control"] = "control"
     action: Literal["switch_mode"] = "switch_mode"
     mode: _Id = Field(min_length=1)
+    #: For a mode that watches the camera: the condition to watch for.
+    watch: str | None = None
+
+    @field_validator("watch")
+    @classmethod
+    def _watch_chars(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _check_chars(value, info)
+
+
+class SetWatchControl(_ClientModel):
+    """Set (or, with an empty string, clear) the condition the active monitor watches for."""
+
+    type: Literal["control"] = "control"
+    action: Literal["set_watch"] = "set_watch"
+    watch: str
+
+    @field_validator("watch")
+    @classmethod
+    def _watch_chars(cls, value: str, info: ValidationInfo) -> str:
+        return _check_chars(value, info)
 
 
 class ConfirmActionControl(_ClientModel):
@@ -406,7 +455,12 @@ class StartControl(_ClientModel):
 
 
 ControlMessage = Annotated[
-    InterruptControl | SwitchModeControl | ConfirmActionControl | UpdateConfigControl | StartControl,
+    InterruptControl
+    | SwitchModeControl
+    | SetWatchControl
+    | ConfirmActionControl
+    | UpdateConfigControl
+    | StartControl,
     Field(discriminator="action"),
 ]
 

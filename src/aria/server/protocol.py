@@ -413,6 +413,7 @@ def session_message(
     engines: Mapping[str, wire.EngineStatus | Mapping[str, Any]] | None = None,
     resumed: bool = False,
     max_fps: float = 2.0,
+    mode_details: Sequence[wire.ModeInfo] = (),
 ) -> wire.SessionMessage:
     """The ``session`` message every connection starts with.
 
@@ -429,6 +430,7 @@ def session_message(
         video_in=wire.VideoFormat(max_fps=max_fps),
         limits=limits if limits is not None else wire.Limits(),
         engines={kind: _engine_status(status) for kind, status in (engines or {}).items()},
+        mode_details=list(mode_details),
     )
 
 

@@ -1,8 +1,13 @@
-"""The server's shared state: settings, engines (loaded in the background), sessions and metrics.
+"""The server's shared state: settings, engines (loaded in the background, kept within a memory budget
+by the residency manager), modes, sessions and metrics.
 
-Engines are shared by every connection except the VAD, which keeps per-stream state and is created
-per connection. While engines load, the page is already usable and ``engine_states`` says what is
-still loading.
+Engines live in named slots of a :class:`~aria.pipeline.residency.ResidencyManager`: ``stt``, ``llm`` and
+``tts`` for the main loadout, plus ``llm:<mode>`` / ``router:<mode>`` for modes configured with another
+model. Each connection *holds* the slots of its current mode (:meth:`Runtime.acquire`); a mode switch makes
+that set resident, unloading what no connection holds when the budget needs the room, and every load and
+unload is passed to the connections' listeners so the client hears why it waits. The VAD keeps
+per-stream state and is created per connection. While engines load, the page is already usable and
+``engine_states`` says what is still loading.
 """
 
 from __future__ import annotations
@@ -10,34 +15,54 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aria.core.config import Settings
 from aria.core.metrics import MetricsRegistry
-from aria.engines.base import LLM, VAD, EngineKind
-from aria.engines.factory import create_engine, resolve_backend
+from aria.core.modes import ModeSpec
+from aria.engines.base import LLM, STT, TTS, VAD, Engine, EngineKind
+from aria.engines.factory import create_engine, detect_llm, resolve_backend
 from aria.engines.fallback import FallbackEngine
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AriaError
-from aria.pipeline.build import Engines, start_engines
+from aria.pipeline.build import Engines
+from aria.pipeline.memory import gpu_memory_mb, total_memory_mb
+from aria.pipeline.modes import Loadout, loadout_slots
+from aria.pipeline.residency import ResidencyError, ResidencyEvent, ResidencyManager
 from aria.session.files import FileSnapshotStore
 from aria.session.store import SessionStore
 
-__all__ = ["Runtime"]
+__all__ = ["ModeUnavailable", "Runtime"]
 
 log = logging.getLogger(__name__)
-SHARED_KINDS: tuple[EngineKind, ...] = ("stt", "llm", "tts")
+MAIN_KINDS: tuple[EngineKind, ...] = ("stt", "llm", "tts")
+_STARTUP = object()
+
+
+class ModeUnavailable(AriaError):
+    """A mode cannot run here (its model could not load, or it needs vision the model lacks)."""
+
+    code = "mode_unavailable"
 
 
 class Runtime:
     def __init__(self, settings: Settings, *, registry: EngineRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry or default_registry()
+        self.modes: dict[str, ModeSpec] = settings.all_modes()
         self.sessions = SessionStore(FileSnapshotStore(settings.data_dir / "sessions"))
         #: With ``aria serve --resume``: the session a client without a session id continues.
         self.resume_id: str | None = None
         self.metrics = MetricsRegistry()
-        self.engines: Engines | None = None
+        #: The settings engines are made from: ``settings`` with an auto-detected LLM server filled in.
+        self.engine_settings = settings
+        self.residency = ResidencyManager(_budget_mb(settings), on_event=self._on_residency)
+        #: Hear every load and unload (connections turn them into ``state`` messages).
+        self.listeners: set[Callable[[ResidencyEvent], None]] = set()
+        self._holders: dict[object, set[str]] = {}
+        #: Why an engine slot is missing, by slot name.
+        self.problems: dict[str, str] = {}
         #: The model that summarises old turns (None: they are trimmed instead).
         self.summarizer: LLM | None = None
         self._own_summarizer = False
@@ -49,7 +74,8 @@ class Runtime:
         self._states: dict[str, dict[str, Any]] = {}
         self.connections_gauge = self.metrics.gauge("aria_active_connections", "Open WebSocket connections")
         self.sessions_gauge = self.metrics.gauge("aria_sessions", "Sessions held in memory")
-        for kind in (*SHARED_KINDS, "vad"):
+        self.resident_gauge = self.metrics.gauge("aria_resident_model_mb", "Memory of resident engines (MB)")
+        for kind in (*MAIN_KINDS, "vad"):
             self._states[kind] = {"name": None, "state": "loading", "detail": ""}
 
     async def start(self) -> None:
@@ -58,21 +84,23 @@ class Runtime:
 
     async def _load(self) -> None:
         started = time.perf_counter()
+        self.engine_settings = await detect_llm(self.settings)
+        self._register_slots()
+        for kind in MAIN_KINDS:
+            if not self.residency.registered(kind):
+                state = "disabled" if getattr(self.settings, kind).backend == "none" else "unavailable"
+                self._states[kind] = {"name": None, "state": state, "detail": self.problems.get(kind, "")}
+        # Start with the main loadout and the start-up mode's; afterwards connections hold what they use.
         try:
-            self.engines = await start_engines(self.settings, kinds=SHARED_KINDS, registry=self.registry)
+            await self.acquire(_STARTUP, self.settings.mode, extra=MAIN_KINDS)
         except AriaError as exc:
             self.load_error = str(exc)
             log.error("engines failed to load: %s", exc)
+        finally:
+            self.release(_STARTUP)
+        if self.residency.engine("llm") is None and self.load_error is None:
+            self.load_error = self.problems.get("llm", "no language model")
         self.summarizer = await self._make_summarizer()
-        engines = self.engines
-        for kind in SHARED_KINDS:
-            engine = getattr(engines, kind, None) if engines else None
-            if engine is not None:
-                self._states[kind] = {"name": engine.name, "state": "ready", "detail": ""}
-            else:
-                reason = (engines.problems.get(kind) if engines else self.load_error) or "disabled"
-                state = "disabled" if getattr(self.settings, kind).backend == "none" else "unavailable"
-                self._states[kind] = {"name": None, "state": state, "detail": reason}
         try:
             vad_name = resolve_backend("vad", self.settings, self.registry)
             self._states["vad"] = {"name": vad_name, "state": "ready", "detail": ""}
@@ -81,11 +109,118 @@ class Runtime:
         log.info("engines ready in %.0f ms: %s", (time.perf_counter() - started) * 1000, self.engine_states())
         self.ready.set()
 
+    def _register_slots(self) -> None:
+        planned: dict[str, tuple[EngineKind, Settings]] = {}
+        for kind in MAIN_KINDS:
+            planned[kind] = (kind, self.engine_settings)
+        for name, spec in self.modes.items():
+            for plan in loadout_slots(name, spec, self.engine_settings).values():
+                planned.setdefault(plan.name, (plan.kind, plan.settings))
+        for slot, (kind, settings) in planned.items():
+            section = getattr(settings, kind)
+            if section.backend == "none" or (kind == "tts" and not settings.tts.enabled):
+                continue
+            self.residency.register(
+                slot,
+                self._factory(kind, settings),
+                kind=kind,
+                estimate_mb=section.memory_mb,
+                sticky=kind in ("stt", "tts"),
+            )
+
+    def _factory(self, kind: EngineKind, settings: Settings) -> Callable[[], Engine]:
+        def create() -> Engine:
+            engine = create_engine(kind, settings, self.registry, on_fallback=self._on_fallback)
+            if engine is None:
+                raise AriaError(f"{kind} is disabled")
+            return engine
+
+        return create
+
+    def _on_fallback(self, kind: str, engine: str, exc: BaseException) -> None:
+        log.warning("%s engine %s failed; falling back: %s", kind, engine, exc)
+
+    # -- modes and residency -----------------------------------------------------------------------
+
+    async def acquire(self, holder: object, mode: str, *, extra: tuple[str, ...] = ()) -> Loadout:
+        """Make ``mode``'s engines resident for ``holder`` (a connection) and return them. What other
+        holders use stays; the rest may be unloaded for room. Raises :class:`ResidencyError` when the
+        set does not fit the budget (the holder keeps its previous engines) and :class:`ModeUnavailable`
+        when the mode's language model cannot load. Other engines that fail are left out (``problems``)."""
+        spec = self.modes[mode]
+        plan = loadout_slots(mode, spec, self.engine_settings)
+        names = [p.name for p in plan.values() if self.residency.registered(p.name)]
+        names += [n for n in extra if self.residency.registered(n) and n not in names]
+        previous = self._holders.get(holder)
+        self._holders[holder] = set(names)
+        wanted = sorted(set().union(*self._holders.values()))
+        try:
+            await self.residency.ensure(wanted, reason=f"for {mode.replace('_', ' ')}")
+        except ResidencyError as exc:
+            if not exc.errors:  # does not fit: nothing changed
+                if previous is None:
+                    self._holders.pop(holder, None)
+                else:
+                    self._holders[holder] = previous
+                raise
+            for name, error in exc.errors.items():
+                self.problems[name] = str(error)
+                log.warning("%s could not load: %s", name, error)
+        self.resident_gauge.set(self.residency.resident_mb())
+        loadout = Loadout()
+        for role, p in plan.items():
+            engine = self.residency.engine(p.name)
+            if engine is None:
+                loadout.problems[role] = self.problems.get(p.name, f"{p.name} is not available")
+                continue
+            setattr(loadout, role, engine)
+            loadout.slots[role] = p.name
+        if "llm" in plan and loadout.llm is None:
+            raise ModeUnavailable(
+                f"the {mode} mode's language model could not start: {loadout.problems.get('llm')}"
+            )
+        return loadout
+
+    def release(self, holder: object) -> None:
+        """``holder`` no longer needs its engines (they stay loaded until the memory is wanted)."""
+        self._holders.pop(holder, None)
+
+    def _on_residency(self, event: ResidencyEvent) -> None:
+        kind = event.name if event.name in MAIN_KINDS else None
+        if kind is not None:
+            state = {"loading": "loading", "loaded": "ready", "unloading": "ready", "unloaded": "unloaded"}
+            engine = self.residency.engine(kind)
+            self._states[kind] = {
+                "name": engine.name if engine is not None else self._states[kind].get("name"),
+                "state": state[event.kind],
+                "detail": event.reason if event.kind != "loaded" else "",
+            }
+            if event.kind == "unloaded" and event.reason.startswith("load failed"):
+                self._states[kind]["state"] = "unavailable"
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a residency listener failed")
+
+    # -- views -------------------------------------------------------------------------------------
+
+    @property
+    def engines(self) -> Engines:
+        """The main loadout's resident engines."""
+        stt, llm, tts = (self.residency.engine(k) for k in MAIN_KINDS)
+        return Engines(
+            stt=stt if isinstance(stt, STT) else None,
+            llm=llm if isinstance(llm, LLM) else None,
+            tts=tts if isinstance(tts, TTS) else None,
+            problems={k: v for k, v in self.problems.items() if k in MAIN_KINDS},
+        )
+
     async def _make_summarizer(self) -> LLM | None:
         llm = self.settings.llm
         if llm.summary_backend is None:
             # The main model summarises when it is a real one; the rule-based builtin cannot.
-            main = self.engines.llm if self.engines else None
+            main = self.engines.llm
             primary = main.chain.engines[0] if isinstance(main, FallbackEngine) else main
             return main if primary is not None and primary.name != "builtin" else None
         try:
@@ -115,20 +250,34 @@ class Runtime:
         return vad
 
     def status(self) -> str:
-        """``ok`` when every configured engine is ready, ``degraded`` when some are missing but the
-        language model works, ``down`` without one (``loading`` before the first load finishes)."""
+        """``ok`` when every configured engine works, ``degraded`` when some are missing but a language
+        model works, ``down`` without one (``loading`` before the first load finishes). An engine
+        unloaded to make room for another mode's is not a fault."""
         if not self.ready.is_set():
             return "loading"
-        if self.engines is None or self.engines.llm is None:
+        if self.load_error is not None and not any(
+            self.residency.engine(name) is not None for name in self.residency.resident()
+            if name == "llm" or name.startswith("llm:")
+        ):
             return "down"
         wanted = [k for k in self._states if self._states[k]["state"] != "disabled"]
-        return "ok" if all(self._states[k]["state"] == "ready" for k in wanted) else "degraded"
+        fine = ("ready", "unloaded", "loading")
+        return "ok" if all(self._states[k]["state"] in fine for k in wanted) else "degraded"
 
     async def aclose(self) -> None:
         if self._loader is not None:
             self._loader.cancel()
             await asyncio.gather(self._loader, return_exceptions=True)
-        if self.engines is not None:
-            await self.engines.aclose()
+        await self.residency.aclose()
         if self.summarizer is not None and self._own_summarizer:
             await self.summarizer.aclose()
+
+
+def _budget_mb(settings: Settings) -> float:
+    """``residency.budget_mb``, else three quarters of the machine's memory (GPU memory when there is a
+    GPU, since that is what large models fill; else RAM)."""
+    if settings.residency.budget_mb > 0:
+        return settings.residency.budget_mb
+    gpus = gpu_memory_mb(timeout_s=1.0)
+    total = sum(g.total_mb for g in gpus) if gpus else total_memory_mb()
+    return max(256.0, 0.75 * total)

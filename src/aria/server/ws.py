@@ -12,33 +12,48 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from typing import Any
+import time
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from aria.core.audio import resample
 from aria.core.channels import Channel, Overflow
-from aria.core.config import apply_update
+from aria.core.config import Settings, apply_update
 from aria.core.events import EventBus
+from aria.core.modes import ModeSpec
+from aria.engines.base import VAD
 from aria.errors import AriaError, ChannelClosed, InvalidInput
+from aria.pipeline.modes import Loadout, mode_pipeline, watch_command
+from aria.pipeline.monitor import Alert, Monitor, MonitorConfig
 from aria.pipeline.observers import TurnMetricsRecorder
 from aria.pipeline.outputs import AudioOut, MetricsOut, ResponseDone, StateOut
+from aria.pipeline.residency import ResidencyError, ResidencyEvent
 from aria.pipeline.voice import PipelineConfig, VoicePipeline
 from aria.server import protocol as proto
 from aria.server.pacing import AudioPacer
-from aria.server.runtime import Runtime
+from aria.server.runtime import ModeUnavailable, Runtime
 from aria.session.context import ContextWindow
 from aria.session.store import Session
 from aria.tools.builtin import builtin_tools
 from aria.tools.registry import ToolContext, ToolRegistry
 from aria.tools.runner import ConfirmRequest, ToolResult, ToolRunner
-from aria.types import AudioChunk, ImageFrame, ToolCall, ToolSpec
+from aria.types import AudioChunk, ImageFrame, Message, ToolCall, ToolSpec
 
-__all__ = ["Connection", "SessionTools", "history_message", "origin_allowed", "serve_connection"]
+__all__ = [
+    "CAMERA_FRESH_S",
+    "Connection",
+    "SessionTools",
+    "history_message",
+    "mode_details",
+    "origin_allowed",
+    "serve_connection",
+]
 
 log = logging.getLogger(__name__)
-MODES = ("voice_chat",)
+#: How long a camera frame counts as what the camera sees now.
+CAMERA_FRESH_S = 10.0
 _AFTER_AUDIO = (ResponseDone, MetricsOut, StateOut)
 
 
@@ -71,12 +86,25 @@ class Connection:
         self.protocol = proto.ServerProtocol(proto.Limits(), rate_limiter=proto.RateLimiter(20.0, 40))
         self.bus = EventBus()
         self.pipeline: VoicePipeline | None = None
-        self.frames: Channel[ImageFrame] = Channel(2, Overflow.DROP_OLDEST, name="camera")
-        self.latest_image: ImageFrame | None = None
+        self.mode = session.mode if session.mode in runtime.modes else runtime.settings.mode
+        self.loadout: Loadout | None = None
+        self.vad: VAD | None = None
+        self.monitor: Monitor | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
+        #: Camera frames for the monitor (a watching mode only): two slots, the oldest dropped.
+        self.frames: Channel[ImageFrame] | None = None
+        #: The newest uploaded image and camera frame, with when they came.
+        self.image: tuple[float, ImageFrame] | None = None
+        self.camera: tuple[float, ImageFrame] | None = None
         self._send_lock = asyncio.Lock()
+        self._switch_lock = asyncio.Lock()
+        self._changed = asyncio.Event()
         #: Tool calls waiting for the person's ``confirm_action``, by control-signal id.
         self.confirmations: dict[str, asyncio.Future[bool]] = {}
         self._ready = asyncio.Event()
+        self._loading: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._audio_refused = False
         self.out_rate = 16000
         self.pacer = AudioPacer(
             self._send_bytes, self._send_text, lead_s=runtime.settings.server.audio_lead_ms / 1000
@@ -98,40 +126,207 @@ class Connection:
     async def error(self, code: str, message: str, *, retryable: bool = False) -> None:
         await self.send(proto.ErrorMessage(code=code, message=message, retryable=retryable))
 
-    # -- set-up ------------------------------------------------------------------------------------
+    async def notify(self, text: str, *, level: Literal["info", "warning"] = "info", **data: Any) -> None:
+        await self.send(proto.NotificationMessage(text=text, level=level, data=data))
+
+    def _later(self, coro: Any) -> None:
+        """Send from a synchronous callback (a residency event, a monitor alert)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- set-up and modes --------------------------------------------------------------------------
 
     async def build(self) -> None:
-        """Wait for the shared engines, then build this connection's pipeline over the session."""
+        """Wait for the engines, then build this connection's pipeline for the session's mode."""
         rt = self.runtime
         await rt.ready.wait()
-        engines = rt.engines
-        if engines is None or engines.llm is None:
-            await self.error("engine_unavailable", f"no language model is available: {rt.load_error}")
-            return
-        vad = await rt.new_vad() if engines.stt is not None else None
-        settings = (
-            apply_update(rt.settings, self.session.overrides) if self.session.overrides else rt.settings
+        rt.listeners.add(self.on_residency)
+        try:
+            await self.switch(self.mode, announce=False)
+        except (ModeUnavailable, ResidencyError) as exc:
+            if rt.load_error is not None:
+                await self.error("engine_unavailable", f"no language model is available: {rt.load_error}")
+            else:
+                await self.send(proto.error_from_exception(exc))
+        finally:
+            self._ready.set()
+
+    async def switch(self, mode: str, *, watch: str | None = None, announce: bool = True) -> None:
+        """Rebuild the pipeline for ``mode`` over the same session (its history and settings survive).
+        The new mode's engines are made resident first (``state`` messages say what loads); when they
+        cannot be, the current mode stays and the error says why."""
+        spec = self.runtime.modes.get(mode)
+        if spec is None:
+            known = ", ".join(self.runtime.modes)
+            raise InvalidInput(f"unknown mode {mode!r}; available: {known}")
+        async with self._switch_lock:
+            loadout = await self.runtime.acquire(self, mode)
+            llm = loadout.llm
+            if spec.watches and (llm is None or not llm.capabilities.vision):
+                name = llm.name if llm is not None else "none"
+                raise ModeUnavailable(
+                    f"the {mode} mode needs a vision model, and {name} cannot see images; configure one "
+                    "(e.g. [llm] backend = \"ollama\", options = {{ model = \"llava\" }}) and try again"
+                )
+            old = self.pipeline
+            if old is not None:
+                await old.interrupt("mode switch")
+                await self._retire(old)
+            await self._stop_monitor()
+            if spec.listens and self.vad is None and loadout.stt is not None:
+                self.vad = await self.runtime.new_vad()
+            elif self.vad is not None:
+                self.vad.reset()
+            self.mode, self.loadout = mode, loadout
+            self.session.mode = mode
+            self.pipeline = self._pipeline(mode, spec, loadout)
+            self._audio_refused = False
+            if spec.watches:
+                self._start_monitor(spec, watch if watch is not None else spec.watch)
+            self._changed.set()
+        if spec.sees and llm is not None and not llm.capabilities.vision:
+            await self.notify(
+                f"The language model ({llm.name}) cannot see images, so pictures are described to it "
+                "as missing; configure a vision model (for example Ollama's llava) to ask about them.",
+                level="warning",
+            )
+        for role, why in loadout.problems.items():
+            await self.notify(f"This mode runs without its {role}: {why}", level="warning")
+        if announce:
+            await self.send_mode()
+            self.save()
+
+    def _pipeline(self, mode: str, spec: ModeSpec, loadout: Loadout) -> VoicePipeline:
+        settings = self.settings()
+        pipeline = mode_pipeline(
+            mode, spec, settings, loadout, vad=self.vad, bus=self.bus, history=self.session.history
         )
-        speak = settings.tts.enabled and engines.tts is not None
-        self.pipeline = VoicePipeline(
-            llm=engines.llm,
-            stt=engines.stt if vad is not None else None,
-            vad=vad,
-            tts=engines.tts,
-            bus=self.bus,
-            history=self.session.history,
-            config=PipelineConfig.from_settings(settings, speak=speak, mode=self.session.mode),
-        )
-        self.pipeline.playback = self.pacer
-        self.pipeline.context = ContextWindow(
-            context_tokens=settings.llm.context_tokens,
-            reserve_tokens=min(settings.llm.max_tokens, settings.llm.context_tokens // 2),
+        pipeline.playback = self.pacer
+        llm_settings = settings.with_llm(spec.llm).llm
+        pipeline.context = ContextWindow(
+            context_tokens=llm_settings.context_tokens,
+            reserve_tokens=min(llm_settings.max_tokens, llm_settings.context_tokens // 2),
             profile=lambda: self.session.memory,
-            summarizer=rt.summarizer,
+            summarizer=self.runtime.summarizer,
         )
-        if engines.llm.capabilities.tools and settings.llm.tools:
-            self.pipeline.tools = SessionTools(self, settings.llm.tools)
-        self._ready.set()
+        uses_tools = {"tools", "router"} & set(spec.steps)
+        if uses_tools and loadout.llm is not None and loadout.llm.capabilities.tools and settings.llm.tools:
+            pipeline.tools = SessionTools(self, settings.llm.tools)
+        if spec.sees:
+            pipeline.pictures = self.picture
+        if spec.watches:
+            pipeline.commands = self.watch_command
+        return pipeline
+
+    def settings(self) -> Settings:
+        rt = self.runtime
+        return apply_update(rt.settings, self.session.overrides) if self.session.overrides else rt.settings
+
+    async def _retire(self, pipeline: VoicePipeline) -> None:
+        await pipeline.aclose()
+        if isinstance(pipeline.context, ContextWindow):
+            await pipeline.context.aclose()
+
+    async def send_mode(self) -> None:
+        watch = self.monitor.condition if self.monitor is not None else None
+        slots = dict(self.loadout.slots) if self.loadout is not None else {}
+        await self.send(proto.ModeMessage(mode=self.mode, watch=watch, engines=slots))
+
+    def on_residency(self, event: ResidencyEvent) -> None:
+        if event.kind == "loading":
+            self._loading.add(event.name)
+        elif event.kind in ("loaded", "unloaded"):
+            self._loading.discard(event.name)
+        else:
+            return
+        what = {"loading": "loading", "loaded": "loaded", "unloaded": "unloaded"}[event.kind]
+        reason = f"{what} {event.name}" + (f" {event.reason}" if event.reason and what != "loaded" else "")
+        state = self.pipeline.state.state.value if self.pipeline is not None else "idle"
+        message = proto.StateMessage.model_validate(
+            {"state": state, "reason": reason, "loading": sorted(self._loading)}
+        )
+        self._later(self.send(message))
+
+    # -- pictures and the monitor ------------------------------------------------------------------
+
+    def picture(self) -> ImageFrame | None:
+        """The picture for a question: the newer of the last uploaded image and the last camera frame
+        (a camera frame only while fresh: the camera may have been turned off)."""
+        now = time.monotonic()
+        camera = self.camera if self.camera is not None and now - self.camera[0] <= CAMERA_FRESH_S else None
+        candidates = [c for c in (self.image, camera) if c is not None]
+        return max(candidates, key=lambda c: c[0])[1] if candidates else None
+
+    def _start_monitor(self, spec: ModeSpec, condition: str | None) -> None:
+        assert self.loadout is not None
+        assert self.loadout.llm is not None
+        config = MonitorConfig(
+            every_frames=spec.every_frames,
+            every_s=spec.every_s,
+            change_gated=spec.change_gated,
+            cooldown_s=spec.cooldown_s,
+            dedup_s=spec.dedup_s,
+            webhook_url=spec.webhook_url,
+        )
+        self.monitor = Monitor(
+            self.loadout.llm,
+            config,
+            condition=condition,
+            on_alert=self.on_alert,
+            on_error=self.on_monitor_error,
+            session_id=self.session.id,
+        )
+        frames: Channel[ImageFrame] = Channel(2, Overflow.DROP_OLDEST, name="camera")
+        self.frames = frames
+        self._monitor_task = asyncio.get_running_loop().create_task(self.monitor.run(frames))
+
+    async def _stop_monitor(self) -> None:
+        if self.frames is not None:
+            self.frames.close()
+            self.frames = None
+        task, self._monitor_task = self._monitor_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self.monitor is not None:
+            await self.monitor.aclose()
+            self.monitor = None
+
+    def on_alert(self, alert: Alert) -> None:
+        text = f"Seen: {alert.description}" if alert.description else f"Seen: {alert.condition}"
+        meta = {"alert_id": alert.id, "watch": alert.condition}
+        self.session.history.append(Message("assistant", text, mode=self.mode, metadata=meta))
+        data = {
+            "kind": "monitor",
+            "alert_id": alert.id,
+            "condition": alert.condition,
+            "description": alert.description,
+            "at": alert.at,
+        }
+        self._later(self.send(proto.NotificationMessage(text=text, level="info", data=data)))
+        self.save()
+
+    def on_monitor_error(self, exc: BaseException) -> None:
+        log.warning("the monitor's check failed: %s", exc)
+
+    async def set_watch(self, condition: str | None) -> None:
+        if self.monitor is None:
+            raise InvalidInput(f"the {self.mode} mode does not watch the camera; switch to a watching mode")
+        self.monitor.set_condition(condition)
+        await self.send_mode()
+
+    def watch_command(self, text: str) -> str | None:
+        """The monitor understands "tell me when ..." and "stop watching" itself."""
+        command = watch_command(text)
+        if command is None or self.monitor is None:
+            return None
+        verb, condition = command
+        self.monitor.set_condition(condition)
+        self._later(self.send_mode())
+        if verb == "stop":
+            return "Okay, I have stopped watching."
+        return f"Okay, I will tell you when I see that {condition}."
 
     async def pipeline_ready(self) -> VoicePipeline | None:
         await self._ready.wait()
@@ -140,9 +335,18 @@ class Connection:
     # -- the three tasks ---------------------------------------------------------------------------
 
     async def write(self) -> None:
-        pipeline = await self.pipeline_ready()
-        if pipeline is None:
-            return
+        """Send each pipeline's outputs; after a mode switch, go on with the new pipeline's."""
+        done: VoicePipeline | None = None
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            pipeline = self.pipeline
+            if pipeline is None or pipeline is done:
+                continue
+            done = pipeline
+            await self._write(pipeline)
+
+    async def _write(self, pipeline: VoicePipeline) -> None:
         async for out in pipeline.outputs:
             if isinstance(out, AudioOut):
                 chunk = out.chunk
@@ -152,7 +356,7 @@ class Connection:
                 pcm = AudioChunk(samples, self.out_rate).to_pcm16()
                 self.pacer.add_audio(out.turn_id, proto.encode_audio(pcm), len(samples) / self.out_rate)
                 continue
-            message = proto.from_output(out)
+            message = proto.from_output(out, loading=sorted(self._loading))
             if message is None:
                 continue
             if isinstance(out, ResponseDone):  # what actually went out, also for an interrupted turn
@@ -195,15 +399,19 @@ class Connection:
         if isinstance(event, proto.AudioIn):
             pipeline = self.pipeline if self._ready.is_set() else None
             if pipeline is None or pipeline.vad is None:
-                if self._ready.is_set():
-                    await self.error("engine_unavailable", "speech input is unavailable: no VAD/STT engine")
+                if self._ready.is_set() and not self._audio_refused:
+                    self._audio_refused = True  # once per mode, not once per frame
+                    await self.error(
+                        "engine_unavailable", f"speech input is unavailable in the {self.mode} mode"
+                    )
                 return  # audio before the engines are ready is dropped, as a microphone would be
             pipeline.push_audio(AudioChunk.from_pcm16(event.pcm, 16000))
             return
         if isinstance(event, proto.VideoIn):
             frame = ImageFrame(event.jpeg, "JPEG")
-            self.frames.send_nowait(frame)
-            self.latest_image = frame
+            self.camera = (time.monotonic(), frame)
+            if self.frames is not None:
+                self.frames.send_nowait(frame)
             return
         kind = getattr(event, "type", None)
         if kind == "ping":
@@ -221,21 +429,23 @@ class Connection:
 
     async def on_image(self, event: Any) -> None:
         try:
-            self.latest_image = ImageFrame(event.image, "PNG" if event.format == "png" else "JPEG")
+            image = ImageFrame(event.image, "PNG" if event.format == "png" else "JPEG")
+            self.image = (time.monotonic(), image)
         except InvalidInput as exc:
             await self.error("bad_image", str(exc))
             return
-        if event.text:
-            await self.send(
-                proto.NotificationMessage(
-                    text="No vision model is configured: answering without looking at the image.",
-                    level="warning",
-                    data={},
-                )
+        if not event.text:
+            return
+        spec = self.runtime.modes[self.mode]
+        if not spec.sees:
+            await self.notify(
+                f"The {self.mode.replace('_', ' ')} mode does not look at images: answering without it. "
+                "Switch to visual chat to ask about a picture.",
+                level="warning",
             )
-            pipeline = await self.pipeline_ready()
-            if pipeline is not None:
-                pipeline.push_text(event.text)
+        pipeline = await self.pipeline_ready()
+        if pipeline is not None:
+            pipeline.push_text(event.text)
 
     async def on_control(self, event: Any) -> None:
         action = event.action
@@ -244,21 +454,25 @@ class Connection:
             if pipeline is not None:
                 await pipeline.interrupt("client interrupt")
         elif action == "switch_mode":
-            if event.mode not in MODES:
-                await self.error(
-                    "unknown_mode", f"unknown mode {event.mode!r}; available: {', '.join(MODES)}"
-                )
+            if event.mode not in self.runtime.modes:
+                known = ", ".join(self.runtime.modes)
+                await self.error("unknown_mode", f"unknown mode {event.mode!r}; available: {known}")
                 return
-            self.session.mode = event.mode
-            if pipeline is not None:
-                pipeline.config = PipelineConfig.from_settings(
-                    self.runtime.settings, mode=event.mode, speak=pipeline.config.speak
-                )
+            try:
+                await self.switch(event.mode, watch=event.watch)
+            except (ModeUnavailable, ResidencyError) as exc:
+                await self.send(proto.error_from_exception(exc))
+                await self.send_mode()  # the mode still in effect
+        elif action == "set_watch":
+            await self.set_watch(event.watch)
         elif action == "update_config":
             settings = self.session.update_overrides(event.config, self.runtime.settings)  # names a bad key
             if pipeline is not None:
+                spec = self.runtime.modes[self.mode]
                 speak = settings.tts.enabled and pipeline.tts is not None
-                pipeline.config = PipelineConfig.from_settings(settings, speak=speak, mode=self.session.mode)
+                pipeline.config = PipelineConfig.from_settings(
+                    settings.with_llm(spec.llm), speak=speak, mode=self.mode
+                )
         elif action == "confirm_action":
             waiter = self.confirmations.get(event.id)
             if waiter is None or waiter.done():
@@ -266,6 +480,32 @@ class Connection:
                 return
             waiter.set_result(bool(event.accept))
         # "start" needs nothing: audio may simply flow.
+
+    async def aclose(self) -> None:
+        self.runtime.listeners.discard(self.on_residency)
+        self.runtime.release(self)
+        await self._stop_monitor()
+        if self.pipeline is not None:
+            await self._retire(self.pipeline)
+        if self.vad is not None:
+            await self.vad.aclose()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def mode_details(modes: dict[str, ModeSpec]) -> list[proto.ModeInfo]:
+    return [
+        proto.ModeInfo(
+            name=name,
+            label=spec.label or name.replace("_", " ").capitalize(),
+            description=spec.description,
+            inputs=list(spec.inputs),
+            outputs=list(spec.outputs),
+            watches=spec.watches,
+        )
+        for name, spec in modes.items()
+    ]
 
 
 def history_message(session: Session) -> proto.HistoryMessage:
@@ -342,6 +582,8 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
     try:
         wanted = ws.query_params.get("session_id") or runtime.resume_id
         session, resumed = runtime.sessions.open(wanted, mode=runtime.settings.mode)
+        if session.mode not in runtime.modes:  # a mode removed from the configuration since
+            session.mode = runtime.settings.mode
     except InvalidInput as exc:
         await ws.send_text(proto.encode(proto.ErrorMessage(code="invalid_session", message=str(exc))))
         await ws.close(code=1008)
@@ -364,8 +606,9 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
             proto.session_message(
                 session_id=session.id,
                 resumed=resumed,
-                mode=session.mode,
-                modes=list(MODES),
+                mode=conn.mode,
+                modes=list(runtime.modes),
+                mode_details=mode_details(runtime.modes),
                 audio_out_rate=conn.out_rate,
                 engines=runtime.engine_states(),
                 limits=conn.protocol.limits,
@@ -384,12 +627,7 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
     except Exception:
         log.exception("connection for session %s failed", session.id)
     finally:
-        if conn.pipeline is not None:
-            await conn.pipeline.aclose()
-            if isinstance(conn.pipeline.context, ContextWindow):
-                await conn.pipeline.context.aclose()
-            if conn.pipeline.vad is not None:
-                await conn.pipeline.vad.aclose()
+        await conn.aclose()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
