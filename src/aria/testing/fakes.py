@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import ClassVar
@@ -184,6 +185,9 @@ class FakeLLM(_FakeBase):
 
     class Config(EngineConfig):
         replies: tuple[str, ...] = ("Sure, here is the answer. It has two sentences.",)
+        #: A fake that looks: when the newest message has an image, reply with the first of these if
+        #: the image is bright (mean luminance over half), else the second; ``replies`` are not used.
+        vision_replies: tuple[str, str] | None = None
         ttft_s: float = 0.0
         token_interval_s: float = 0.0
         fault: Fault | None = None
@@ -193,7 +197,11 @@ class FakeLLM(_FakeBase):
         self.config = config or self.Config()
         self.requests: list[LLMRequest] = []
 
-    def _reply(self) -> str:
+    def _reply(self, request: LLMRequest) -> str:
+        images = request.messages[-1].images if request.messages else ()
+        if self.config.vision_replies is not None and images:
+            bright, dark = self.config.vision_replies
+            return bright if _luminance(images[-1]) > 0.5 else dark
         replies = self.config.replies
         return replies[min(self.calls, len(replies)) - 1]
 
@@ -201,7 +209,7 @@ class FakeLLM(_FakeBase):
         self.calls += 1
         self.requests.append(request)
         cfg = self.config
-        reply = self._reply()
+        reply = self._reply(request)
         if reply.startswith("TOOL:"):  # a scripted tool call: "TOOL:name:{json arguments}"
             _, name, arguments = reply.split(":", 2)
             await self._wait("llm_ttft", cfg.ttft_s)
@@ -221,6 +229,17 @@ class FakeLLM(_FakeBase):
 
     async def complete(self, request: LLMRequest) -> str:
         return "".join([c.text async for c in self.stream(request) if isinstance(c, GeneratedToken)])
+
+
+def _luminance(image: ImageFrame) -> float:
+    """Mean luminance of an image, 0 to 1."""
+    from PIL import Image  # the vision extra; only a fake that looks needs it
+
+    array = image.data if isinstance(image.data, np.ndarray) else None
+    if array is None:
+        with Image.open(io.BytesIO(bytes(image.data))) as picture:
+            array = np.asarray(picture.convert("L"))
+    return float(np.mean(array)) / 255.0
 
 
 class FakeTTS(_FakeBase):
