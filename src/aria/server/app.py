@@ -69,6 +69,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
             "engines": engines,
             "sessions": len(rt.sessions),
             "connections": rt.connections,
+            "residency": rt.residency.usage(),
         }
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 

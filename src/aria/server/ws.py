@@ -143,7 +143,7 @@ class Connection:
         await rt.ready.wait()
         rt.listeners.add(self.on_residency)
         try:
-            await self.switch(self.mode, announce=False)
+            await self.switch(self.mode)
         except (ModeUnavailable, ResidencyError) as exc:
             if rt.load_error is not None:
                 await self.error("engine_unavailable", f"no language model is available: {rt.load_error}")
@@ -152,7 +152,7 @@ class Connection:
         finally:
             self._ready.set()
 
-    async def switch(self, mode: str, *, watch: str | None = None, announce: bool = True) -> None:
+    async def switch(self, mode: str, *, watch: str | None = None) -> None:
         """Rebuild the pipeline for ``mode`` over the same session (its history and settings survive).
         The new mode's engines are made resident first (``state`` messages say what loads); when they
         cannot be, the current mode stays and the error says why."""
@@ -193,9 +193,8 @@ class Connection:
             )
         for role, why in loadout.problems.items():
             await self.notify(f"This mode runs without its {role}: {why}", level="warning")
-        if announce:
-            await self.send_mode()
-            self.save()
+        await self.send_mode()
+        self.save()
 
     def _pipeline(self, mode: str, spec: ModeSpec, loadout: Loadout) -> VoicePipeline:
         settings = self.settings()
