@@ -330,6 +330,13 @@ class OllamaServer(ScriptedServer):
             handler.send_json(200, {"models": models})
         elif handler.command == "GET" and path == "/api/version":
             handler.send_json(200, {"version": "0.6.0"})
+        elif handler.command == "POST" and path == "/api/generate":  # no prompt: load or unload
+            model = body.get("model", "")
+            if not self._pulled(model):
+                handler.send_json(404, {"error": f'model "{model}" not found, try pulling it first'})
+            else:
+                reason = "unload" if body.get("keep_alive") == 0 else "load"
+                handler.send_json(200, {"model": model, "response": "", "done": True, "done_reason": reason})
         elif handler.command == "POST" and path == "/api/chat":
             self.pause(script.first_byte_delay_s)
             model = body.get("model", "")

@@ -304,3 +304,36 @@ def test_config_validation() -> None:
     with pytest.raises(ValidationError, match="without /v1"):
         OllamaLLM.Config(base_url="http://127.0.0.1:11434/v1")
     assert json.loads(OllamaLLM.Config(keep_alive=-1).model_dump_json())["keep_alive"] == -1
+
+
+# -- residency: load at start, unload at close ----------------------------------------------------------
+
+
+async def test_start_loads_the_model_and_close_unloads_it_in_ollama(server: OllamaServer) -> None:
+    engine = make(server, model="llava:7b", keep_alive="10m")
+    await engine.start()
+    assert engine.capabilities.memory_mb == 1  # Ollama's reported size: 1,000,000 bytes
+    await engine.aclose()
+    generate = [r.body for r in server.requests if r.path == "/api/generate"]
+    assert generate == [
+        {"model": "llava:7b", "stream": False, "keep_alive": "10m"},
+        {"model": "llava:7b", "keep_alive": 0, "stream": False},
+    ]
+    await engine.aclose()  # closing twice asks nothing more
+    assert len([r for r in server.requests if r.path == "/api/generate"]) == 2
+
+
+async def test_preload_and_unload_can_be_turned_off(server: OllamaServer) -> None:
+    engine = make(server, preload=False, unload_on_close=False)
+    await engine.start()
+    await engine.aclose()
+    assert not [r for r in server.requests if r.path == "/api/generate"]
+
+
+async def test_an_unreachable_ollama_at_close_does_not_raise(server: OllamaServer) -> None:
+    engine = make(server)
+    await engine.start()
+    server.close()
+    started = time.perf_counter()
+    await engine.aclose()
+    assert time.perf_counter() - started < 3.0

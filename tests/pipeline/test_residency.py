@@ -181,6 +181,26 @@ async def test_estimates_come_from_capabilities_and_factories_give_fresh_engines
     assert made[0].closes == 1
 
 
+class RemoteModel(Model):
+    """A model served by another process (Ollama): it learns its size only when it starts, and its
+    memory never shows in this process's RSS."""
+
+    async def start(self) -> None:
+        self.starts += 1
+        self.capabilities = Capabilities(memory_mb=700)
+
+
+async def test_an_engines_own_estimate_is_refreshed_after_it_starts() -> None:
+    process = Process()
+    manager = ResidencyManager(1000, measure=process)
+    manager.register("remote", RemoteModel("remote", 0, process), kind="llm")
+    manager.register("other", Model("other", 400, process), kind="llm")
+    await manager.ensure(["remote"])
+    assert manager.usage()["engines"]["remote"]["cost_mb"] == 700
+    await manager.ensure(["other"])  # 700 + 400 > 1000: the remote model makes room
+    assert manager.resident() == ["other"]
+
+
 async def test_a_given_estimate_wins_over_capabilities() -> None:
     process = Process()
     manager = ResidencyManager(1000, measure=process)

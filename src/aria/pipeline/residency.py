@@ -87,6 +87,9 @@ class _Slot:
     shared: bool = False
     last_used: int = 0
     loads: int = 0
+    #: The estimate is the engine's own (``capabilities.memory_mb``), refreshed after each start: an
+    #: engine may only learn its model's size then (Ollama's reported size, say).
+    engine_estimate: bool = False
 
     @property
     def cost_mb(self) -> float:
@@ -260,6 +263,7 @@ class ResidencyManager:
         slot.engine = engine
         if slot.estimate_mb is None:
             slot.estimate_mb = float(engine.capabilities.memory_mb)
+            slot.engine_estimate = True
 
     def _create(self, slot: _Slot) -> None:
         if slot.engine is not None or slot.factory is None:
@@ -367,6 +371,8 @@ class ResidencyManager:
             raise
         slot.resident = True
         slot.loads += 1
+        if slot.engine_estimate:
+            slot.estimate_mb = max(slot.estimate_mb or 0.0, float(engine.capabilities.memory_mb))
         loaded.append(slot)
 
     async def _discard(self, slot: _Slot, engine: Engine, reason: str) -> None:

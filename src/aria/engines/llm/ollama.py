@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -79,6 +80,12 @@ class OllamaLLM:
         connect_timeout_s: float = Field(default=3.0, gt=0)
         #: Extra model options (``num_ctx``, ``top_p``, ``seed``, ...); they win over Aria's.
         options: dict[str, Any] = Field(default_factory=dict)
+        #: Load the model into Ollama's memory at start (a mode switch then waits for the load, and
+        #: says so, instead of the first answer taking the time).
+        preload: bool = True
+        #: Ask Ollama to unload the model when the engine closes (the residency manager unloading it
+        #: for another mode's model frees the GPU memory, not only Aria's handle on it).
+        unload_on_close: bool = True
 
         @field_validator("base_url")
         @classmethod
@@ -91,6 +98,7 @@ class OllamaLLM:
         self.config = config if config is not None else self.Config()
         self.engine = f"{self.kind}:{self.name}"
         self._http: HTTPClient | None = None
+        self._loaded = False
         #: Timing of the latest generation, with Ollama's own decoding speed.
         self.last_stats: GenerationStats | None = None
 
@@ -112,14 +120,46 @@ class OllamaLLM:
         return None
 
     async def start(self) -> None:
-        """Check that Ollama answers and has the model."""
-        if not has_model(await self.list_models(), self.config.model):
+        """Check that Ollama answers and has the model, take its size as the memory estimate, and load
+        it (``preload``)."""
+        tags = await self._tags()
+        names = [str(m.get("name") or m.get("model")) for m in tags]
+        if not has_model(names, self.config.model):
             raise _not_pulled(self.config.model, self.engine)
+        size = next(
+            (
+                m.get("size")
+                for m in tags
+                if has_model([str(m.get("name") or m.get("model"))], self.config.model)
+            ),
+            None,
+        )
+        if isinstance(size, int) and size > 0:
+            self.capabilities = replace(type(self).capabilities, memory_mb=round(size / 2**20))
+        if self.config.preload:
+            body: dict[str, Any] = {"model": self.config.model, "stream": False}
+            if self.config.keep_alive is not None:
+                body["keep_alive"] = self.config.keep_alive
+            await self._client().post(f"{self.config.base_url}/api/generate", json=body)
+        self._loaded = True
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            http, self._http = self._http, None
-            await http.aclose()
+        if self._http is None:
+            return
+        if self._loaded and self.config.unload_on_close:
+            self._loaded = False
+            body = {"model": self.config.model, "keep_alive": 0, "stream": False}
+            try:
+                await self._http.post(f"{self.config.base_url}/api/generate", json=body, deadline_s=2.0)
+            except EngineError as exc:
+                log.info("%s: could not ask Ollama to unload %s: %s", self.engine, self.config.model, exc)
+        http, self._http = self._http, None
+        await http.aclose()
+
+    async def _tags(self) -> list[dict[str, Any]]:
+        payload = await self._client().get_json(f"{self.config.base_url}/api/tags")
+        models = payload.get("models") or () if isinstance(payload, dict) else ()
+        return [m for m in models if isinstance(m, dict)]
 
     async def health(self) -> EngineHealth:
         try:
@@ -133,9 +173,7 @@ class OllamaLLM:
 
     async def list_models(self) -> list[str]:
         """Names of the pulled models, from ``GET /api/tags``."""
-        payload = await self._client().get_json(f"{self.config.base_url}/api/tags")
-        models = payload.get("models") or () if isinstance(payload, dict) else ()
-        return [str(m.get("name") or m.get("model")) for m in models if isinstance(m, dict)]
+        return [str(m.get("name") or m.get("model")) for m in await self._tags()]
 
     @classmethod
     def check(cls, config: Config) -> Availability:
