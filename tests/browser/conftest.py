@@ -1,5 +1,6 @@
 """Fixtures for the browser tests: the real ``aria serve`` in a subprocess and Debian's Chromium driven by
-Playwright (as a driver only: never ``playwright install``), with a WAV file as the microphone.
+Playwright (as a driver only: never ``playwright install``), with a WAV file as the microphone; or, for the
+page's handling of messages the test scripts, a stub server (``stub_server.py``).
 
 See ``../../../shared/recipes/browser-e2e.md`` for the Chromium flags and their pitfalls. Playwright is
 imported inside the fixtures, so this file loads (and the module skips) where it is not installed.
@@ -20,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.browser.stub_server import StubAria, session_message
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
@@ -53,18 +56,50 @@ class AriaServer:
 @pytest.fixture(scope="module")
 def aria_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AriaServer]:
     """``python -m aria serve`` on a free port with offline engines; waits for ``GET /health``."""
+    engines = {
+        "ARIA_STT__BACKEND": "pocketsphinx",
+        "ARIA_LLM__BACKEND": "builtin",
+        "ARIA_TTS__BACKEND": "espeak",
+    }
+    yield from _serve(tmp_path_factory, engines, "browser-server.log")
+
+
+# The fake engines of aria.testing: a scripted transcript per utterance (VAD: any loud frame is speech),
+# and one reply that a watching mode reads as its condition holding.
+FAKE_TRANSCRIPTS = ("Dear team, the build is green.", "We ship on Friday.")
+FAKE_ENGINES = {
+    "ARIA_VAD__BACKEND": "fake",
+    "ARIA_VAD__OPTIONS": json.dumps({"start_frames": 2, "end_frames": 15}),
+    "ARIA_STT__BACKEND": "fake",
+    "ARIA_STT__FALLBACK": "[]",
+    "ARIA_STT__OPTIONS": json.dumps({"texts": FAKE_TRANSCRIPTS}),
+    "ARIA_LLM__BACKEND": "fake",
+    "ARIA_LLM__FALLBACK": "[]",
+    "ARIA_LLM__OPTIONS": json.dumps({"replies": ["YES A person stands at the door."]}),
+    "ARIA_TTS__BACKEND": "fake",
+    "ARIA_TTS__FALLBACK": "[]",
+}
+
+
+@pytest.fixture(scope="module")
+def fake_aria_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AriaServer]:
+    """``python -m aria serve`` with the fake engines of ``aria.testing`` (:data:`FAKE_ENGINES`)."""
+    yield from _serve(tmp_path_factory, FAKE_ENGINES, "browser-fake-server.log")
+
+
+def _serve(
+    tmp_path_factory: pytest.TempPathFactory, engines: dict[str, str], log_name: str
+) -> Iterator[AriaServer]:
     ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
     env = {
         **os.environ,
         "ARIA_DATA_DIR": str(tmp_path_factory.mktemp("aria-data")),
         "HF_HUB_OFFLINE": "1",
-        "ARIA_STT__BACKEND": "pocketsphinx",
-        "ARIA_LLM__BACKEND": "builtin",
-        "ARIA_TTS__BACKEND": "espeak",
+        **engines,
     }
     env.pop("ARIA_CONFIG", None)
-    log_path = ARTIFACTS / "browser-server.log"
+    log_path = ARTIFACTS / log_name
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "aria", "serve", "--port", str(port), "--host", "127.0.0.1"],
@@ -152,29 +187,75 @@ def playwright_driver() -> Iterator[Any]:
         yield pw
 
 
+def _launch(
+    playwright_driver: Any,
+    browsers: list[Any],
+    url: str,
+    wav: Path | None,
+    viewport: tuple[int, int],
+) -> AriaPage:
+    """A fresh Chromium (the fake microphone is a launch flag, so one browser per WAV) showing ``url``,
+    once the page has its session."""
+    args = list(CHROMIUM_ARGS)
+    if wav is not None:
+        assert "%" not in str(wav), "Chromium cannot read a fake capture file whose path has a %"
+        args.append(f"--use-file-for-fake-audio-capture={wav.resolve()}%noloop")
+    browser = playwright_driver.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    browsers.append(browser)
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    page = context.new_page()
+    aria = AriaPage(page)
+    page.on("pageerror", lambda exc: aria.problems.append(f"uncaught: {exc}"))
+    page.on("console", lambda m: aria.problems.append(f"console: {m.text}") if m.type == "error" else None)
+    page.goto(url)
+    aria.wait_for("t.connection === 'open' && t.session !== null", 15, "the session message")
+    return aria
+
+
 @pytest.fixture
 def open_page(playwright_driver: Any, aria_server: AriaServer) -> Iterator[OpenPage]:
-    """``open_page(wav=None, query="", viewport=(1280, 800))``: a fresh Chromium (the fake microphone is a
-    launch flag, so one browser per WAV) showing the client; closed after the test."""
+    """``open_page(wav=None, query="", viewport=(1280, 800))``: a fresh Chromium showing the client of the
+    real server; closed after the test."""
     browsers: list[Any] = []
 
     def open_(wav: Path | None = None, query: str = "", viewport: tuple[int, int] = (1280, 800)) -> AriaPage:
-        args = list(CHROMIUM_ARGS)
-        if wav is not None:
-            assert "%" not in str(wav), "Chromium cannot read a fake capture file whose path has a %"
-            args.append(f"--use-file-for-fake-audio-capture={wav.resolve()}%noloop")
-        browser = playwright_driver.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        browsers.append(browser)
-        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-        page = context.new_page()
-        aria = AriaPage(page)
-        page.on("pageerror", lambda exc: aria.problems.append(f"uncaught: {exc}"))
-        page.on(
-            "console", lambda m: aria.problems.append(f"console: {m.text}") if m.type == "error" else None
-        )
-        page.goto(f"{aria_server.url}/{query}")
-        aria.wait_for("t.connection === 'open' && t.session !== null", 15, "the session message")
-        return aria
+        return _launch(playwright_driver, browsers, f"{aria_server.url}/{query}", wav, viewport)
+
+    yield open_
+    for browser in browsers:
+        browser.close()
+
+
+@pytest.fixture
+def open_fake_page(playwright_driver: Any, fake_aria_server: AriaServer) -> Iterator[OpenPage]:
+    """``open_fake_page(wav=None, query="", viewport=(1280, 800))``: like ``open_page``, on the server with
+    the fake engines."""
+    browsers: list[Any] = []
+
+    def open_(wav: Path | None = None, query: str = "", viewport: tuple[int, int] = (1280, 800)) -> AriaPage:
+        return _launch(playwright_driver, browsers, f"{fake_aria_server.url}/{query}", wav, viewport)
+
+    yield open_
+    for browser in browsers:
+        browser.close()
+
+
+@pytest.fixture
+def stub_aria() -> Iterator[StubAria]:
+    """A stub server (see ``stub_server.py``) whose session offers every mode of ``stub_server.MODES``,
+    starting in voice_chat; set ``stub_aria.session`` before opening a page to change that."""
+    with StubAria(session_message()) as stub:
+        yield stub
+    assert stub.invalid == [], "messages the wire models refuse"
+
+
+@pytest.fixture
+def open_stub_page(playwright_driver: Any, stub_aria: StubAria) -> Iterator[OpenPage]:
+    """``open_stub_page(viewport=(1280, 800))``: a fresh Chromium showing the client of the stub server."""
+    browsers: list[Any] = []
+
+    def open_(viewport: tuple[int, int] = (1280, 800)) -> AriaPage:
+        return _launch(playwright_driver, browsers, f"{stub_aria.url}/", None, viewport)
 
     yield open_
     for browser in browsers:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import AriaServer, OpenPage
+    from tests.browser.conftest import AriaServer, OpenPage
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"

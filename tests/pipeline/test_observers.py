@@ -27,7 +27,8 @@ async def test_metrics_recorder_counts_turns_stages_and_errors() -> None:
     assert 'aria_turns_total{outcome="completed"} 1' in text
     assert 'aria_turns_total{outcome="error"} 1' in text
     assert 'aria_errors_total{code="engine_error"} 1' in text
-    assert 'aria_turn_stage_seconds_count{stage="first_audio_out"} 1' in text
+    # The failed turn still speaks: its partial answer and the apology after it.
+    assert 'aria_turn_stage_seconds_count{stage="first_audio_out"} 2' in text
     assert 'aria_turn_stage_seconds_count{stage="first_token"} 2' in text
 
 

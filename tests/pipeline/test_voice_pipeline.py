@@ -21,7 +21,7 @@ from aria.pipeline.outputs import (
     TextOut,
     TranscriptOut,
 )
-from aria.pipeline.voice import PipelineConfig, VoicePipeline
+from aria.pipeline.voice import APOLOGY_MID, APOLOGY_NONE, NOT_UNDERSTOOD, PipelineConfig, VoicePipeline
 from aria.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD, Fault, TurnHarness, silence, tone
 from aria.types import AudioChunk
 
@@ -302,9 +302,12 @@ async def test_llm_failure_mid_answer_keeps_the_partial_and_the_next_turn_works(
         assert "backend died" in error.message
         assert error.retryable
         assert done.error == error.code
-        assert done.text == "Sure, here is the"
+        # The partial answer stays and an apology follows it, shown like the answer.
+        assert done.text == f"Sure, here is the {APOLOGY_MID}"
+        types = [type(r.output).__name__ for r in h.received if getattr(r.output, "turn_id", None) == turn.id]
+        assert types.index("ErrorOut") < len(types) - 1 - types[::-1].index("TextOut")
         assistant = h.pipeline.history[1]
-        assert assistant.content == "Sure, here is the"
+        assert assistant.content == done.text
         assert assistant.metadata["error"] == error.code
         assert h.pipeline.state.state == "idle"
         second = h.pipeline.push_text("again")
@@ -323,19 +326,36 @@ async def test_tts_failure_degrades_to_text() -> None:
         assert done.error is None
 
 
-async def test_stt_failure_reports_and_listening_continues() -> None:
+async def test_stt_failure_asks_to_repeat_and_listening_continues() -> None:
     stt = FakeSTT.Config(texts=("one", "two"), fault=Fault(calls=(1,), after=1))
     async with TurnHarness.with_fakes(stt=stt) as h:
         await h.speak()
         error = await h.wait_for(ErrorOut)
         assert error.code == "stt_failed"
-        await asyncio.sleep(0)
-        assert h.pipeline.state.state == "idle"
+        assert error.retryable
+        said = await h.wait_for(ResponseDone)
+        assert said.text == NOT_UNDERSTOOD  # shown and spoken
+        assert said.error == "stt_failed"
+        assert h.outputs(AudioOut, said.turn_id)
+        await h.wait_for(StateOut, lambda s: s.state == "idle")
+        assert len(h.pipeline.history) == 0  # nothing entered the conversation
         mark = len(h.received)
         await h.speak()
         done = await h.wait_for(ResponseDone, after=mark)
         assert done.text
         assert [m.content for m in h.pipeline.history if m.role == "user"] == ["two"]
+
+
+async def test_an_llm_that_cannot_start_an_answer_is_apologised_for() -> None:
+    llm = FakeLLM.Config(fault=Fault(always=True, message="connection refused"))
+    async with TurnHarness.with_fakes(llm=llm) as h:
+        turn = h.pipeline.push_text("hello?")
+        done = await h.wait_for(ResponseDone)
+        assert done.text == APOLOGY_NONE
+        assert done.error == "engine_error"
+        assert [e.code for e in h.outputs(ErrorOut, turn.id)] == ["engine_error"]
+        assert h.outputs(AudioOut, turn.id), "the apology is spoken"
+        assert h.pipeline.history[-1].metadata["error"] == "engine_error"
 
 
 async def test_empty_transcript_gives_no_answer() -> None:

@@ -114,18 +114,22 @@ def mode_pipeline(
 
 
 _WHEN = r"(?:when(?:ever)?|if|whether|as\s+soon\s+as|once)\s+"
+_LEAD = r"^(?:(?:please|now|ok(?:ay)?|hey\s+aria|aria)[\s,]+)*"
 _WATCH = re.compile(
-    r"^(?:(?:please|now|ok(?:ay)?|hey\s+aria|aria)[\s,]+)*(?:"
+    _LEAD + r"(?:"
     rf"(?:(?:tell|let)\s+me(?:\s+know)?|(?:alert|notify|warn|ping|call)\s+me)\s+{_WHEN}"
     r"|(?:watch|look|keep\s+an\s+eye)\s+(?:out\s+)?for\s+"
-    rf"|watch\s+(?:{_WHEN})?"
+    r"|keep\s+an\s+eye\s+on\s+"
+    rf"|watch\s+(?!out\b)(?:{_WHEN})?"
     r")(?P<what>.+?)[\s.!?]*$",
     re.IGNORECASE,
 )
 _STOP = re.compile(
-    r"^(?:(?:please|ok(?:ay)?)[\s,]+)*(?:stop|quit|cancel)\s+(?:watching|monitoring|the\s+watch)\b.*$",
+    _LEAD + r"(?:stop|quit|cancel|end)\s+(?:watching|monitoring|the\s+watch)\b.*$",
     re.IGNORECASE,
 )
+#: What cannot be a condition on its own ("watch for", "watch out").
+_NOT_A_CONDITION = frozenset({"for", "out", "it", "this", "that", "me"})
 
 
 def watch_command(text: str) -> tuple[str, str | None] | None:
@@ -137,5 +141,7 @@ def watch_command(text: str) -> tuple[str, str | None] | None:
     match = _WATCH.match(text)
     if match is None:
         return None
-    what = match.group("what").strip()
-    return ("watch", what) if len(what) >= 3 else None
+    what = match.group("what").strip(" ,")
+    if len(what) < 3 or what.lower() in _NOT_A_CONDITION:
+        return None
+    return ("watch", what)

@@ -55,8 +55,11 @@ from aria.pipeline.turn import Turn
 from aria.types import AudioChunk, GeneratedToken, ImageFrame, Message, ToolCall, ToolSpec, Transcription
 
 __all__ = [
+    "APOLOGY_MID",
+    "APOLOGY_NONE",
     "HAND_OFF",
     "MAX_TOOL_ROUNDS",
+    "NOT_UNDERSTOOD",
     "ContextBuilder",
     "PipelineConfig",
     "Playback",
@@ -74,6 +77,11 @@ HAND_OFF = ToolSpec(
     "Hand this turn to the main, stronger model: for questions that need knowledge, reasoning or a "
     "longer answer. Call it instead of answering when unsure.",
 )
+#: Said after an answer the model could not finish, and instead of one it could not start.
+APOLOGY_MID = "Sorry, I lost my train of thought there. Please ask me again."
+APOLOGY_NONE = "Sorry, I can't answer right now: the language model is not responding. Please try again."
+#: Said when speech recognition fails: the person is asked to repeat (typing still works).
+NOT_UNDERSTOOD = "Sorry, I could not make that out. Please say it again, or type it."
 ROUTER_PROMPT = (
     "You are a fast router. For small talk and simple questions, answer directly in one or two short "
     "sentences. When a tool can answer, call the tool. For anything else, call hand_off."
@@ -315,7 +323,7 @@ class VoicePipeline:
             raise
         except Exception as exc:
             self._listen_task = None
-            self._fail(turn, "stt_failed", exc)
+            self._not_understood(turn, exc)
             return
         self._listen_task = None
         turn.waterfall.mark("final_transcript")
@@ -376,26 +384,12 @@ class VoicePipeline:
         )
         self._response_task = self._spawn(self._respond(turn), "respond")
 
-    async def _respond(self, turn: Turn) -> None:
-        cfg = self.config
-        messages, system_prompt = self.history.window(cfg.history_turns), cfg.system_prompt
-        if self.context is not None:
-            messages, system_prompt = self.context.build(self.history, cfg.system_prompt)
-        messages = _latest_pictures_only(messages)
-        request = LLMRequest(
-            messages=messages,
-            system_prompt=system_prompt,
-            temperature=cfg.temperature,
-            max_tokens=cfg.max_tokens,
-            stop=cfg.stop,
-            tools=self.tools.specs() if self.tools is not None else (),
-        )
-        turn.waterfall.mark("llm_request")
-        self.bus.emit(
-            EventType.LLM_REQUEST, {"messages": len(request.messages)}, source=SOURCE, correlation_id=turn.id
-        )
+    async def _respond(self, turn: Turn, said: AsyncIterator[str] | None = None) -> None:
+        """Answer the turn: show and speak the model's answer (or ``said``, a fixed reply)."""
+        if said is None:
+            said = self._answer(turn, self._request())
         try:
-            async with closing_stream(self._generate(turn, request)) as tokens:
+            async with closing_stream(said) as tokens:
                 if self.speaking:
                     async with split(tokens, 2) as (display, speech):
                         speaker = self._spawn(self._speak(turn, speech), "speak")
@@ -417,6 +411,42 @@ class VoicePipeline:
             self._fail(turn, "llm_failed" if not isinstance(exc, AriaError) else exc.code, exc)
             return
         self._finish(turn)
+
+    def _request(self) -> LLMRequest:
+        cfg = self.config
+        messages, system_prompt = self.history.window(cfg.history_turns), cfg.system_prompt
+        if self.context is not None:
+            messages, system_prompt = self.context.build(self.history, cfg.system_prompt)
+        messages = _latest_pictures_only(messages)
+        return LLMRequest(
+            messages=messages,
+            system_prompt=system_prompt,
+            temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens,
+            stop=cfg.stop,
+            tools=self.tools.specs() if self.tools is not None else (),
+        )
+
+    async def _answer(self, turn: Turn, request: LLMRequest) -> AsyncIterator[str]:
+        """The model's answer. A model that fails does not end the turn in silence: what it said stays,
+        the error is reported, and an apology follows (shown and spoken like the answer); the turn is
+        marked with the error and the next turn tries the model again."""
+        turn.waterfall.mark("llm_request")
+        self.bus.emit(
+            EventType.LLM_REQUEST, {"messages": len(request.messages)}, source=SOURCE, correlation_id=turn.id
+        )
+        try:
+            async for text in self._generate(turn, request):
+                yield text
+        except Exception as exc:  # CancelledError is not an Exception: a barge-in passes through
+            code = exc.code if isinstance(exc, AriaError) else "llm_failed"
+            log.error("turn %s: the model failed: %s", turn.id, exc, exc_info=exc, extra={"turn_id": turn.id})
+            turn.error = code
+            self._put(ErrorOut(code, str(exc), turn.id, bool(getattr(exc, "retryable", False))))
+            self.bus.emit(
+                EventType.ERROR, {"code": code, "message": str(exc)}, source=SOURCE, correlation_id=turn.id
+            )
+            yield (" " + APOLOGY_MID) if turn.generated else APOLOGY_NONE
 
     async def _generate(self, turn: Turn, request: LLMRequest) -> AsyncIterator[str]:
         """The answer's text. When the model calls tools, run them, report each result, feed the
@@ -487,11 +517,16 @@ class VoicePipeline:
         async for text in tokens:
             if turn.stopped():
                 return
-            if turn.waterfall.mark("first_token"):
-                self._set_state(TurnState.RESPONDING, "first token", turn)
-                self.bus.emit(EventType.LLM_FIRST_TOKEN, {}, source=SOURCE, correlation_id=turn.id)
+            self._responding(turn)
             turn.generated.append(text)
             await self.outputs.send(TextOut(turn.id, text))
+
+    def _responding(self, turn: Turn) -> None:
+        """The first text of the answer: whichever of display and speech sees it first says so, so
+        ``responding`` always comes before the answer's first text or audio."""
+        if turn.waterfall.mark("first_token"):
+            self._set_state(TurnState.RESPONDING, "first token", turn)
+            self.bus.emit(EventType.LLM_FIRST_TOKEN, {}, source=SOURCE, correlation_id=turn.id)
 
     async def _speak(self, turn: Turn, tokens: Channel[str]) -> None:
         assert self.tts is not None
@@ -505,6 +540,7 @@ class VoicePipeline:
         async for clause in buffer_until(tokens, chunker):
             if turn.stopped():
                 return
+            self._responding(turn)
             index = len(turn.clauses)
             turn.clauses.append(clause)
             turn.clause_audio.append(0)
@@ -544,10 +580,30 @@ class VoicePipeline:
     def _finish(self, turn: Turn) -> None:
         self._response_task = None
         text = turn.output_text(spoken=self._spoke(turn))
-        self._record_answer(turn, text)
+        if turn.user_text:  # a reply to nothing the person said (see _not_understood) is not history
+            self._record_answer(turn, text)
         turn.waterfall.mark("done")
-        self._put(ResponseDone(turn.id, text))
+        self._put(ResponseDone(turn.id, text, error=turn.error))
         self._close_turn(turn, "response done")
+
+    def _not_understood(self, turn: Turn, exc: BaseException) -> None:
+        """Speech recognition failed: say so, and ask the person to repeat (shown, and spoken when
+        speech works); nothing enters the history and listening goes on."""
+        log.error(
+            "turn %s: speech recognition failed: %s", turn.id, exc, exc_info=exc, extra={"turn_id": turn.id}
+        )
+        turn.error = "stt_failed"
+        self._put(ErrorOut("stt_failed", f"{NOT_UNDERSTOOD} ({exc})", turn.id, True))
+        self.bus.emit(
+            EventType.ERROR,
+            {"code": "stt_failed", "message": str(exc)},
+            source=SOURCE,
+            correlation_id=turn.id,
+        )
+        if not self.answering:
+            self._close_turn(turn, "error: stt_failed")
+            return
+        self._response_task = self._spawn(self._respond(turn, _once(NOT_UNDERSTOOD)), "respond")
 
     def _abort(self, reason: str) -> bool:
         """Synchronously stop the current turn's work; nothing of it leaves the pipeline afterwards."""
@@ -645,6 +701,10 @@ class VoicePipeline:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text
 
 
 def _latest_pictures_only(messages: tuple[Message, ...]) -> tuple[Message, ...]:

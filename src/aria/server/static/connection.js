@@ -1,0 +1,135 @@
+// The WebSocket to `/ws`: connect, reconnect with backoff and resume the session, send, ping.
+
+import { ui } from "./dom.js";
+import { test } from "./state.js";
+
+const SESSION_KEY = "aria.session_id";
+const PING_EVERY_MS = 20000;
+
+const backoff = { attempt: 0, timer: null, countdown: null, baseMs: 500, maxMs: 15000 };
+const link = { ws: null, ready: false, pingTimer: null, pingSent: 0, handlers: null };
+
+function wsUrl() {
+  const url = new URL("/ws", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const sid = sessionStorage.getItem(SESSION_KEY);
+  if (sid) url.searchParams.set("session_id", sid);
+  const token = new URLSearchParams(location.search).get("token");
+  if (token) url.searchParams.set("token", token);
+  return url;
+}
+
+/** Open the socket. `handlers`: {onMessage(msg), onBinary(ArrayBuffer), onClose()}; kept for reconnects. */
+export function connect(handlers = link.handlers) {
+  link.handlers = handlers;
+  clearTimeout(backoff.timer);
+  clearInterval(backoff.countdown);
+  backoff.timer = backoff.countdown = null;
+  setConn("connecting", backoff.attempt ? "Reconnecting…" : "Connecting…");
+  const ws = new WebSocket(wsUrl());
+  ws.binaryType = "arraybuffer";
+  link.ws = ws;
+  ws.onmessage = (event) => {
+    if (typeof event.data !== "string") {
+      handlers.onBinary(event.data);
+      return;
+    }
+    let msg;
+    try {
+      msg = JSON.parse(event.data);
+    } catch {
+      console.warn("aria: a text frame that is not JSON", event.data);
+      return;
+    }
+    handlers.onMessage(msg);
+  };
+  ws.onclose = (event) => {
+    if (link.ws !== ws) return;
+    link.ws = null;
+    link.ready = false;
+    clearInterval(link.pingTimer);
+    handlers.onClose();
+    scheduleReconnect(event.code);
+  };
+}
+
+/** Exponential backoff with jitter: 0.5-1x of 0.5 s, 1 s, 2 s, ... up to 15 s; reset by a session. */
+function scheduleReconnect(code) {
+  const ceiling = Math.min(backoff.maxMs, backoff.baseMs * 2 ** backoff.attempt);
+  const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+  backoff.attempt += 1;
+  const due = Date.now() + delay;
+  const show = () => {
+    const s = Math.max(0, Math.ceil((due - Date.now()) / 1000));
+    setConn("offline", navigator.onLine === false ? "Offline" : `Disconnected: retrying in ${s} s`, code);
+  };
+  show();
+  backoff.countdown = setInterval(show, 1000);
+  backoff.timer = setTimeout(connect, delay);
+}
+
+export function reconnectNow() {
+  if (!link.ws) connect();
+}
+
+/** Drop the connection (a test hook): the page reconnects and resumes its session. */
+export function disconnect() {
+  link.ws?.close(4000, "test");
+}
+
+/** The `session` message arrived: remember the session for resuming, start pinging, allow sending.
+ * Returns the session id this page had before, if any. */
+export function sessionStarted(sessionId) {
+  const before = sessionStorage.getItem(SESSION_KEY);
+  sessionStorage.setItem(SESSION_KEY, sessionId);
+  backoff.attempt = 0;
+  link.ready = true;
+  setConn("open", "Connected");
+  clearInterval(link.pingTimer);
+  link.pingTimer = setInterval(() => {
+    link.pingSent = performance.now();
+    send({ type: "ping", id: String(Math.round(link.pingSent)) });
+  }, PING_EVERY_MS);
+  return before;
+}
+
+/** The session could not be resumed: the next connection starts a new one. */
+export function forgetSession() {
+  sessionStorage.removeItem(SESSION_KEY);
+}
+
+export function pong() {
+  if (link.pingSent) ui.conn.title = `round trip ${Math.round(performance.now() - link.pingSent)} ms`;
+}
+
+function setConn(state, words, code) {
+  test.connection = state;
+  ui.conn.dataset.conn = state;
+  ui.connText.textContent = words;
+  ui.conn.title = code ? `last close code ${code}` : "";
+}
+
+export function isOpen() {
+  return link.ws !== null && link.ws.readyState === WebSocket.OPEN && link.ready;
+}
+
+/** Bytes queued on the socket and not yet sent (0 when closed). */
+export function buffered() {
+  return link.ws?.bufferedAmount ?? 0;
+}
+
+export function send(msg) {
+  if (!isOpen()) return false;
+  link.ws.send(JSON.stringify(msg));
+  test.sent.push(msg);
+  return true;
+}
+
+export function sendBinary(tag, payload) {
+  if (!isOpen()) return false;
+  const frame = new Uint8Array(payload.byteLength + 1);
+  frame[0] = tag;
+  frame.set(new Uint8Array(payload), 1);
+  link.ws.send(frame);
+  return true;
+}

@@ -1,0 +1,61 @@
+// The voice and model pickers: filled from `GET /models`; picking one sends a live `update_config`.
+
+import { send } from "./connection.js";
+import { ui } from "./dom.js";
+
+export function initSettings() {
+  ui.voice.addEventListener("change", () => pick(ui.voice, "tts.voice"));
+  ui.model.addEventListener("change", () => pick(ui.model, "llm.options.model"));
+  loadPickers();
+}
+
+/** `GET /models`, read loosely: a list of rows, or {voices, models, llm, tts, ...}; rows are strings or
+ * objects with a name/id and a kind. Missing or unreadable: the pickers stay on "Default". */
+async function loadPickers() {
+  let data;
+  try {
+    const res = await fetch("/models", { headers: { Accept: "application/json" }, cache: "no-store" });
+    if (!res.ok) return;
+    data = await res.json();
+  } catch {
+    return;
+  }
+  const rows = Array.isArray(data) ? data : [
+    ...(Array.isArray(data.models) ? data.models : []),
+    ...["llm", "tts"].flatMap((k) => (Array.isArray(data[k]) ? data[k].map((r) => withKind(r, k)) : [])),
+  ];
+  const voices = [...(Array.isArray(data.voices) ? data.voices : []), ...rows.filter((r) => r?.kind === "tts")];
+  const models = [
+    ...(Array.isArray(data.llm_models) ? data.llm_models : []),
+    ...rows.filter((r) => r?.kind === "llm"),
+  ];
+  fillPicker(ui.voice, voices);
+  fillPicker(ui.model, models);
+}
+
+function withKind(row, kind) {
+  return typeof row === "string" ? { name: row, kind } : { kind, ...row };
+}
+
+function fillPicker(select, items) {
+  const options = [new Option("Default", "")];
+  const seen = new Set();
+  for (const item of items) {
+    const value = typeof item === "string" ? item : item?.id ?? item?.name;
+    if (!value || seen.has(value)) continue;
+    seen.add(value);
+    const label = typeof item === "string" ? item : item.label || item.name || value;
+    const option = new Option(item?.present === false ? `${label} (not downloaded)` : label, value);
+    if (item?.config && typeof item.config === "object") option.dataset.config = JSON.stringify(item.config);
+    options.push(option);
+  }
+  select.replaceChildren(...options);
+  select.disabled = options.length < 2;
+}
+
+function pick(select, key) {
+  const option = select.selectedOptions[0];
+  if (!option?.value) return;
+  const config = option.dataset.config ? JSON.parse(option.dataset.config) : { [key]: option.value };
+  send({ type: "control", action: "update_config", config });
+}

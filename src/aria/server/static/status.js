@@ -1,0 +1,66 @@
+// The status pill (idle, listening, thinking, speaking; what is loading; a mode switch under way) and the
+// engines line under the settings.
+
+import { engineWords, ui } from "./dom.js";
+import { modeInReason, modeInfo } from "./modes.js";
+import { app } from "./state.js";
+
+const STATE_WORDS = { idle: "Idle", listening: "Listening", thinking: "Thinking", speaking: "Speaking" };
+
+let player = null;
+
+export function initStatus(thePlayer) {
+  player = thePlayer;
+}
+
+export function setServerState(state, loading = [], reason = "") {
+  app.serverState = state;
+  app.loading = loading;
+  app.loadingReason = loading.length ? reason : "";
+  renderStatus();
+}
+
+/** The server's state, except that an answer stopped here (barge-in, Stop) no longer counts as one. */
+export function serverState() {
+  const cut = app.serverState === "responding" && player.discarded.has(app.stateTurn);
+  return cut ? "idle" : app.serverState;
+}
+
+/** What is loading, in words: a mode switch's models ("Loading deep-dive model…") or engine kinds. */
+function loadingWords() {
+  const forMode = modeInReason(app.loadingReason);
+  if (forMode) {
+    const name = forMode.label.toLowerCase().replace(/\s+/g, "-");
+    return `Loading ${name} model${app.loading.length > 1 ? "s" : ""}…`;
+  }
+  return `loading ${app.loading.map(engineWords).join(", ")}…`;
+}
+
+export function renderStatus() {
+  const state = serverState();
+  const shown = player.playing ? "speaking"
+    : { listening: "listening", processing: "thinking", responding: "speaking" }[state] || "idle";
+  ui.status.dataset.state = shown;
+  ui.status.dataset.loading = String(app.loading.length > 0);
+  let words = STATE_WORDS[shown];
+  if (app.loading.length) {
+    const loading = loadingWords();
+    words = modeInReason(app.loadingReason) ? loading : `${words} · ${loading}`;
+  } else if (app.pendingMode) {
+    words = `Switching to ${modeInfo(app.pendingMode).label}…`;
+  }
+  ui.statusText.textContent = words;
+  ui.status.title = app.loadingReason;
+  ui.stop.disabled = !(player.playing || state === "processing" || state === "responding");
+}
+
+export function showEngines(engines) {
+  const parts = Object.entries(engines).map(([kind, e]) => {
+    const what = engineWords(kind);
+    if (e.state === "ready") return `${what}: ${e.name || "ready"}`;
+    if (e.state === "loading") return `${what}: loading…`;
+    return `${what}: unavailable`;
+  });
+  ui.engines.textContent = parts.join(" · ");
+  ui.engines.title = Object.entries(engines).map(([k, e]) => `${k}: ${e.detail || e.state}`).join("\n");
+}
