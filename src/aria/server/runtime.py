@@ -256,7 +256,8 @@ class Runtime:
         if not self.ready.is_set():
             return "loading"
         if self.load_error is not None and not any(
-            self.residency.engine(name) is not None for name in self.residency.resident()
+            self.residency.engine(name) is not None
+            for name in self.residency.resident()
             if name == "llm" or name.startswith("llm:")
         ):
             return "down"

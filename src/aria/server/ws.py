@@ -167,7 +167,7 @@ class Connection:
                 name = llm.name if llm is not None else "none"
                 raise ModeUnavailable(
                     f"the {mode} mode needs a vision model, and {name} cannot see images; configure one "
-                    "(e.g. [llm] backend = \"ollama\", options = {{ model = \"llava\" }}) and try again"
+                    '(e.g. [llm] backend = "ollama", options = {{ model = "llava" }}) and try again'
                 )
             old = self.pipeline
             if old is not None:
