@@ -25,6 +25,8 @@ __all__ = [
     "ChannelClosed",
     "CircuitOpenError",
     "ConfigError",
+    "EngineBusy",
+    "EngineCrashed",
     "EngineError",
     "EngineTimeout",
     "EngineUnavailable",
@@ -89,6 +91,20 @@ class EngineUnavailable(EngineError):
 
 class EngineTimeout(EngineError):
     code = "engine_timeout"
+    retryable = True
+
+
+class EngineBusy(EngineError):
+    """Every slot of an engine's bulkhead stayed taken for the whole wait (too many calls at once)."""
+
+    code = "engine_busy"
+    retryable = True
+
+
+class EngineCrashed(EngineError):
+    """The engine itself broke (its process died, it ran out of memory): it must be restarted."""
+
+    code = "engine_crashed"
     retryable = True
 
 

@@ -11,7 +11,7 @@ import pytest
 from aria.core.config import Settings, load_settings
 from aria.engines.base import LLM, STT, TTS, EngineHealth, LLMRequest
 from aria.engines.factory import create_engine, resolve_backend
-from aria.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS
+from aria.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS, primary
 from aria.engines.llm.builtin import BuiltinLLM
 from aria.engines.registry import BUILTIN, EngineRegistry
 from aria.errors import AllEnginesFailed, EngineError, EngineTimeout, EngineUnavailable, RegistryError
@@ -156,26 +156,49 @@ def test_resolve_backend_auto_skips_engines_that_cannot_run_here() -> None:
         resolve_backend("stt", settings({"stt.backend": "auto"}), only_energy)
 
 
-def test_auto_llm_is_the_builtin_responder_unwrapped() -> None:
+def test_auto_llm_is_the_builtin_responder_behind_a_breaker() -> None:
     llm = create_engine("llm", settings())  # backend auto, fallback ["builtin"]: one engine
-    assert isinstance(llm, BuiltinLLM)
+    assert isinstance(llm, FallbackLLM)
+    assert isinstance(primary(llm), BuiltinLLM)
+    assert llm.name == "builtin"
     llm = create_engine("llm", settings({"llm.fallback": []}))
-    assert isinstance(llm, BuiltinLLM)
+    assert isinstance(primary(llm), BuiltinLLM)
 
 
-def test_a_single_engine_is_returned_unwrapped_with_its_options() -> None:
+def test_a_single_engine_is_wrapped_with_its_options() -> None:
     llm = create_engine(
         "llm", settings({"llm.backend": "fake", "llm.fallback": [], "llm.options": {"replies": ["Hi."]}})
     )
-    assert isinstance(llm, FakeLLM)
-    assert llm.config == FakeLLM.Config(replies=("Hi.",))
+    assert isinstance(llm, FallbackLLM)
+    engine = primary(llm)
+    assert isinstance(engine, FakeLLM)
+    assert engine.config == FakeLLM.Config(replies=("Hi.",))
+    assert llm.capabilities == engine.capabilities
 
 
-async def test_a_single_engine_gets_no_timeouts_or_fallback_behaviour() -> None:
-    llm = create_engine("llm", settings({"llm.backend": "fake", "llm.fallback": [], "llm.options": FAILING}))
-    assert isinstance(llm, FakeLLM)
-    with pytest.raises(EngineError, match="injected failure"):
-        await answer(llm)
+async def test_a_single_engine_gets_a_breaker_timeouts_and_a_bulkhead() -> None:
+    llm = create_engine(
+        "llm",
+        settings(
+            {
+                "llm.backend": "fake",
+                "llm.fallback": [],
+                "llm.options": FAILING,
+                "resilience.failure_threshold": 2,
+                "resilience.max_concurrency": 3,
+            }
+        ),
+    )
+    assert isinstance(llm, FallbackLLM)
+    await llm.start()
+    for _ in range(2):
+        with pytest.raises(AllEnginesFailed, match="injected failure"):
+            await answer(llm)
+    assert llm.chain.breakers["fake"].state == "open"
+    with pytest.raises(AllEnginesFailed, match="CircuitOpenError"):
+        await answer(llm)  # not called again while the breaker is open
+    assert primary(llm).calls == 2  # type: ignore[attr-defined]
+    assert llm.chain.max_concurrency == 3
 
 
 def test_backend_plus_fallback_is_a_fallback_chain_in_order() -> None:
@@ -204,8 +227,9 @@ def test_an_unavailable_primary_leaves_the_fallbacks_with_their_defaults(registr
         settings({"stt.backend": "notinstalled", "stt.fallback": ["fake"], "stt.options": {"texts": ["x"]}}),
         registry,
     )
-    assert isinstance(stt, FakeSTT)  # the lone engine left is unwrapped
-    assert stt.config == FakeSTT.Config()
+    assert isinstance(stt, FallbackSTT)
+    assert [type(e) for e in stt.engines] == [FakeSTT]  # the lone engine left, behind its breaker
+    assert stt.engines[0].config == FakeSTT.Config()  # type: ignore[attr-defined]
 
 
 def test_no_engine_at_all_is_all_engines_failed(registry: EngineRegistry) -> None:

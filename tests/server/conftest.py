@@ -15,6 +15,7 @@ import uvicorn
 import websockets
 
 from aria.core.config import Settings, load_settings
+from aria.engines.fallback import primary
 from aria.server.app import create_app
 
 FAST_FAKES: dict[str, Any] = {
@@ -30,6 +31,13 @@ FAST_FAKES: dict[str, Any] = {
     "tts.fallback": [],
     "tts.options": {"ms_per_char": 10.0},
 }
+
+
+def engine(live: LiveServer, slot: str = "llm") -> Any:
+    """The engine in a residency slot (the first of its fallback chain): the fake a test scripted."""
+    loaded = live.runtime.residency.engine(slot)
+    assert loaded is not None, f"{slot} is not loaded"
+    return primary(loaded)
 
 
 def free_port() -> int:

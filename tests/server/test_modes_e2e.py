@@ -18,7 +18,7 @@ from PIL import Image
 from aria.testing.speech import say
 from aria.types import AudioChunk
 from tests.engines.llm_servers import OpenAIServer, Script
-from tests.server.conftest import Client, LiveServer, connect, start_server
+from tests.server.conftest import Client, LiveServer, connect, engine, start_server
 from tests.server.test_endpoint import pcm_frames
 
 BRIGHT_REPLY = "YES, a bright light is on."
@@ -103,7 +103,7 @@ async def test_a_custom_mode_from_config_answers_with_its_own_prompt_and_no_audi
         assert done["text"]
         assert done["audio_ms"] == 0
         assert not [m for _, m in client.messages if isinstance(m, bytes)]
-        llm = info.runtime.residency.engine("llm")
+        llm = engine(info, "llm")
         assert llm.requests[-1].system_prompt.startswith("SHOUT")
     finally:
         await stop(server, task)
@@ -150,7 +150,7 @@ async def test_broadcast_transcribes_only_and_history_survives_switches(live: Li
         await client.send({"type": "text", "text": "and now?"})
         await client.until("response_done")
         session_id = client.session["session_id"]
-    llm = live.runtime.residency.engine("llm")
+    llm = engine(live, "llm")
     sent = [(m.role, m.content) for m in llm.requests[-1].messages]
     assert ("user", "hello there") in sent
     assert ("user", "what time is it") in sent  # the dictated text is part of the conversation
@@ -222,7 +222,7 @@ async def test_visual_chat_answers_about_the_newest_picture(tmp_path: Path) -> N
             bright = base64.b64encode(jpeg(230)).decode()
             await client.send({"type": "image", "format": "jpeg", "data": bright, "text": "and now?"})
             assert (await client.until("response_done"))["text"] == BRIGHT_REPLY
-        llm = info.runtime.residency.engine("llm")
+        llm = engine(info, "llm")
         last = llm.requests[-1].messages
         assert len(last[-1].images) == 1
         assert all(not m.images for m in last[:-1])  # older pictures are not sent again
@@ -269,7 +269,7 @@ SCRIPT = [("dark", 20, None), ("dark", 40, 90), ("bright", 230, None), ("bright"
 
 async def watch_frames(ws: Any, info: LiveServer, frames: list[tuple[str, int, int | None]]) -> None:
     """Send each frame once the previous one has been checked (the monitor checks one at a time)."""
-    llm = info.runtime.residency.engine("llm")
+    llm = engine(info, "llm")
     for _, level, square in frames:
         calls = llm.calls
         await ws.send(b"\x02" + jpeg(level, square=square))
@@ -309,7 +309,7 @@ async def test_monitor_alerts_on_edges_with_cooldown_and_dedup(
         assert len(notes) == alerts
         assert notes[0]["data"]["condition"] == "the light is on"
         assert notes[0]["data"]["description"] == "a bright light is on."
-        llm = info.runtime.residency.engine("llm")
+        llm = engine(info, "llm")
         prompt = llm.requests[0].messages[-1]
         assert "the light is on" in prompt.content
         assert len(prompt.images) == 1
@@ -395,8 +395,8 @@ async def test_router_answers_calls_a_tool_or_hands_off(
         assert metrics["extra"]["route"] == route
         results = of_type(client, "tool_result")
         assert [r["tool"] for r in results] == (["calculator"] if route == "tool" else [])
-        router = info.runtime.residency.engine("router:router")
-        main = info.runtime.residency.engine("llm")
+        router = engine(info, "router:router")
+        main = engine(info, "llm")
         assert "hand_off" in [t.name for t in router.requests[0].tools]
         assert len(main.requests) == (0 if route == "answer" else 1)
         if route == "tool":
@@ -437,7 +437,7 @@ async def test_deep_dive_swaps_in_the_heavier_model_within_the_budget(tmp_path: 
             assert residency.resident_mb() <= residency.budget_mb
             await client.send({"type": "text", "text": "explain"})
             assert (await client.until("response_done"))["text"] == "A deep answer."
-            deep = residency.engine("llm:deep_dive")
+            deep = engine(info, "llm:deep_dive")
             assert deep.requests[-1].system_prompt.startswith("You are Aria in deep-dive mode")
             assert [m.content for m in deep.requests[-1].messages][:1] == ["hi"]  # same conversation
             await switch(client, "voice_chat")

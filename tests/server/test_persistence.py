@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server.conftest import LiveServer, connect, free_port
+from tests.server.conftest import LiveServer, connect, engine, free_port
 
 ENV = {
     "ARIA_VAD__BACKEND": "fake",
@@ -149,7 +149,7 @@ async def test_old_turns_are_summarised_by_the_summary_model(live: LiveServer) -
         for index in range(14):
             await client.send({"type": "text", "text": f"question number {index} " + "padding words " * 6})
             await client.until("response_done")
-    llm = live.runtime.engines.llm
+    llm = engine(live)
     first, last = llm.requests[0], llm.requests[-1]
     assert "Summary of the earlier conversation" not in (first.system_prompt or "")
     assert "The user asked many numbered questions." in (last.system_prompt or "")

@@ -146,6 +146,10 @@ class ResilienceSettings(_Section):
     recovery_s: float = Field(default=10.0, gt=0)
     retry_attempts: int = Field(default=2, ge=0)
     retry_base_delay_s: float = Field(default=0.2, ge=0)
+    #: Bulkhead: calls one engine serves at once; more wait (up to the engine's timeout) or fall back.
+    max_concurrency: int = Field(default=8, ge=1)
+    #: How often the server probes each loaded engine's health (0: never).
+    probe_interval_s: float = Field(default=30.0, ge=0)
 
 
 class ResidencySettings(_Section):
@@ -321,6 +325,21 @@ def _unknown(dotted: str, source: str) -> ConfigError:
     return ConfigError(f"unknown setting {dotted} (from {source}){hint}", key=dotted, fix=fix)
 
 
+def _unknown_in_mode(loc: Sequence[str], source: str) -> ConfigError:
+    """An unknown key inside a ``[modes.<name>]`` table (or its ``llm``/``router`` table): suggest a key
+    of that table, not a top-level setting."""
+    dotted, table, name = ".".join(loc), list(loc[:-1]), loc[-1]
+    model: type[BaseModel] = ModeSpec if len(loc) == 3 else LLMOverride
+    close = difflib.get_close_matches(name, list(model.model_fields), 1, 0.6)
+    if close:
+        hint = f"; did you mean {'.'.join([*table, close[0]])}?"
+        fix = f"use {_toml_name([*table, close[0]])} in the TOML file or {_env_name([*table, close[0]])}"
+    else:
+        hint = ""
+        fix = f"remove {_toml_name(loc)}; valid keys there: {', '.join(model.model_fields)}"
+    return ConfigError(f"unknown setting {dotted} (from {source}){hint}", key=dotted, fix=fix)
+
+
 def _set_path(data: dict[str, Any], parts: Sequence[str], value: Any) -> None:
     for part in parts[:-1]:
         child = data.get(part)
@@ -437,6 +456,8 @@ def _translate(exc: ValidationError, origins: Mapping[str, str]) -> ConfigError:
         if parts == ["modes"] and rest:  # a mode's table: name the key inside it
             parts, rest = [*parts, *rest], []
         key = ".".join(parts) or ".".join(rest)
+        if err["type"] == "extra_forbidden" and parts[0:1] == ["modes"] and len(err["loc"]) >= 3:
+            return _unknown_in_mode([str(p) for p in err["loc"]], origins.get(key, "configuration"))
         if err["type"] == "extra_forbidden":
             return _unknown(".".join(str(p) for p in err["loc"]), origins.get(key, "configuration"))
         source = next(

@@ -8,10 +8,15 @@ is skipped without being called. One engine attempt is ``breaker(retry(with_time
   (a :class:`~aria.errors.CircuitOpenError` for a skipped one).
 * Streams fall back only before their first item: once output has reached the caller, a mid-stream
   error is recorded on that engine's breaker and re-raised as-is.
+* A bulkhead bounds each engine's concurrent calls (``max_concurrency``; a stream holds its slot until
+  it ends): a call that cannot get a slot within its timeout goes to the next engine, without counting
+  as a failure of the busy one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
@@ -20,7 +25,7 @@ from typing import Generic, Protocol, TypeVar
 from aria.core.aio import aclose_quietly
 from aria.core.breaker import CircuitBreaker
 from aria.core.retry import RetryPolicy, retry, with_timeout
-from aria.errors import AllEnginesFailed, InvalidInput
+from aria.errors import AllEnginesFailed, EngineBusy, InvalidInput
 
 __all__ = ["FallbackChain", "Named"]
 
@@ -65,6 +70,7 @@ class FallbackChain(Generic[E]):
         retry_policy: RetryPolicy | None = None,
         breaker_factory: Callable[[str], CircuitBreaker] | None = None,
         on_fallback: Callable[[str, str, BaseException], None] | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         names = [engine.name for engine in engines]
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -78,6 +84,13 @@ class FallbackChain(Generic[E]):
         self.timeout = timeout
         self.retry_policy = retry_policy if retry_policy is not None else _SINGLE_ATTEMPT
         self.breakers: dict[str, CircuitBreaker] = {name: factory(name) for name in names}
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1 or None, got {max_concurrency}")
+        self.max_concurrency = max_concurrency
+        self._slots: dict[str, asyncio.Semaphore] = {
+            name: asyncio.Semaphore(max_concurrency) for name in names if max_concurrency is not None
+        }
+        self._busy: dict[str, int] = {}
         self.last_used: str | None = None
         self._on_fallback = on_fallback
 
@@ -90,7 +103,7 @@ class FallbackChain(Generic[E]):
         for engine in self.engines:
             admitted = False
             try:
-                async with self.breakers[engine.name].guard():
+                async with self._bulkhead(engine, self.timeout), self.breakers[engine.name].guard():
                     admitted = True
                     result = await retry(functools.partial(self._attempt, engine, fn), self.retry_policy)
             except InvalidInput:
@@ -121,7 +134,7 @@ class FallbackChain(Generic[E]):
             admitted = False
             delivered = False
             try:
-                async with breaker.guard():
+                async with self._bulkhead(engine, wait), breaker.guard():
                     admitted = True
                     opened = functools.partial(self._open, engine, fn, wait)
                     iterator, head = await retry(opened, self.retry_policy)
@@ -146,6 +159,29 @@ class FallbackChain(Generic[E]):
                     raise
                 self._failed(engine, exc, errors, admitted=admitted)
         raise AllEnginesFailed(self.kind, errors) from (errors[-1] if errors else None)
+
+    def in_use(self, name: str) -> int:
+        """Calls the named engine is serving now (counted with a bulkhead only)."""
+        return self._busy.get(name, 0)
+
+    @contextlib.asynccontextmanager
+    async def _bulkhead(self, engine: E, wait: float | None) -> AsyncIterator[None]:
+        slots = self._slots.get(engine.name)
+        if slots is None:
+            yield
+            return
+        try:
+            await asyncio.wait_for(slots.acquire(), wait)
+        except TimeoutError:
+            raise EngineBusy(
+                f"all {self.max_concurrency} slots stayed busy for {wait} s", engine=engine.name
+            ) from None
+        self._busy[engine.name] = self._busy.get(engine.name, 0) + 1
+        try:
+            yield
+        finally:
+            self._busy[engine.name] -= 1
+            slots.release()
 
     async def _attempt(self, engine: E, fn: Callable[[E], Awaitable[T]]) -> T:
         return await with_timeout(fn(engine), self.timeout, engine=engine.name, what=f"{self.kind} call")

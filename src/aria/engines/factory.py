@@ -148,7 +148,7 @@ def create_engine(
     if not engines:
         raise AllEnginesFailed(kind, errors)
     wrapper = _WRAPPERS.get(kind)
-    if len(engines) == 1 or wrapper is None:
+    if wrapper is None:  # VAD and vision run inline: no chain
         return engines[0]
     resilience = settings.resilience
     first_item_timeout = (
@@ -165,4 +165,5 @@ def create_engine(
             name, failure_threshold=resilience.failure_threshold, recovery_timeout=resilience.recovery_s
         ),
         on_fallback=on_fallback,
+        max_concurrency=resilience.max_concurrency,
     )

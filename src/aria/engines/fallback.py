@@ -28,7 +28,7 @@ from aria.engines.base import (
 from aria.errors import AllEnginesFailed
 from aria.types import AudioChunk, Transcription
 
-__all__ = ["FallbackEngine", "FallbackLLM", "FallbackSTT", "FallbackTTS"]
+__all__ = ["FallbackEngine", "FallbackLLM", "FallbackSTT", "FallbackTTS", "primary"]
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Engine)
@@ -48,6 +48,7 @@ class FallbackEngine(Generic[E]):
         retry_policy: RetryPolicy | None = None,
         breaker_factory: Callable[[str], CircuitBreaker] | None = None,
         on_fallback: Callable[[str, str, BaseException], None] | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         if not engines:
             raise ValueError("a fallback chain needs at least one engine")
@@ -61,6 +62,7 @@ class FallbackEngine(Generic[E]):
             "retry_policy": retry_policy,
             "breaker_factory": breaker_factory,
             "on_fallback": on_fallback,
+            "max_concurrency": max_concurrency,
         }
         self.chain: FallbackChain[E] = FallbackChain(self.kind, self.engines, **self._chain_kw)  # type: ignore[arg-type]
 
@@ -132,3 +134,10 @@ class FallbackTTS(FallbackEngine[TTS]):
             return engine.synthesize(text, voice=voice if known else None)
 
         return self.chain.stream(speak, first_item_timeout=self.first_item_timeout)
+
+
+def primary(engine: Engine) -> Engine:
+    """The engine a chain tries first (its first one that started), or the engine itself."""
+    if isinstance(engine, FallbackEngine):
+        return engine.chain.engines[0]  # type: ignore[no-any-return]
+    return engine

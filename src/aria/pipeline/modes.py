@@ -106,10 +106,8 @@ def mode_pipeline(
         history=history,
         config=PipelineConfig.from_settings(llm_settings, speak=speak, mode=mode),
     )
-    if "router" in spec.steps and loadout.router is not None and loadout.router is not loadout.llm:
+    if "router" in spec.steps:  # without a smaller model configured, the main one routes
         pipeline.router = loadout.router
-    elif "router" in spec.steps:
-        pipeline.router = loadout.router  # the main model routes when no smaller one is configured
     return pipeline
 
 

@@ -463,14 +463,21 @@ class VoicePipeline:
             model, asked = self.llm, replace(request, messages=tuple(messages))
             if round_ == 0 and self.router is not None:
                 model, asked = self.router, self._router_request(asked)
-            async with closing_stream(model.stream(asked)) as chunks:
-                async for chunk in chunks:
-                    if isinstance(chunk, GeneratedToken):
-                        if chunk.text:
-                            said.append(chunk.text)
-                            yield chunk.text
-                    elif isinstance(chunk, ToolCall):
-                        calls.append(chunk)
+            try:
+                async with closing_stream(model.stream(asked)) as chunks:
+                    async for chunk in chunks:
+                        if isinstance(chunk, GeneratedToken):
+                            if chunk.text:
+                                said.append(chunk.text)
+                                yield chunk.text
+                        elif isinstance(chunk, ToolCall):
+                            calls.append(chunk)
+            except Exception as exc:
+                if model is self.llm or said or calls:
+                    raise
+                # A router that fails before saying anything hands the turn to the main model.
+                log.warning("turn %s: the router failed (%s); the main model answers", turn.id, exc)
+                calls = [ToolCall("router_failed", HAND_OFF.name, "{}")]
             if round_ == 0 and self.router is not None:
                 turn.route = "tool" if calls else "answer"
                 if any(call.name == HAND_OFF.name for call in calls):

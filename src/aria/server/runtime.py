@@ -23,7 +23,7 @@ from aria.core.metrics import MetricsRegistry
 from aria.core.modes import ModeSpec
 from aria.engines.base import LLM, STT, TTS, VAD, Engine, EngineKind
 from aria.engines.factory import create_engine, detect_llm, resolve_backend
-from aria.engines.fallback import FallbackEngine
+from aria.engines.fallback import primary
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AriaError
 from aria.pipeline.build import Engines
@@ -221,8 +221,7 @@ class Runtime:
         if llm.summary_backend is None:
             # The main model summarises when it is a real one; the rule-based builtin cannot.
             main = self.engines.llm
-            primary = main.chain.engines[0] if isinstance(main, FallbackEngine) else main
-            return main if primary is not None and primary.name != "builtin" else None
+            return main if main is not None and primary(main).name != "builtin" else None
         try:
             engine = self.registry.create(llm.summary_backend, llm.summary_options, kind="llm")
             await engine.start()
