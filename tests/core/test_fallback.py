@@ -436,3 +436,54 @@ async def test_stream_with_async_generator_engine() -> None:
         first = await anext(items)
     assert first == "kokoro-0"
     assert finalized == ["kokoro"]
+
+
+class Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+async def test_a_full_bulkhead_sends_the_call_to_the_next_engine_without_blaming_the_busy_one() -> None:
+    busy, spare = Named("busy"), Named("spare")
+    chain = FallbackChain("llm", [busy, spare], timeout=5.0, max_concurrency=1, bulkhead_wait_s=0.05)
+    release = asyncio.Event()
+    served: list[str] = []
+
+    async def work(engine: Named) -> str:
+        served.append(engine.name)
+        if engine is busy:
+            await release.wait()
+        return engine.name
+
+    first = asyncio.create_task(chain.call(work))
+    await asyncio.sleep(0.01)
+    assert chain.in_use("busy") == 1
+    assert await chain.call(work) == "spare"  # waited 50 ms for a slot, then fell back
+    assert chain.breakers["busy"].failures == 0
+    release.set()
+    assert await first == "busy"
+    assert chain.in_use("busy") == 0
+    assert served == ["busy", "spare"]
+
+
+async def test_a_stream_holds_its_bulkhead_slot_until_it_ends() -> None:
+    only = Named("only")
+    chain = FallbackChain("tts", [only], timeout=0.05, max_concurrency=1)
+
+    async def speak(engine: Named) -> AsyncIterator[str]:
+        for word in ("a", "b"):
+            yield word
+
+    stream = chain.stream(speak)
+    assert await anext(stream) == "a"
+    assert chain.in_use("only") == 1
+    with pytest.raises(AllEnginesFailed, match="EngineBusy"):
+        await chain.call(lambda e: asyncio.sleep(0, e.name))
+    assert [x async for x in stream] == ["b"]
+    assert chain.in_use("only") == 0
+    assert await chain.call(lambda e: asyncio.sleep(0, e.name)) == "only"
+
+
+def test_max_concurrency_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_concurrency"):
+        FallbackChain("llm", [Named("x")], max_concurrency=0)

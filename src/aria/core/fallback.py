@@ -71,6 +71,7 @@ class FallbackChain(Generic[E]):
         breaker_factory: Callable[[str], CircuitBreaker] | None = None,
         on_fallback: Callable[[str, str, BaseException], None] | None = None,
         max_concurrency: int | None = None,
+        bulkhead_wait_s: float | None = None,
     ) -> None:
         names = [engine.name for engine in engines]
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -87,6 +88,8 @@ class FallbackChain(Generic[E]):
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1 or None, got {max_concurrency}")
         self.max_concurrency = max_concurrency
+        #: How long a call waits for a bulkhead slot before going to the next engine (None: the timeout).
+        self.bulkhead_wait_s = bulkhead_wait_s
         self._slots: dict[str, asyncio.Semaphore] = {
             name: asyncio.Semaphore(max_concurrency) for name in names if max_concurrency is not None
         }
@@ -170,6 +173,7 @@ class FallbackChain(Generic[E]):
         if slots is None:
             yield
             return
+        wait = self.bulkhead_wait_s if self.bulkhead_wait_s is not None else wait
         try:
             await asyncio.wait_for(slots.acquire(), wait)
         except TimeoutError:
