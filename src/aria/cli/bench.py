@@ -29,6 +29,15 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--turns", type=int, default=5, help="voice-loop turns (default 5)")
     e.add_argument("--json", action="store_true", help="print only the JSON result")
     e.set_defaults(run=_run_engines)
+    s = which.add_parser("soak", help="many turns over WebSocket against a real server: leaks, lost turns")
+    s.add_argument("--turns", type=int, default=500, help="turns to measure (default 500)")
+    s.add_argument("--warmup", type=int, default=20, help="turns run first and not measured")
+    s.add_argument("--interrupt-every", type=int, default=7, help="interrupt every k-th answer (0: never)")
+    s.add_argument("--reconnect-every", type=int, default=25, help="reconnect every k turns (0: never)")
+    s.add_argument("--audio-every", type=int, default=3, help="every k-th turn is spoken (0: none)")
+    s.add_argument("--tracemalloc", action="store_true", help="also trace Python memory (slower)")
+    s.add_argument("--json", action="store_true", help="print only the JSON result")
+    s.set_defaults(run=_run_soak)
 
 
 def _run_overhead(args: argparse.Namespace) -> int:
@@ -58,5 +67,25 @@ def _run_engines(args: argparse.Namespace) -> int:
     result = asyncio.run(run_engine_bench(settings, loop_turns=args.turns))
     if not args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def _run_soak(args: argparse.Namespace) -> int:
+    from aria.bench.soak import SoakBench, format_report
+    from aria.server.app import create_app
+
+    bench = SoakBench(
+        create_app,
+        turns=args.turns,
+        warmup=args.warmup,
+        interrupt_every=args.interrupt_every,
+        reconnect_every=args.reconnect_every,
+        audio_every=args.audio_every,
+        trace_memory=args.tracemalloc,
+    )
+    result = asyncio.run(bench.run())
+    if not args.json:
+        print(format_report(result))
     print(json.dumps(result, sort_keys=True))
     return 0

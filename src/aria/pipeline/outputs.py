@@ -12,6 +12,7 @@ __all__ = [
     "AudioOut",
     "ErrorOut",
     "MetricsOut",
+    "NoticeOut",
     "Output",
     "ResponseDone",
     "StateOut",
@@ -92,4 +93,24 @@ class ToolResultOut:
     data: Any = None
 
 
-Output = TranscriptOut | TextOut | AudioOut | ResponseDone | StateOut | ErrorOut | MetricsOut | ToolResultOut
+@dataclass(frozen=True, slots=True)
+class NoticeOut:
+    """Something the person should know that is not an error: a degraded answer ("could not look at the
+    picture"), a switch to another model."""
+
+    text: str
+    level: str = "warning"
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+Output = (
+    TranscriptOut
+    | TextOut
+    | AudioOut
+    | ResponseDone
+    | StateOut
+    | ErrorOut
+    | MetricsOut
+    | ToolResultOut
+    | NoticeOut
+)

@@ -44,6 +44,7 @@ from aria.pipeline.outputs import (
     AudioOut,
     ErrorOut,
     MetricsOut,
+    NoticeOut,
     Output,
     ResponseDone,
     StateOut,
@@ -436,8 +437,22 @@ class VoicePipeline:
             EventType.LLM_REQUEST, {"messages": len(request.messages)}, source=SOURCE, correlation_id=turn.id
         )
         try:
-            async for text in self._generate(turn, request):
-                yield text
+            try:
+                async for text in self._generate(turn, request):
+                    yield text
+            except Exception as exc:
+                if turn.generated or not any(m.images for m in request.messages):
+                    raise
+                # Vision down: answer from the words alone, and say the picture was not seen.
+                log.warning("turn %s: the model failed with a picture (%s); asking without it", turn.id, exc)
+                self._put(
+                    NoticeOut(
+                        f"I could not look at the picture ({exc}), so this answer is from your words only.",
+                        data={"kind": "degraded", "lost": "vision", "turn_id": turn.id},
+                    )
+                )
+                async for text in self._generate(turn, replace(request, messages=_without_pictures(request))):
+                    yield text
         except Exception as exc:  # CancelledError is not an Exception: a barge-in passes through
             code = exc.code if isinstance(exc, AriaError) else "llm_failed"
             log.error("turn %s: the model failed: %s", turn.id, exc, exc_info=exc, extra={"turn_id": turn.id})
@@ -708,6 +723,13 @@ class VoicePipeline:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _without_pictures(request: LLMRequest) -> tuple[Message, ...]:
+    return tuple(
+        replace(m, images=(), metadata={**m.metadata, "image_count": len(m.images)}) if m.images else m
+        for m in request.messages
+    )
 
 
 async def _once(text: str) -> AsyncIterator[str]:

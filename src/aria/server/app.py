@@ -55,13 +55,11 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     @app.get("/health")
     async def health() -> JSONResponse:
         engines = rt.engine_states()
-        if rt.engines is not None:
-            for kind in ("stt", "llm", "tts"):
-                engine = getattr(rt.engines, kind)
-                if engine is not None:
-                    status = await engine.health()
-                    engines[kind]["healthy"] = status.ok
-                    engines[kind]["detail"] = status.detail
+        probes = await rt.probe() if rt.ready.is_set() else {}
+        for kind in ("stt", "llm", "tts"):
+            if kind in probes:
+                engines[kind]["healthy"] = probes[kind]["ok"]
+                engines[kind]["detail"] = probes[kind]["detail"]
         status = rt.status()
         body = {
             "status": status,
@@ -70,6 +68,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
             "sessions": len(rt.sessions),
             "connections": rt.connections,
             "residency": rt.residency.usage(),
+            "breakers": rt.breakers(),
+            "probes": probes,
         }
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
@@ -115,6 +115,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     @app.get("/metrics")
     async def metrics() -> Response:
         rt.sessions_gauge.set(len(rt.sessions))
+        rt.breakers()  # refreshes the breaker gauges
         return PlainTextResponse(rt.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/sessions")

@@ -95,7 +95,7 @@ ERROR_CODES: Final = frozenset({
     "bad_image", "unknown_frame_tag", "empty_frame", "rate_limited", "invalid_config", "unknown_mode",
     "unknown_action", "invalid_session", "engine_unavailable", "internal_error", "stt_failed",
     "llm_failed", "tts_failed", "engine_error", "engine_timeout", "all_engines_failed",
-    "residency_error", "mode_unavailable",
+    "residency_error", "mode_unavailable", "engine_busy", "engine_crashed",
 })
 # fmt: on
 

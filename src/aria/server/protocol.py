@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, assert_never
+from typing import Any, Final, Literal, assert_never
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
@@ -34,6 +34,7 @@ from aria.pipeline.outputs import (
     AudioOut,
     ErrorOut,
     MetricsOut,
+    NoticeOut,
     Output,
     ResponseDone,
     StateOut,
@@ -382,6 +383,9 @@ def from_output(
     if isinstance(output, ToolResultOut):
         result = output.data if output.data is not None else output.content
         return wire.ToolResultMessage(id=output.call_id, tool=output.tool, result=result, ok=output.ok)
+    if isinstance(output, NoticeOut):
+        level: Literal["info", "warning"] = "info" if output.level == "info" else "warning"
+        return wire.NotificationMessage(text=output.text, level=level, data=dict(output.data))
     if isinstance(output, AudioOut):
         return None
     assert_never(output)

@@ -23,7 +23,7 @@ from aria.core.metrics import MetricsRegistry
 from aria.core.modes import ModeSpec
 from aria.engines.base import LLM, STT, TTS, VAD, Engine, EngineKind
 from aria.engines.factory import create_engine, detect_llm, resolve_backend
-from aria.engines.fallback import primary
+from aria.engines.fallback import FallbackEngine, primary
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AriaError
 from aria.pipeline.build import Engines
@@ -38,6 +38,7 @@ __all__ = ["ModeUnavailable", "Runtime"]
 log = logging.getLogger(__name__)
 MAIN_KINDS: tuple[EngineKind, ...] = ("stt", "llm", "tts")
 _STARTUP = object()
+_BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}
 
 
 class ModeUnavailable(AriaError):
@@ -75,6 +76,18 @@ class Runtime:
         self.connections_gauge = self.metrics.gauge("aria_active_connections", "Open WebSocket connections")
         self.sessions_gauge = self.metrics.gauge("aria_sessions", "Sessions held in memory")
         self.resident_gauge = self.metrics.gauge("aria_resident_model_mb", "Memory of resident engines (MB)")
+        self.breaker_gauge = self.metrics.gauge(
+            "aria_breaker_state", "Breaker per engine: 0 closed, 1 half-open, 2 open", ("slot", "engine")
+        )
+        self.breaker_opened = self.metrics.gauge(
+            "aria_breaker_opened", "Times each engine's breaker has opened", ("slot", "engine")
+        )
+        self.healthy_gauge = self.metrics.gauge(
+            "aria_engine_healthy", "Last health probe per loaded engine (1 healthy)", ("slot",)
+        )
+        #: The last health probe of each loaded slot: ok, detail, when.
+        self.probes: dict[str, dict[str, Any]] = {}
+        self._prober: asyncio.Task[None] | None = None
         for kind in (*MAIN_KINDS, "vad"):
             self._states[kind] = {"name": None, "state": "loading", "detail": ""}
 
@@ -108,6 +121,8 @@ class Runtime:
             self._states["vad"] = {"name": None, "state": "unavailable", "detail": str(exc)}
         log.info("engines ready in %.0f ms: %s", (time.perf_counter() - started) * 1000, self.engine_states())
         self.ready.set()
+        if self.settings.resilience.probe_interval_s > 0:
+            self._prober = asyncio.create_task(self._probe_forever(), name="engine-prober")
 
     def _register_slots(self) -> None:
         planned: dict[str, tuple[EngineKind, Settings]] = {}
@@ -203,6 +218,72 @@ class Runtime:
             except Exception:
                 log.exception("a residency listener failed")
 
+    # -- health ------------------------------------------------------------------------------------
+
+    async def probe(self) -> dict[str, dict[str, Any]]:
+        """Ask every loaded engine for its health (each bounded to 2 s); keep and return the answers."""
+
+        async def one(name: str, engine: Engine) -> None:
+            try:
+                status = await asyncio.wait_for(engine.health(), 2.0)
+                ok, detail = status.ok, status.detail
+            except Exception as exc:  # a probe that fails says the engine is not healthy
+                ok, detail = False, f"health probe failed: {type(exc).__name__}: {exc}"
+            before = self.probes.get(name, {}).get("ok")
+            if before is not None and before != ok:
+                log.warning("%s is %s: %s", name, "healthy again" if ok else "unhealthy", detail)
+            self.probes[name] = {"ok": ok, "detail": detail, "at": time.time()}
+            self.healthy_gauge.labels(slot=name).set(1.0 if ok else 0.0)
+
+        loaded = [(n, e) for n in self.residency.resident() if (e := self.residency.engine(n)) is not None]
+        await asyncio.gather(*(one(name, engine) for name, engine in loaded))
+        for name in list(self.probes):
+            if self.residency.engine(name) is None:
+                del self.probes[name]
+        return {name: dict(probe) for name, probe in self.probes.items()}
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resilience.probe_interval_s)
+            try:
+                await self.probe()
+            except Exception:
+                log.exception("probing engine health failed")
+
+    def breakers(self) -> dict[str, list[dict[str, Any]]]:
+        """Each loaded slot's fallback chain: per member, its breaker state, failures in a row, times
+        opened, seconds until it may be tried again, calls in flight; members that never started are
+        listed as ``unavailable``. Also updates the breaker gauges."""
+        result: dict[str, list[dict[str, Any]]] = {}
+        for name in self.residency.resident():
+            engine = self.residency.engine(name)
+            if not isinstance(engine, FallbackEngine):
+                continue
+            chain = engine.chain
+            members: list[dict[str, Any]] = []
+            for member in chain.engines:
+                breaker = chain.breakers[member.name]
+                state = str(breaker.state)
+                members.append(
+                    {
+                        "engine": member.name,
+                        "state": state,
+                        "failures": breaker.failures,
+                        "opened": breaker.opened_count,
+                        "retry_after_s": round(breaker.retry_after, 2),
+                        "in_use": chain.in_use(member.name),
+                    }
+                )
+                labels = {"slot": name, "engine": member.name}
+                self.breaker_gauge.labels(**labels).set(_BREAKER_VALUE.get(state, 0.0))
+                self.breaker_opened.labels(**labels).set(float(breaker.opened_count))
+            members += [
+                {"engine": member, "state": "unavailable", "detail": why}
+                for member, why in engine.unavailable.items()
+            ]
+            result[name] = members
+        return result
+
     # -- views -------------------------------------------------------------------------------------
 
     @property
@@ -262,9 +343,16 @@ class Runtime:
             return "down"
         wanted = [k for k in self._states if self._states[k]["state"] != "disabled"]
         fine = ("ready", "unloaded", "loading")
-        return "ok" if all(self._states[k]["state"] in fine for k in wanted) else "degraded"
+        if not all(self._states[k]["state"] in fine for k in wanted):
+            return "degraded"
+        tripped = any(m.get("state") == "open" for chain in self.breakers().values() for m in chain)
+        unhealthy = any(not probe["ok"] for probe in self.probes.values())
+        return "degraded" if tripped or unhealthy else "ok"
 
     async def aclose(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            await asyncio.gather(self._prober, return_exceptions=True)
         if self._loader is not None:
             self._loader.cancel()
             await asyncio.gather(self._loader, return_exceptions=True)

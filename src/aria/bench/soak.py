@@ -1,0 +1,515 @@
+"""The soak benchmark: hundreds of turns against a real server, looking for leaks and lost turns.
+
+A real Aria server runs in this process (uvicorn on 127.0.0.1, the event loop shared with the client)
+over fake engines at nearly full speed. A WebSocket client holds a conversation through it: typed turns
+and spoken turns (PCM frames through the fake VAD and STT), every ``interrupt_every``-th answer cut short
+after its first token (alternately by ``control``/``interrupt`` and by the next typed question), and every
+``reconnect_every`` turns the connection closed and reopened with ``?session_id=`` to resume. The client
+keeps to the documented rate limit (and resends a message that still gets ``rate_limited``).
+
+Measured:
+
+* resources before (after a warm-up) and after, with no connection open: RSS, open file descriptors,
+  asyncio tasks, objects tracked by the garbage collector, and with ``tracemalloc`` the traced memory;
+* turns completed, interrupted and lost: a turn is lost when it started (its id appeared) and never got
+  ``response_done``, or when the saved history misses it. The history is checked twice at the end,
+  turn by turn and in order: through ``GET /sessions/{id}`` on the live server, and again through a
+  second server started over the same data directory (what was saved on disk);
+* ``error`` messages received, by code, and the turn latency: input sent (the last audio frame for a
+  spoken turn) to the first ``text_token`` and to ``response_done``, for answers that completed.
+
+The bench sits below the server in the layering, so the server's application factory
+(``aria.server.app.create_app``) is passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import platform
+import socket
+import tempfile
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import websockets
+
+from aria.core.config import Settings, load_settings
+from aria.core.metrics import percentile
+from aria.testing.harness import silence, tone
+
+__all__ = ["AppFactory", "Resources", "SoakBench", "format_report", "measure_resources"]
+
+#: Builds the ASGI application for a configuration (``aria.server.app.create_app``).
+AppFactory = Callable[[Settings], Any]
+
+REPLY = "Sure, here is the answer you asked for, in a dozen words or so."
+HEARD = "what time is it"
+AUDIO_TAG = 0x01
+#: The documented per-connection limit is about 20 messages a second in bursts of 40: stay below it.
+CLIENT_RATE_PER_S = 18.0
+CLIENT_BURST = 30
+TURN_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the process holds at one moment (``None`` where this platform cannot say)."""
+
+    rss_mb: float | None
+    fds: int | None
+    tasks: int
+    objects: int
+    traced_mb: float | None
+
+
+def measure_resources() -> Resources:
+    """Collect garbage, then measure. Call it from inside the event loop."""
+    gc.collect()
+    rss: float | None = None
+    fds: int | None = None
+    with contextlib.suppress(OSError):
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        rss = pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    with contextlib.suppress(OSError):
+        fds = len(os.listdir("/proc/self/fd"))
+    traced = tracemalloc.get_traced_memory()[0] / 2**20 if tracemalloc.is_tracing() else None
+    return Resources(rss, fds, len(asyncio.all_tasks()), len(gc.get_objects()), traced)
+
+
+def _growth(before: Resources, after: Resources) -> dict[str, float | None]:
+    def diff(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(b - a, 3)
+
+    return {
+        "rss_mb": diff(before.rss_mb, after.rss_mb),
+        "fds": diff(before.fds, after.fds),
+        "tasks": diff(before.tasks, after.tasks),
+        "objects": diff(before.objects, after.objects),
+        "traced_mb": diff(before.traced_mb, after.traced_mb),
+    }
+
+
+@dataclass
+class _Turn:
+    id: str
+    sent_at: float
+    user: str
+    first_token_at: float | None = None
+    done_at: float | None = None
+    #: From ``response_done``: the answer's text and whether it was cut short.
+    answer: str | None = None
+    interrupted: bool = False
+    transcript: str | None = None
+
+
+@dataclass
+class _Input:
+    """What was sent to start a turn, and the turn ids known by then (the new turn is the next one)."""
+
+    user: str
+    sent_at: float
+    known: frozenset[str]
+    audio: bool
+    turn: _Turn | None = None
+
+
+class _Client:
+    """One WebSocket connection: records every message by turn, paces its own messages."""
+
+    def __init__(self, ws: websockets.ClientConnection, session: dict[str, Any]) -> None:
+        self.ws = ws
+        self.session = session
+        self.turns: dict[str, _Turn] = {}
+        self.errors: list[dict[str, Any]] = []
+        #: The input whose turn has not shown up yet.
+        self.pending: _Input | None = None
+        #: A typed interruption: the next turn, already sent.
+        self.carried: _Input | None = None
+        self._tokens = float(CLIENT_BURST)
+        self._last = time.monotonic()
+        self.rate_limited = 0
+
+    async def _recv(self, within: float) -> None:
+        raw = await asyncio.wait_for(self.ws.recv(), max(0.001, within))
+        now = time.monotonic()
+        if isinstance(raw, bytes):
+            return
+        message = json.loads(raw)
+        kind = message.get("type")
+        if kind == "error" and message.get("turn_id") is None:
+            self.errors.append(message)
+            return
+        turn_id = message.get("turn_id")
+        if not isinstance(turn_id, str):
+            return
+        turn = self.turns.get(turn_id)
+        if turn is None:
+            pending = self.pending
+            if pending is None or turn_id in pending.known:
+                return  # not a turn this client started
+            turn = self.turns[turn_id] = _Turn(turn_id, pending.sent_at, pending.user)
+            pending.turn, self.pending = turn, None
+        if kind == "text_token" and turn.first_token_at is None:
+            turn.first_token_at = now
+        elif kind == "transcript" and message.get("final"):
+            turn.transcript = message["text"]
+        elif kind == "response_done":
+            turn.done_at, turn.answer, turn.interrupted = now, message["text"], message["interrupted"]
+        elif kind == "error":
+            self.errors.append(message)
+
+    async def pump(self, ready: Callable[[], bool], within: float = TURN_TIMEOUT_S) -> bool:
+        """Read until ``ready()``; False when ``within`` seconds pass first."""
+        deadline = time.monotonic() + within
+        while not ready():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                await self._recv(left)
+            except TimeoutError:
+                return False
+        return True
+
+    async def send_json(self, message: dict[str, Any], started: _Input | None = None) -> None:
+        """Send within the documented rate; resend what still comes back ``rate_limited``. For a
+        message that starts a turn (``started``), wait a moment for the turn or the limiter's error."""
+        while True:
+            now = time.monotonic()
+            self._tokens = min(float(CLIENT_BURST), self._tokens + (now - self._last) * CLIENT_RATE_PER_S)
+            self._last = now
+            if self._tokens < 1:
+                await asyncio.sleep((1 - self._tokens) / CLIENT_RATE_PER_S)
+                continue
+            self._tokens -= 1
+            errors = len(self.errors)
+            await self.ws.send(json.dumps(message))
+            if started is None:
+                return
+            await self.pump(lambda: started.turn is not None or len(self.errors) > errors, within=0.05)
+            if not any(e["code"] == "rate_limited" for e in self.errors[errors:]):
+                return
+            self.rate_limited += 1
+            del self.errors[errors:]
+            await asyncio.sleep(1 / CLIENT_RATE_PER_S)
+
+    async def send_text(self, text: str) -> _Input:
+        self.pending = sent = _Input(text, time.monotonic(), frozenset(self.turns), audio=False)
+        await self.send_json({"type": "text", "text": text}, started=sent)
+        return sent
+
+    async def speak(self) -> _Input:
+        """An utterance, sent as fast as the socket takes it: 240 ms of tone, 200 ms of silence."""
+        frames = [AUDIO_TAG.to_bytes(1, "little") + c.to_pcm16() for c in [*tone(240), *silence(200)]]
+        for frame in frames[:-1]:
+            await self.ws.send(frame)
+        self.pending = sent = _Input(HEARD, time.monotonic(), frozenset(self.turns), audio=True)
+        await self.ws.send(frames[-1])
+        return sent
+
+
+@dataclass
+class _Tally:
+    records: list[tuple[_Turn, bool]] = field(default_factory=list)  # (turn, measured)
+    started: int = 0
+    lost: int = 0
+    interrupts_missed: int = 0
+    reconnects: int = 0
+    rate_limited: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    text_turns: int = 0
+    audio_turns: int = 0
+
+
+@dataclass
+class SoakBench:
+    app_factory: AppFactory
+    turns: int = 500
+    warmup: int = 20
+    interrupt_every: int = 7
+    reconnect_every: int = 25
+    #: Every ``audio_every``-th turn is spoken (0: none).
+    audio_every: int = 3
+    trace_memory: bool = False
+    llm_token_s: float = 0.002
+    data_dir: Path | None = None
+
+    def overrides(self, data_dir: Path) -> dict[str, Any]:
+        return {
+            "data_dir": str(data_dir),
+            "vad.backend": "fake",
+            "vad.options": {"start_frames": 2, "end_frames": 8},
+            "stt.backend": "fake",
+            "stt.fallback": [],
+            "stt.options": {"texts": [HEARD], "partial_every": 5},
+            "llm.backend": "fake",
+            "llm.fallback": [],
+            "llm.options": {"replies": [REPLY], "token_interval_s": self.llm_token_s},
+            "tts.backend": "fake",
+            "tts.fallback": [],
+            # ~60 ms of answer audio: inside the pacer's lead, so pacing never holds a turn up.
+            "tts.options": {"ms_per_char": 1.0},
+        }
+
+    async def run(self) -> dict[str, Any]:
+        if self.turns < 1 or self.warmup < 0:
+            raise ValueError("turns must be at least 1 and warmup at least 0")
+        with contextlib.ExitStack() as stack:
+            data_dir = self.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            settings = load_settings(overrides=self.overrides(data_dir), env={})
+            return await self._run(settings)
+
+    async def _run(self, settings: Settings) -> dict[str, Any]:
+        tally = _Tally()
+        if self.trace_memory:
+            tracemalloc.start()
+        try:
+            async with _serve(self.app_factory(settings)) as (url, http):
+                session_id = None
+                if self.warmup:
+                    session_id = await self._conversation(url, tally, 0, self.warmup, None)
+                before = await _quiet(http)
+                started = time.monotonic()
+                session_id = await self._conversation(url, tally, self.warmup, self.turns, session_id)
+                elapsed = time.monotonic() - started
+                after = await _quiet(http)
+                live = await _history(http, session_id)
+            async with _serve(self.app_factory(settings)) as (_, http):
+                saved = await _history(http, session_id)
+        finally:
+            if self.trace_memory:
+                tracemalloc.stop()
+        return self._report(tally, before, after, elapsed, live, saved)
+
+    async def _conversation(
+        self, url: str, tally: _Tally, first: int, count: int, session_id: str | None
+    ) -> str:
+        """Turns ``first`` .. ``first + count - 1`` of the conversation; returns the session id."""
+        client = await _connect(url, session_id)
+        try:
+            for index in range(first, first + count):
+                if self.reconnect_every and index > first and index % self.reconnect_every == 0:
+                    if client.carried is None:  # never while a typed interruption's turn is under way
+                        client = await self._reconnect(client, url, tally)
+                await self._turn(client, index, tally, measured=first > 0 or self.warmup == 0)
+        finally:
+            await self._close(client, tally)
+        return str(client.session["session_id"])
+
+    async def _reconnect(self, client: _Client, url: str, tally: _Tally) -> _Client:
+        await self._close(client, tally)
+        tally.reconnects += 1
+        again = await _connect(url, client.session["session_id"])
+        if not again.session.get("resumed"):
+            tally.errors["not_resumed"] += 1
+        return again
+
+    async def _close(self, client: _Client, tally: _Tally) -> None:
+        await client.ws.close()
+        tally.rate_limited += client.rate_limited
+        tally.errors.update(e["code"] for e in client.errors)
+        client.errors.clear()
+        client.rate_limited = 0
+
+    async def _turn(self, client: _Client, index: int, tally: _Tally, *, measured: bool) -> None:
+        last = index == self.warmup + self.turns - 1
+        interrupt = bool(self.interrupt_every) and index % self.interrupt_every == self.interrupt_every - 1
+        by_text = interrupt and not last and (index // self.interrupt_every) % 2 == 1
+        sent, client.carried = client.carried, None
+        if sent is None:
+            if self.audio_every and index % self.audio_every == self.audio_every - 1:
+                sent = await client.speak()
+            else:
+                sent = await client.send_text(f"question number {index}, please answer it")
+        if measured:
+            tally.audio_turns += sent.audio
+            tally.text_turns += not sent.audio
+        if not await client.pump(lambda: sent.turn is not None):
+            tally.lost += 1  # the input never started a turn
+            client.pending = None
+            return
+        turn = sent.turn
+        assert turn is not None
+        tally.started += 1
+        if interrupt:
+            await client.pump(lambda: turn.first_token_at is not None or turn.done_at is not None)
+            if by_text:
+                client.carried = await client.send_text(
+                    f"question number {index + 1}, interrupting the answer"
+                )
+            else:
+                await client.send_json({"type": "control", "action": "interrupt"})
+        if not await client.pump(lambda: turn.done_at is not None):
+            tally.lost += 1
+            return
+        if interrupt and not turn.interrupted:
+            tally.interrupts_missed += 1
+        tally.records.append((turn, measured))
+
+    def _report(
+        self,
+        tally: _Tally,
+        before: Resources,
+        after: Resources,
+        elapsed: float,
+        live: list[dict[str, Any]] | None,
+        saved: list[dict[str, Any]] | None,
+    ) -> dict[str, Any]:
+        measured = [turn for turn, counted in tally.records if counted]
+        done = [t for t in measured if not t.interrupted]
+        total_ms = [((t.done_at or 0) - t.sent_at) * 1000 for t in done]
+        first_ms = [(t.first_token_at - t.sent_at) * 1000 for t in done if t.first_token_at is not None]
+        expected = [turn for turn, _ in tally.records]
+        return {
+            "bench": "soak",
+            "turns": len(measured),
+            "warmup_turns": self.warmup,
+            "turns_started": tally.started,
+            "text_turns": tally.text_turns,
+            "audio_turns": tally.audio_turns,
+            "completed": len(done),
+            "interrupted": len(measured) - len(done),
+            "interrupts_missed": tally.interrupts_missed,
+            "lost_turns": tally.lost,
+            "lost_in_history": _missing(expected, live),
+            "lost_in_saved_history": _missing(expected, saved),
+            "history_messages": len(live) if live is not None else None,
+            "reconnects": tally.reconnects,
+            "errors": dict(sorted(tally.errors.items())),
+            "rate_limited_resent": tally.rate_limited,
+            "turn_ms_p50": _pct(total_ms, 50),
+            "turn_ms_p95": _pct(total_ms, 95),
+            "turn_ms_max": round(max(total_ms), 3) if total_ms else None,
+            "first_token_ms_p50": _pct(first_ms, 50),
+            "first_token_ms_p95": _pct(first_ms, 95),
+            "seconds": round(elapsed, 3),
+            "turns_per_s": round(len(measured) / elapsed, 2) if elapsed > 0 else None,
+            "before": asdict(before),
+            "after": asdict(after),
+            "growth": _growth(before, after),
+            "settings": {
+                "interrupt_every": self.interrupt_every,
+                "reconnect_every": self.reconnect_every,
+                "audio_every": self.audio_every,
+                "llm_between_tokens_ms": self.llm_token_s * 1000,
+            },
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+        }
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(percentile(values, q), 3) if values else None
+
+
+def _entries(turns: list[_Turn]) -> Iterator[tuple[str, str, bool]]:
+    for turn in turns:
+        yield "user", turn.transcript if turn.transcript is not None else turn.user, False
+        yield "assistant", turn.answer or "", turn.interrupted
+
+
+def _missing(turns: list[_Turn], history: list[dict[str, Any]] | None) -> int | None:
+    """How many answered turns the history lacks (user message and answer, in order)."""
+    if history is None:
+        return None
+    found = [(h["role"], h["content"], bool(h["interrupted"])) for h in history]
+    wanted = list(_entries(turns))
+    missing, at = 0, 0
+    for pair in range(0, len(wanted), 2):
+        user, answer = wanted[pair], wanted[pair + 1]
+        for index in range(at, len(found) - 1):
+            if found[index] == user and found[index + 1] == answer:
+                at = index + 2
+                break
+        else:
+            missing += 1
+    return missing
+
+
+async def _connect(url: str, session_id: str | None) -> _Client:
+    query = f"?session_id={session_id}" if session_id else ""
+    ws = await websockets.connect(f"ws://{url.removeprefix('http://')}/ws{query}", max_size=None)
+    session = json.loads(await asyncio.wait_for(ws.recv(), TURN_TIMEOUT_S))
+    return _Client(ws, session)  # a resumed session's history message is read (and skipped) later
+
+
+async def _quiet(http: httpx.AsyncClient) -> Resources:
+    """Wait until the server has no connection left (its clean-up done), then measure."""
+    for _ in range(500):
+        if (await http.get("/health")).json()["connections"] == 0:
+            break
+        await asyncio.sleep(0.01)
+    for _ in range(5):  # let closing transports and finished tasks go
+        await asyncio.sleep(0)
+    return measure_resources()
+
+
+async def _history(http: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]] | None:
+    response = await http.get(f"/sessions/{session_id}")
+    if response.status_code != 200:
+        return None
+    history: list[dict[str, Any]] = response.json()["history"]
+    return history
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def _serve(app: Any) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    """Serve ``app`` on 127.0.0.1 in this event loop until the block ends; yields its URL and a client."""
+    port = _free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, ws="websockets-sansio", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(), name="soak-server")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the server stopped while starting")
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=url, timeout=TURN_TIMEOUT_S) as http:
+            while (await http.get("/health")).json()["status"] == "loading":
+                await asyncio.sleep(0.01)
+            yield url, http
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+def format_report(result: dict[str, Any]) -> str:
+    growth = result["growth"]
+    return "\n".join(
+        [
+            f"Aria soak: {result['turns']} turns after {result['warmup_turns']} warm-up "
+            f"({result['text_turns']} typed, {result['audio_turns']} spoken), {result['reconnects']} "
+            f"reconnects, {result['seconds']:.1f} s",
+            f"  completed {result['completed']}, interrupted {result['interrupted']} "
+            f"(missed {result['interrupts_missed']}), lost {result['lost_turns']}, missing from history "
+            f"{result['lost_in_history']} live / {result['lost_in_saved_history']} saved",
+            f"  errors {result['errors'] or 'none'}; turn p50 {result['turn_ms_p50']} ms, "
+            f"p95 {result['turn_ms_p95']} ms; first token p50 {result['first_token_ms_p50']} ms",
+            f"  growth: RSS {growth['rss_mb']} MB, fds {growth['fds']}, tasks {growth['tasks']}, "
+            f"objects {growth['objects']}, traced {growth['traced_mb']} MB",
+        ]
+    )
