@@ -303,7 +303,7 @@ async def test_llm_failure_mid_answer_keeps_the_partial_and_the_next_turn_works(
         assert error.retryable
         assert done.error == error.code
         # The partial answer stays and an apology follows it, shown like the answer.
-        assert done.text == f"Sure, here is the {APOLOGY_MID}"
+        assert done.text == f"Sure, here is the... {APOLOGY_MID}"
         types = [type(r.output).__name__ for r in h.received if getattr(r.output, "turn_id", None) == turn.id]
         assert types.index("ErrorOut") < len(types) - 1 - types[::-1].index("TextOut")
         assistant = h.pipeline.history[1]

@@ -197,6 +197,20 @@ class ResidencyManager:
                 slot.last_used = next(self._clock)
             return {slot.name: self._engine(slot) for slot in slots}
 
+    async def reload(self, name: str, *, reason: str) -> Engine:
+        """Unload the named engine (if resident) and load a fresh one: after it crashed, say. Raises
+        :class:`ResidencyError` when the new one fails to load."""
+        async with self._lock:
+            slot = self._slots.get(name)
+            if slot is None:
+                raise ResidencyError(f"unknown engine {name}", engines=(name,))
+            if slot.resident:
+                await self._unload(slot, reason)
+            self._create(slot)
+            await self._load([slot], reason)
+            slot.last_used = next(self._clock)
+            return self._engine(slot)
+
     def touch(self, name: str) -> None:
         """Mark an engine as just used, so it is the last to be unloaded for room."""
         slot = self._slots.get(name)

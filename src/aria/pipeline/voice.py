@@ -461,7 +461,11 @@ class VoicePipeline:
             self.bus.emit(
                 EventType.ERROR, {"code": code, "message": str(exc)}, source=SOURCE, correlation_id=turn.id
             )
-            yield (" " + APOLOGY_MID) if turn.generated else APOLOGY_NONE
+            if not turn.generated:
+                yield APOLOGY_NONE
+            else:  # after a cut-off sentence, a pause before the apology
+                finished = turn.generated_text.endswith((".", "!", "?"))
+                yield (" " if finished else "... ") + APOLOGY_MID
 
     async def _generate(self, turn: Turn, request: LLMRequest) -> AsyncIterator[str]:
         """The answer's text. When the model calls tools, run them, report each result, feed the

@@ -61,6 +61,11 @@ class Runtime:
         self.residency = ResidencyManager(_budget_mb(settings), on_event=self._on_residency)
         #: Hear every load and unload (connections turn them into ``state`` messages).
         self.listeners: set[Callable[[ResidencyEvent], None]] = set()
+        #: Hear each slot restarted after a crash (connections rebuild pipelines that used it) ...
+        self.restart_listeners: set[Callable[[str], None]] = set()
+        #: ... and each engine that failed and was passed over for the next in its chain.
+        self.fallback_listeners: set[Callable[[str, str, str], None]] = set()
+        self._recovering = asyncio.Lock()
         self._holders: dict[object, set[str]] = {}
         #: Why an engine slot is missing, by slot name.
         self.problems: dict[str, str] = {}
@@ -154,6 +159,32 @@ class Runtime:
 
     def _on_fallback(self, kind: str, engine: str, exc: BaseException) -> None:
         log.warning("%s engine %s failed; falling back: %s", kind, engine, exc)
+        for listener in list(self.fallback_listeners):
+            try:
+                listener(kind, engine, str(exc))
+            except Exception:
+                log.exception("a fallback listener failed")
+
+    async def recover(self) -> list[str]:
+        """After a crash: restart every loaded engine slot with a member that reports itself unhealthy
+        (a fresh engine from its factory), and tell the restart listeners. Returns the restarted slots."""
+        async with self._recovering:
+            restarted: list[str] = []
+            for name in self.residency.resident():
+                engine = self.residency.engine(name)
+                if engine is None or await _healthy(engine):
+                    continue
+                log.warning("restarting %s after a crash", name)
+                try:
+                    await self.residency.reload(name, reason="restarting after a crash")
+                except ResidencyError as exc:
+                    self.problems[name] = str(exc)
+                    log.error("%s could not be restarted: %s", name, exc)
+                    continue
+                restarted.append(name)
+                for listener in list(self.restart_listeners):
+                    listener(name)
+            return restarted
 
     # -- modes and residency -----------------------------------------------------------------------
 
@@ -170,7 +201,14 @@ class Runtime:
         self._holders[holder] = set(names)
         wanted = sorted(set().union(*self._holders.values()))
         try:
-            await self.residency.ensure(wanted, reason=f"for {mode.replace('_', ' ')}")
+            try:
+                await self.residency.ensure(wanted, reason=f"for {mode.replace('_', ' ')}")
+            except ResidencyError as exc:
+                if not any(isinstance(e, MemoryError) for e in exc.errors.values()):
+                    raise
+                # Out of memory while loading: free everything this set does not need, then try once more.
+                log.error("out of memory loading %s; unloading the rest and retrying", ", ".join(exc.errors))
+                await self.residency.ensure(wanted, exclusive=True, reason="retrying: out of memory")
         except ResidencyError as exc:
             if not exc.errors:  # does not fit: nothing changed
                 if previous is None:
@@ -345,7 +383,7 @@ class Runtime:
         fine = ("ready", "unloaded", "loading")
         if not all(self._states[k]["state"] in fine for k in wanted):
             return "degraded"
-        tripped = any(m.get("state") == "open" for chain in self.breakers().values() for m in chain)
+        tripped = any(m.get("state") in ("open", "half_open") for c in self.breakers().values() for m in c)
         unhealthy = any(not probe["ok"] for probe in self.probes.values())
         return "degraded" if tripped or unhealthy else "ok"
 
@@ -359,6 +397,18 @@ class Runtime:
         await self.residency.aclose()
         if self.summarizer is not None and self._own_summarizer:
             await self.summarizer.aclose()
+
+
+async def _healthy(engine: Engine) -> bool:
+    """Whether every member of the engine (its chain's, or itself) says it is healthy."""
+    members: list[Engine] = list(engine.chain.engines) if isinstance(engine, FallbackEngine) else [engine]
+    for member in members:
+        try:
+            if not (await asyncio.wait_for(member.health(), 2.0)).ok:
+                return False
+        except Exception:
+            return False
+    return True
 
 
 def _budget_mb(settings: Settings) -> float:

@@ -43,6 +43,7 @@ from aria.types import AudioChunk, ImageFrame, Message, ToolCall, ToolSpec
 
 __all__ = [
     "CAMERA_FRESH_S",
+    "FALLBACK_NOTICE_S",
     "Connection",
     "SessionTools",
     "history_message",
@@ -54,6 +55,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 #: How long a camera frame counts as what the camera sees now.
 CAMERA_FRESH_S = 10.0
+#: At most one "fallback took over" notice per engine per this many seconds.
+FALLBACK_NOTICE_S = 60.0
 _AFTER_AUDIO = (ResponseDone, MetricsOut, StateOut)
 
 
@@ -105,6 +108,7 @@ class Connection:
         self._loading: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._audio_refused = False
+        self._fallback_said: dict[str, float] = {}
         self.out_rate = 16000
         self.pacer = AudioPacer(
             self._send_bytes, self._send_text, lead_s=runtime.settings.server.audio_lead_ms / 1000
@@ -142,6 +146,8 @@ class Connection:
         rt = self.runtime
         await rt.ready.wait()
         rt.listeners.add(self.on_residency)
+        rt.restart_listeners.add(self.on_restart)
+        rt.fallback_listeners.add(self.on_fallback)
         try:
             await self.switch(self.mode)
         except (ModeUnavailable, ResidencyError) as exc:
@@ -160,7 +166,10 @@ class Connection:
         if spec is None:
             known = ", ".join(self.runtime.modes)
             raise InvalidInput(f"unknown mode {mode!r}; available: {known}")
+        if watch is None and self.monitor is not None and mode == self.mode:
+            watch = self.monitor.condition  # a rebuild of the same mode keeps watching
         async with self._switch_lock:
+            self.save()  # the session is on disk before anything is loaded or unloaded
             loadout = await self.runtime.acquire(self, mode)
             llm = loadout.llm
             if spec.watches and (llm is None or not llm.capabilities.vision):
@@ -246,6 +255,42 @@ class Connection:
             {"state": state, "reason": reason, "loading": sorted(self._loading)}
         )
         self._later(self.send(message))
+
+    # -- failures ----------------------------------------------------------------------------------
+
+    def on_fallback(self, kind: str, engine: str, error: str) -> None:
+        """An engine failed and the next in its chain took over: say so, at most once a minute each."""
+        now = time.monotonic()
+        if now - self._fallback_said.get(engine, -FALLBACK_NOTICE_S) < FALLBACK_NOTICE_S:
+            return
+        self._fallback_said[engine] = now
+        text = f"The {kind.upper()} engine {engine} failed, so a fallback answered ({error})."
+        data = {"kind": "fallback", "engine_kind": kind, "engine": engine, "error": error}
+        self._later(self.send(proto.NotificationMessage(text=text, level="warning", data=data)))
+
+    def on_restart(self, slot: str) -> None:
+        """A slot was restarted after a crash: a pipeline using it gets the fresh engine."""
+        if self.loadout is not None and slot in self.loadout.slots.values():
+            self._later(self._rebuild_after_restart(slot))
+
+    async def _rebuild_after_restart(self, slot: str) -> None:
+        try:
+            await self.switch(self.mode)
+        except AriaError as exc:
+            await self.send(proto.error_from_exception(exc))
+            return
+        await self.notify(
+            f"The {slot} engine crashed and was restarted; the conversation goes on.",
+            level="warning",
+            kind="restarted",
+            slot=slot,
+        )
+
+    async def recover(self) -> None:
+        """An engine crashed during a turn: the session is saved first, then broken engines restart."""
+        self.save()
+        restarted = await self.runtime.recover()
+        log.info("after a crash, restarted: %s", restarted or "nothing (the engines report healthy)")
 
     # -- pictures and the monitor ------------------------------------------------------------------
 
@@ -362,12 +407,14 @@ class Connection:
                 sent_ms = round(self.pacer.sent_seconds(out.turn_id) * 1000, 1)
                 message = message.model_copy(update={"audio_ms": sent_ms})
             text = proto.encode(message)
+            if isinstance(out, ResponseDone):
+                self.save()  # every completed or interrupted turn is on disk before the next one
+                if out.error == "engine_crashed":  # the turn (and its apology) is over: restart
+                    self._later(self.recover())
             turn_id = getattr(out, "turn_id", None)
             if isinstance(out, _AFTER_AUDIO) and turn_id and self.pacer.add_after_audio(turn_id, text):
                 continue
             await self._send_text(text)
-            if isinstance(out, ResponseDone):
-                self.save()  # every completed or interrupted turn is on disk before the next one
 
     def save(self) -> None:
         try:
@@ -482,6 +529,8 @@ class Connection:
 
     async def aclose(self) -> None:
         self.runtime.listeners.discard(self.on_residency)
+        self.runtime.restart_listeners.discard(self.on_restart)
+        self.runtime.fallback_listeners.discard(self.on_fallback)
         self.runtime.release(self)
         await self._stop_monitor()
         if self.pipeline is not None:

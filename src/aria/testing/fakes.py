@@ -30,7 +30,7 @@ from aria.engines.base import (
     VADEvent,
     VADEventType,
 )
-from aria.errors import EngineError
+from aria.errors import EngineCrashed, EngineError
 from aria.types import AudioChunk, GeneratedToken, ImageFrame, ToolCall, Transcription, VisionEmbedding
 
 __all__ = ["FakeLLM", "FakeSTT", "FakeTTS", "FakeVAD", "FakeVision", "Fault", "tokenize"]
@@ -47,6 +47,9 @@ class Fault(BaseModel):
     hang: bool = False
     retryable: bool = True
     message: str = "injected failure"
+    #: Fail as a crash (``EngineCrashed``): the engine stays broken, its health says so, until it is
+    #: replaced by a fresh one.
+    crash: bool = False
 
     def hits(self, call: int) -> bool:
         return self.always or call in self.calls
@@ -59,6 +62,7 @@ class _FakeBase:
     def __init__(self) -> None:
         self.started = False
         self.closed = False
+        self.crashed = False
         self.calls = 0
         self.waits: list[tuple[str, float, float]] = []
 
@@ -69,6 +73,8 @@ class _FakeBase:
         self.closed = True
 
     async def health(self) -> EngineHealth:
+        if self.crashed:
+            return EngineHealth(ok=False, detail="fake: crashed")
         return EngineHealth(ok=not self.closed, detail="fake")
 
     async def _wait(self, label: str, seconds: float) -> None:
@@ -85,6 +91,9 @@ class _FakeBase:
             return
         if fault.hang:
             await asyncio.Event().wait()
+        if fault.crash:
+            self.crashed = True
+            raise EngineCrashed(fault.message, engine=self.name)
         raise EngineError(fault.message, engine=self.name, retryable=fault.retryable)
 
 
