@@ -184,3 +184,37 @@ async def test_a_crashed_engine_is_restarted_after_the_session_is_saved_and_the_
         assert [m["content"] for m in history if m["role"] == "user"] == ["one", "two", "three"]
     finally:
         await stop(server, task)
+
+
+async def test_slow_answers_switch_to_the_faster_model_and_back_when_the_usual_one_recovers(
+    tmp_path: Path,
+) -> None:
+    overrides = {
+        "llm.options": {"replies": ["From the usual model."], "ttft_s": 0.15},
+        "resilience.slow_first_token_ms": 100,
+        "resilience.slow_turns": 2,
+        "resilience.recovery_probe_s": 0.2,
+        "resilience.fast_llm": {"options": {"replies": ["From the fast model."], "ttft_s": 0.0}},
+        "tts.options": {"ms_per_char": 0.5},
+    }
+    info, server, task = await start_server(tmp_path, overrides)
+    try:
+        ws, client = await connect(info)
+        async with ws:
+            assert (await ask(client, "one"))["text"] == "From the usual model."
+            assert (await ask(client, "two"))["text"] == "From the usual model."
+            degraded = await client.until("notification")
+            assert degraded["data"]["kind"] == "quality"
+            assert degraded["data"]["state"] == "degraded"
+            assert (await ask(client, "three"))["text"] == "From the fast model."
+            # The usual model gets fast again: a background probe notices, and answers come from it.
+            usual = engine(info)
+            usual.config = usual.config.model_copy(update={"ttft_s": 0.0})
+            await asyncio.sleep(0.25)
+            # Still the fast model; this turn's metrics start the probe.
+            assert (await ask(client, "four"))["text"] == "From the fast model."
+            recovered = await client.until("notification", within=5)
+            assert recovered["data"]["state"] == "recovered"
+            assert (await ask(client, "five"))["text"] == "From the usual model."
+    finally:
+        await stop(server, task)

@@ -150,6 +150,14 @@ class ResilienceSettings(_Section):
     max_concurrency: int = Field(default=8, ge=1)
     #: How often the server probes each loaded engine's health (0: never).
     probe_interval_s: float = Field(default=30.0, ge=0)
+    #: Quality degradation: when ``slow_turns`` turns in a row wait longer than this for the first token
+    #: (0: never), answer with ``fast_llm`` until the usual model is fast again (probed every
+    #: ``recovery_probe_s``).
+    slow_first_token_ms: float = Field(default=0.0, ge=0)
+    slow_turns: int = Field(default=3, ge=1)
+    recovery_probe_s: float = Field(default=30.0, gt=0)
+    #: The faster model: keys of ``[llm]`` to change, e.g. ``{ options = { model = "qwen2.5:1.5b" } }``.
+    fast_llm: LLMOverride | None = None
 
 
 class ResidencySettings(_Section):

@@ -28,15 +28,17 @@ from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AriaError
 from aria.pipeline.build import Engines
 from aria.pipeline.memory import gpu_memory_mb, total_memory_mb
-from aria.pipeline.modes import Loadout, loadout_slots
+from aria.pipeline.modes import Loadout, engine_key, loadout_slots
 from aria.pipeline.residency import ResidencyError, ResidencyEvent, ResidencyManager
 from aria.session.files import FileSnapshotStore
 from aria.session.store import SessionStore
 
-__all__ = ["ModeUnavailable", "Runtime"]
+__all__ = ["FAST_SLOT", "ModeUnavailable", "Runtime"]
 
 log = logging.getLogger(__name__)
 MAIN_KINDS: tuple[EngineKind, ...] = ("stt", "llm", "tts")
+#: The slot of ``resilience.fast_llm``, the model answers fall back to while the usual one is too slow.
+FAST_SLOT = "llm:fast"
 _STARTUP = object()
 _BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}
 
@@ -136,6 +138,9 @@ class Runtime:
         for name, spec in self.modes.items():
             for plan in loadout_slots(name, spec, self.engine_settings).values():
                 planned.setdefault(plan.name, (plan.kind, plan.settings))
+        fast = self.engine_settings.with_llm(self.settings.resilience.fast_llm)
+        if fast is not self.engine_settings and engine_key(fast) != engine_key(self.engine_settings):
+            planned[FAST_SLOT] = ("llm", fast)
         for slot, (kind, settings) in planned.items():
             section = getattr(settings, kind)
             if section.backend == "none" or (kind == "tts" and not settings.tts.enabled):
@@ -233,6 +238,27 @@ class Runtime:
                 f"the {mode} mode's language model could not start: {loadout.problems.get('llm')}"
             )
         return loadout
+
+    async def fast_llm(self, holder: object) -> LLM | None:
+        """Load the faster model for ``holder`` beside what it holds (None when none is configured or it
+        cannot load)."""
+        if not self.residency.registered(FAST_SLOT):
+            return None
+        names = self._holders.setdefault(holder, set())
+        names.add(FAST_SLOT)
+        try:
+            await self.residency.ensure(
+                sorted(set().union(*self._holders.values())), reason="answers are slow"
+            )
+        except ResidencyError as exc:
+            names.discard(FAST_SLOT)
+            log.warning("the faster model could not load: %s", exc)
+            return None
+        engine = self.residency.engine(FAST_SLOT)
+        return engine if isinstance(engine, LLM) else None
+
+    def drop_fast_llm(self, holder: object) -> None:
+        self._holders.get(holder, set()).discard(FAST_SLOT)
 
     def release(self, holder: object) -> None:
         """``holder`` no longer needs its engines (they stay loaded until the memory is wanted)."""

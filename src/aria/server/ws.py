@@ -23,12 +23,13 @@ from aria.core.channels import Channel, Overflow
 from aria.core.config import Settings, apply_update
 from aria.core.events import EventBus
 from aria.core.modes import ModeSpec
-from aria.engines.base import VAD
+from aria.engines.base import LLM, VAD
 from aria.errors import AriaError, ChannelClosed, InvalidInput
 from aria.pipeline.modes import Loadout, mode_pipeline, watch_command
 from aria.pipeline.monitor import Alert, Monitor, MonitorConfig
 from aria.pipeline.observers import TurnMetricsRecorder
 from aria.pipeline.outputs import AudioOut, MetricsOut, ResponseDone, StateOut
+from aria.pipeline.quality import LatencyGovernor
 from aria.pipeline.residency import ResidencyError, ResidencyEvent
 from aria.pipeline.voice import PipelineConfig, VoicePipeline
 from aria.server import protocol as proto
@@ -109,6 +110,15 @@ class Connection:
         self._background: set[asyncio.Task[Any]] = set()
         self._audio_refused = False
         self._fallback_said: dict[str, float] = {}
+        res = runtime.settings.resilience
+        self.governor = (
+            LatencyGovernor(
+                res.slow_first_token_ms, window=res.slow_turns, probe_every_s=res.recovery_probe_s
+            )
+            if res.slow_first_token_ms > 0 and res.fast_llm is not None
+            else None
+        )
+        self._usual_llm: LLM | None = None
         self.out_rate = 16000
         self.pacer = AudioPacer(
             self._send_bytes, self._send_text, lead_s=runtime.settings.server.audio_lead_ms / 1000
@@ -189,6 +199,9 @@ class Connection:
                 self.vad.reset()
             self.mode, self.loadout = mode, loadout
             self.session.mode = mode
+            if self.governor is not None and self.governor.degraded:
+                self.governor.reset()  # the new mode starts on its own model
+                self.runtime.drop_fast_llm(self)
             self.pipeline = self._pipeline(mode, spec, loadout)
             self._audio_refused = False
             if spec.watches:
@@ -284,6 +297,48 @@ class Connection:
             level="warning",
             kind="restarted",
             slot=slot,
+        )
+
+    def _watch_latency(self, out: MetricsOut) -> None:
+        assert self.governor is not None
+        asked, first = out.waterfall.get("llm_request"), out.waterfall.get("first_token")
+        if self.governor.degraded:
+            if self.governor.probe_due():
+                self._later(self._probe_usual())
+        elif asked is not None and first is not None and self.governor.observe(first - asked) == "degrade":
+            self._later(self._degrade())
+
+    async def _degrade(self) -> None:
+        pipeline = self.pipeline
+        fast = await self.runtime.fast_llm(self)
+        if fast is None or pipeline is None or pipeline.llm is None or self.governor is None:
+            if self.governor is not None:
+                self.governor.reset()
+            return
+        self._usual_llm, pipeline.llm = pipeline.llm, fast
+        bound_s = self.governor.bound_ms / 1000
+        await self.notify(
+            f"Answers are slow (the first words took over {bound_s:g} s), so I am switching to the faster "
+            f"model {fast.name} until {self._usual_llm.name} is quick again.",
+            level="warning",
+            kind="quality",
+            state="degraded",
+            model=fast.name,
+        )
+
+    async def _probe_usual(self) -> None:
+        usual, pipeline = self._usual_llm, self.pipeline
+        if usual is None or pipeline is None or self.governor is None:
+            return
+        if await self.governor.probe(usual) != "recover":
+            return
+        pipeline.llm, self._usual_llm = usual, None
+        self.runtime.drop_fast_llm(self)
+        await self.notify(
+            f"{usual.name} is quick again: switching back to it.",
+            kind="quality",
+            state="recovered",
+            model=usual.name,
         )
 
     async def recover(self) -> None:
@@ -407,6 +462,8 @@ class Connection:
                 sent_ms = round(self.pacer.sent_seconds(out.turn_id) * 1000, 1)
                 message = message.model_copy(update={"audio_ms": sent_ms})
             text = proto.encode(message)
+            if isinstance(out, MetricsOut) and self.governor is not None:
+                self._watch_latency(out)
             if isinstance(out, ResponseDone):
                 self.save()  # every completed or interrupted turn is on disk before the next one
                 if out.error == "engine_crashed":  # the turn (and its apology) is over: restart
