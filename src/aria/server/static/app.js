@@ -20,7 +20,7 @@ import * as media from "./media.js";
 import * as modes from "./modes.js";
 import { initSettings } from "./settings.js";
 import { app, test } from "./state.js";
-import { initStatus, renderStatus, serverState, setServerState, showEngines } from "./status.js";
+import { initStatus, pollBreakers, renderStatus, serverState, setServerState, showEngines } from "./status.js";
 
 const TAG_AUDIO = 0x01;
 const RAW_MIC = new URLSearchParams(location.search).get("rawmic") === "1";
@@ -241,3 +241,6 @@ window.addEventListener("online", link.reconnectNow);
 watchSound();
 renderStatus();
 link.connect({ onMessage, onBinary, onClose });
+window.ariaTest.refreshHealth = pollBreakers;
+pollBreakers();
+setInterval(pollBreakers, 10000);

@@ -44,6 +44,7 @@ export const test = {
   get pendingMode() { return app.pendingMode; }, // switch_mode sent, no `mode` message yet
   get watch() { return app.watch; }, // the watch condition in effect, or null
   get loading() { return app.loading; }, // what the last `state` message said is loading
+  get breakers() { return app.breakers || {}; }, // GET /health breakers, polled every 10 s
   modeMessages: [], // `mode` messages
   alerts: [], // monitor alerts (notification data with kind "monitor"), oldest first
   alertFlashes: 0, // times an alert flashed the status area

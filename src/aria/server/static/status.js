@@ -54,13 +54,33 @@ export function renderStatus() {
   ui.stop.disabled = !(player.playing || state === "processing" || state === "responding");
 }
 
+let lastEngines = {};
+let tripped = [];
+
 export function showEngines(engines) {
+  lastEngines = engines;
   const parts = Object.entries(engines).map(([kind, e]) => {
     const what = engineWords(kind);
     if (e.state === "ready") return `${what}: ${e.name || "ready"}`;
     if (e.state === "loading") return `${what}: loading…`;
     return `${what}: unavailable`;
   });
+  for (const t of tripped) parts.push(`⚠ ${t.engine} ${t.state === "open" ? "failing, skipped" : "being retried"}`);
   ui.engines.textContent = parts.join(" · ");
+  ui.engines.dataset.tripped = String(tripped.length > 0);
   ui.engines.title = Object.entries(engines).map(([k, e]) => `${k}: ${e.detail || e.state}`).join("\n");
+}
+
+/** Circuit breakers from `GET /health`: engines failing (open) or on trial (half open) are shown. */
+export async function pollBreakers() {
+  try {
+    const res = await fetch("/health", { headers: { Accept: "application/json" }, cache: "no-store" });
+    const health = await res.json();
+    tripped = Object.entries(health.breakers || {}).flatMap(([slot, members]) =>
+      members.filter((m) => m.state === "open" || m.state === "half_open").map((m) => ({ slot, ...m })));
+    app.breakers = health.breakers || {};
+    showEngines(lastEngines);
+  } catch {
+    // the server is unreachable: the connection pill already says so
+  }
 }
