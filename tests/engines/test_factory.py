@@ -10,14 +10,15 @@ import pytest
 
 from aria.core.config import Settings, load_settings
 from aria.engines.base import LLM, STT, TTS, EngineHealth, LLMRequest
-from aria.engines.factory import create_engine, resolve_backend
+from aria.engines.factory import _chain_member, create_engine, resolve_backend
 from aria.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS, primary
 from aria.engines.llm.builtin import BuiltinLLM
-from aria.engines.registry import BUILTIN, EngineRegistry
+from aria.engines.registry import BUILTIN, EngineRegistry, default_registry
 from aria.errors import AllEnginesFailed, EngineError, EngineTimeout, EngineUnavailable, RegistryError
 from aria.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD, Fault
 from aria.testing.harness import tone
 from aria.types import AudioChunk, Message
+from tests.engines.llm_servers import OllamaServer, Script
 
 GREETING = "Hello, I'm Aria. How can I help you?"
 FAILING = {"fault": {"always": True, "retryable": False}}
@@ -491,3 +492,38 @@ async def test_tts_falls_back_from_a_failing_voice(registry: EngineRegistry) -> 
     assert isinstance(fake, FakeTTS)
     assert [(text, voice) for text, voice, _ in fake.requests] == [("Hi.", "fake")]
     assert failing.calls == 1  # type: ignore[attr-defined]
+
+
+async def test_a_chain_of_two_models_of_one_backend_uses_the_primarys_server() -> None:
+    with OllamaServer(Script(tokens=["From", " the", " small", " one", "."])) as server:
+        server.script.models = ["qwen2.5:3b"]  # the 14b model is not pulled: its start fails
+        llm = create_engine(
+            "llm",
+            settings(
+                {
+                    "llm.backend": "ollama",
+                    "llm.options": {"base_url": server.base_url, "model": "qwen2.5:14b"},
+                    "llm.fallback": ["ollama:qwen2.5:3b", "builtin"],
+                }
+            ),
+        )
+        assert isinstance(llm, FallbackLLM)
+        assert llm.name == "ollama > ollama:qwen2.5:3b > builtin"
+        await llm.start()
+        try:
+            assert "ollama" in llm.unavailable  # not pulled: left out of the chain
+            assert await answer(llm) == "From the small one."
+            body = next(r.body for r in server.requests if r.path == "/api/chat")
+            assert body["model"] == "qwen2.5:3b"
+        finally:
+            await llm.aclose()
+
+
+def test_fallback_entries_name_a_backend_and_optionally_a_model() -> None:
+    registry = default_registry()
+    assert _chain_member("builtin", "llm", registry) == ("llm:builtin", None)
+    assert _chain_member("llm:builtin", "llm", registry) == ("llm:builtin", None)
+    assert _chain_member("ollama:qwen2.5:3b", "llm", registry) == ("llm:ollama", "qwen2.5:3b")
+    assert _chain_member("llm:ollama:llava:7b", "llm", registry) == ("llm:ollama", "llava:7b")
+    with pytest.raises(RegistryError):
+        _chain_member("tts:espeak", "llm", registry)

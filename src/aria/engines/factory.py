@@ -22,7 +22,7 @@ from typing import Any
 from aria.core.breaker import CircuitBreaker
 from aria.core.config import EngineSettings, LLMSettings, Settings
 from aria.core.retry import RetryPolicy
-from aria.engines.base import Engine, EngineKind
+from aria.engines.base import KINDS, Engine, EngineKind
 from aria.engines.fallback import FallbackEngine, FallbackLLM, FallbackSTT, FallbackTTS
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AllEnginesFailed, AriaError, EngineUnavailable
@@ -60,6 +60,16 @@ def _engine_options(
             if key in fields and key not in options and value is not None:
                 options[key] = value
     return options
+
+
+def _chain_member(entry: str, kind: EngineKind, registry: EngineRegistry) -> tuple[str, str | None]:
+    """A fallback entry: ``"builtin"``, ``"llm:builtin"``, or a backend with a model,
+    ``"ollama:qwen2.5:3b"`` / ``"llm:ollama:qwen2.5:3b"``."""
+    head, _, rest = entry.partition(":")
+    if head in KINDS:
+        backend, _, model = rest.partition(":")
+        return registry.qualify(f"{head}:{backend}", kind), model or None
+    return registry.qualify(head, kind), rest or None
 
 
 def resolve_backend(kind: EngineKind, settings: Settings, registry: EngineRegistry | None = None) -> str:
@@ -125,23 +135,31 @@ def create_engine(
     section: EngineSettings = getattr(settings, kind)
     if section.backend == "none":
         return None
-    names: list[str] = []
+    # (registry name, model or None) per member, in order; "ollama:qwen2.5:3b" is a backend and a model.
+    members: list[tuple[str, str | None]] = []
     errors: list[BaseException] = []
     try:
-        names.append(registry.qualify(resolve_backend(kind, settings, registry), kind))
+        members.append((registry.qualify(resolve_backend(kind, settings, registry), kind), None))
     except EngineUnavailable as exc:
         errors.append(exc)
     for extra in section.fallback:
-        name = registry.qualify(extra, kind)
-        if name not in names:
-            names.append(name)
+        member = _chain_member(extra, kind, registry)
+        if member not in members and (member[1] is not None or (member[0], None) not in members):
+            members.append(member)
     engines: list[Engine] = []
-    for index, name in enumerate(names):
+    for index, (name, model) in enumerate(members):
         try:
             options = _engine_options(
                 name, kind, section, settings, registry, primary=index == 0 and not errors
             )
-            engines.append(registry.create(name, options, kind=kind))
+            if model is not None:
+                if index > 0 and name == members[0][0]:  # another model of the primary's backend: same server
+                    options = {**_engine_options(name, kind, section, settings, registry, primary=True)}
+                options["model"] = model
+            engine = registry.create(name, options, kind=kind)
+            if model is not None:
+                engine.name = f"{engine.name}:{model}"  # two models of one backend need two names
+            engines.append(engine)
         except EngineUnavailable as exc:
             log.warning("%s is unavailable: %s", name, exc)
             errors.append(exc)
