@@ -36,6 +36,15 @@ CHROMIUM_ARGS = [
 ]
 
 
+def require_browser() -> None:
+    """Skip the calling test module unless Debian's Chromium and the playwright package are here."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+    pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is missing (pip install playwright)"
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

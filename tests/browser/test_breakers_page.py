@@ -10,17 +10,11 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import FAKE_ENGINES, AriaServer, OpenPage, _launch, _serve
+from tests.browser.conftest import FAKE_ENGINES, AriaServer, OpenPage, _launch, _serve, require_browser
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is missing (pip install playwright)"
-)
+require_browser()
 
 pytestmark = pytest.mark.timeout(60)
 

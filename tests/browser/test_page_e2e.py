@@ -16,18 +16,14 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from tests.browser.conftest import require_browser
+
 if TYPE_CHECKING:
     from tests.browser.conftest import AriaServer, OpenPage
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is missing (pip install playwright)"
-)
+require_browser()
 
 pytestmark = pytest.mark.timeout(90)
 
