@@ -119,6 +119,7 @@ class Connection:
             else None
         )
         self._usual_llm: LLM | None = None
+        self.tools: SessionTools | None = None
         self.out_rate = 16000
         self.pacer = AudioPacer(
             self._send_bytes, self._send_text, lead_s=runtime.settings.server.audio_lead_ms / 1000
@@ -233,7 +234,9 @@ class Connection:
         )
         uses_tools = {"tools", "router"} & set(spec.steps)
         if uses_tools and loadout.llm is not None and loadout.llm.capabilities.tools and settings.llm.tools:
-            pipeline.tools = SessionTools(self, settings.llm.tools)
+            if self.tools is None:  # discovering tools reads package metadata: once per connection
+                self.tools = SessionTools(self, settings.llm.tools)
+            pipeline.tools = self.tools
         if spec.sees:
             pipeline.pictures = self.picture
         if spec.watches:
