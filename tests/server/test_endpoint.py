@@ -225,8 +225,10 @@ async def test_rest_health_models_config_metrics(live: LiveServer) -> None:
         refused = await http.post("/config", json={"server.port": 1})
         assert refused.status_code == 400
         assert refused.json()["key"] == "server.port"
-        bad = await http.post("/config", content=b"[1,2")
+        bad = await http.post("/config", content=b"[1,2", headers={"content-type": "application/json"})
         assert bad.status_code == 400
+        form = await http.post("/config", content=b"llm.temperature=2")  # not JSON: no cross-site form posts
+        assert form.status_code == 415
         ws, client = await connect(live)
         async with ws:
             await client.send({"type": "text", "text": "hi"})

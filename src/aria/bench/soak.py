@@ -18,6 +18,10 @@ Measured:
 * ``error`` messages received, by code, and the turn latency: input sent (the last audio frame for a
   spoken turn) to the first ``text_token`` and to ``response_done``, for answers that completed.
 
+What grows is not all leak: the conversation's history grows by two messages a turn, and the fake
+engines keep a record of every request (``FakeLLM.requests``, the ``waits`` of each fake,
+``FakeSTT.arrivals``), about 3 KB a turn between them.
+
 The bench sits below the server in the layering, so the server's application factory
 (``aria.server.app.create_app``) is passed in by the caller.
 """
@@ -26,16 +30,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import os
 import platform
-import socket
 import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,16 +92,8 @@ def measure_resources() -> Resources:
 
 
 def _growth(before: Resources, after: Resources) -> dict[str, float | None]:
-    def diff(a: float | None, b: float | None) -> float | None:
-        return None if a is None or b is None else round(b - a, 3)
-
-    return {
-        "rss_mb": diff(before.rss_mb, after.rss_mb),
-        "fds": diff(before.fds, after.fds),
-        "tasks": diff(before.tasks, after.tasks),
-        "objects": diff(before.objects, after.objects),
-        "traced_mb": diff(before.traced_mb, after.traced_mb),
-    }
+    pairs = zip(asdict(before).items(), asdict(after).values(), strict=True)
+    return {key: None if a is None or b is None else round(b - a, 3) for (key, a), b in pairs}
 
 
 @dataclass
@@ -193,16 +189,19 @@ class _Client:
                 await asyncio.sleep((1 - self._tokens) / CLIENT_RATE_PER_S)
                 continue
             self._tokens -= 1
-            errors = len(self.errors)
+            mark = len(self.errors)
             await self.ws.send(json.dumps(message))
             if started is None:
                 return
-            await self.pump(lambda: started.turn is not None or len(self.errors) > errors, within=0.05)
-            if not any(e["code"] == "rate_limited" for e in self.errors[errors:]):
+            await self.pump(functools.partial(self._answered, started, mark), within=0.05)
+            if not any(e["code"] == "rate_limited" for e in self.errors[mark:]):
                 return
             self.rate_limited += 1
-            del self.errors[errors:]
+            del self.errors[mark:]
             await asyncio.sleep(1 / CLIENT_RATE_PER_S)
+
+    def _answered(self, started: _Input, errors_before: int) -> bool:
+        return started.turn is not None or len(self.errors) > errors_before
 
     async def send_text(self, text: str) -> _Input:
         self.pending = sent = _Input(text, time.monotonic(), frozenset(self.turns), audio=False)
@@ -297,12 +296,15 @@ class SoakBench:
     ) -> str:
         """Turns ``first`` .. ``first + count - 1`` of the conversation; returns the session id."""
         client = await _connect(url, session_id)
+        due = False
         try:
             for index in range(first, first + count):
-                if self.reconnect_every and index > first and index % self.reconnect_every == 0:
-                    if client.carried is None:  # never while a typed interruption's turn is under way
-                        client = await self._reconnect(client, url, tally)
-                await self._turn(client, index, tally, measured=first > 0 or self.warmup == 0)
+                due |= bool(self.reconnect_every) and index > first and index % self.reconnect_every == 0
+                if due and client.carried is None:  # not while the next question is already on its way
+                    client = await self._reconnect(client, url, tally)
+                    due = False
+                measured = first > 0 or self.warmup == 0
+                await self._turn(client, index, tally, measured=measured, last=index == first + count - 1)
         finally:
             await self._close(client, tally)
         return str(client.session["session_id"])
@@ -322,8 +324,7 @@ class SoakBench:
         client.errors.clear()
         client.rate_limited = 0
 
-    async def _turn(self, client: _Client, index: int, tally: _Tally, *, measured: bool) -> None:
-        last = index == self.warmup + self.turns - 1
+    async def _turn(self, client: _Client, index: int, tally: _Tally, *, measured: bool, last: bool) -> None:
         interrupt = bool(self.interrupt_every) and index % self.interrupt_every == self.interrupt_every - 1
         by_text = interrupt and not last and (index // self.interrupt_every) % 2 == 1
         sent, client.carried = client.carried, None
@@ -416,21 +417,15 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(percentile(values, q), 3) if values else None
 
 
-def _entries(turns: list[_Turn]) -> Iterator[tuple[str, str, bool]]:
-    for turn in turns:
-        yield "user", turn.transcript if turn.transcript is not None else turn.user, False
-        yield "assistant", turn.answer or "", turn.interrupted
-
-
 def _missing(turns: list[_Turn], history: list[dict[str, Any]] | None) -> int | None:
     """How many answered turns the history lacks (user message and answer, in order)."""
     if history is None:
         return None
     found = [(h["role"], h["content"], bool(h["interrupted"])) for h in history]
-    wanted = list(_entries(turns))
     missing, at = 0, 0
-    for pair in range(0, len(wanted), 2):
-        user, answer = wanted[pair], wanted[pair + 1]
+    for turn in turns:
+        user = ("user", turn.transcript if turn.transcript is not None else turn.user, False)
+        answer = ("assistant", turn.answer or "", turn.interrupted)
         for index in range(at, len(found) - 1):
             if found[index] == user and found[index + 1] == answer:
                 at = index + 2
@@ -447,12 +442,19 @@ async def _connect(url: str, session_id: str | None) -> _Client:
     return _Client(ws, session)  # a resumed session's history message is read (and skipped) later
 
 
+async def _poll(http: httpx.AsyncClient, done: Callable[[dict[str, Any]], bool], what: str) -> None:
+    """Ask ``/health`` until ``done`` says so (the server offers nothing to wait on from outside)."""
+    deadline = time.monotonic() + TURN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if done((await http.get("/health")).json()):
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"the server did not {what} within {TURN_TIMEOUT_S:g} s")
+
+
 async def _quiet(http: httpx.AsyncClient) -> Resources:
     """Wait until the server has no connection left (its clean-up done), then measure."""
-    for _ in range(500):
-        if (await http.get("/health")).json()["connections"] == 0:
-            break
-        await asyncio.sleep(0.01)
+    await _poll(http, lambda health: health["connections"] == 0, "close every connection")
     for _ in range(5):  # let closing transports and finished tasks go
         await asyncio.sleep(0)
     return measure_resources()
@@ -460,37 +462,28 @@ async def _quiet(http: httpx.AsyncClient) -> Resources:
 
 async def _history(http: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]] | None:
     response = await http.get(f"/sessions/{session_id}")
-    if response.status_code != 200:
-        return None
-    history: list[dict[str, Any]] = response.json()["history"]
-    return history
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return list(response.json()["history"]) if response.status_code == 200 else None
 
 
 @contextlib.asynccontextmanager
 async def _serve(app: Any) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
-    """Serve ``app`` on 127.0.0.1 in this event loop until the block ends; yields its URL and a client."""
-    port = _free_port()
+    """Serve ``app`` on 127.0.0.1 as ``aria serve`` does, in this event loop, until the block ends;
+    yields its URL and an HTTP client."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, ws="websockets-sansio", lifespan="on"
+        app, host="127.0.0.1", port=0, log_config=None, ws="websockets-sansio", ws_max_size=4 * 2**20
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(), name="soak-server")
-    url = f"http://127.0.0.1:{port}"
     try:
         while not server.started:
             if task.done():
                 task.result()
                 raise RuntimeError("the server stopped while starting")
             await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url, timeout=TURN_TIMEOUT_S) as http:
-            while (await http.get("/health")).json()["status"] == "loading":
-                await asyncio.sleep(0.01)
+            await _poll(http, lambda health: health["status"] != "loading", "load its engines")
             yield url, http
     finally:
         server.should_exit = True

@@ -173,6 +173,8 @@ class ServerSettings(_Section):
     token: str | None = None
     #: Origins besides the server's own that may open ``/ws`` (e.g. ``https://my-app.example``).
     allowed_origins: list[str] = Field(default_factory=list)
+    #: Host names the server answers besides loopback ones (against DNS rebinding), e.g. ``aria.lan``.
+    allowed_hosts: list[str] = Field(default_factory=list)
     max_connections: int = Field(default=32, ge=1)
     #: How far answer audio may run ahead of the listener's playback.
     audio_lead_ms: int = Field(default=300, ge=20, le=2000)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import sys
 from typing import Any, TextIO
 
-__all__ = ["PLAIN_FORMAT", "JsonLinesFormatter", "configure_logging"]
+__all__ = ["PLAIN_FORMAT", "JsonLinesFormatter", "SecretFilter", "configure_logging", "redact_secrets"]
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -47,6 +48,41 @@ class JsonLinesFormatter(logging.Formatter):
         if record.stack_info:
             payload["stack"] = self.formatStack(record.stack_info)
         return json.dumps(payload, default=repr, ensure_ascii=False)
+
+
+_SECRETS = re.compile(
+    r"(?i)((?:[?&]|\b)(?:token|access_token|api_key|apikey|key|password|secret)=)[^&\s\"']+"
+    r"|((?:authorization|proxy-authorization|x-api-key)[\"']?\s*[:=,]\s*[\"']?(?:bearer\s+|basic\s+)?)[^\s\"',)]+"
+)
+#: Loggers of the libraries under the server, which log request lines and headers.
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "websockets", "websockets.server", "httpx")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with credentials masked: ``token=``/``api_key=``... values and ``Authorization`` headers."""
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
+
+
+class SecretFilter(logging.Filter):
+    """Masks credentials in a record's message (request lines with ``?token=``, logged headers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it to the handler to report
+            return True
+        clean = redact_secrets(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+    @classmethod
+    def install(cls, names: tuple[str, ...] = SERVER_LOGGERS) -> None:
+        """Add the filter (once) to the named loggers and to the handlers of the root logger."""
+        for name in names:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, cls) for f in logger.filters):
+                logger.addFilter(cls())
 
 
 def configure_logging(level: str = "INFO", json_lines: bool = False, stream: TextIO | None = None) -> None:

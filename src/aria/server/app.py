@@ -26,16 +26,19 @@ from fastapi.staticfiles import StaticFiles
 
 from aria._version import __version__
 from aria.core.config import Settings, apply_update, redacted
+from aria.core.logs import SecretFilter
 from aria.core.metrics import CONTENT_TYPE
 from aria.errors import AriaError, ConfigError, InvalidInput
 from aria.server.runtime import Runtime
-from aria.server.ws import history_message, serve_connection
+from aria.server.ws import history_message, host_allowed, origin_allowed, serve_connection, token_ok
 from aria.session.export import export_json, export_markdown
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+#: Routes that need the token when one is configured (the page itself and /health stay open).
+PROTECTED = ("/models", "/config", "/metrics", "/sessions", "/docs", "/openapi.json")
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
@@ -51,6 +54,33 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
 
     app = FastAPI(title="Aria", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.runtime = rt
+    SecretFilter.install()  # the token must not reach logs through request lines or headers
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        """Every HTTP request: addressed to this server (no DNS rebinding); changes only from the server's
+        own page or an allowed origin, as JSON (no cross-site form posts); the token on every API route."""
+        server = rt.settings.server
+        headers, path = request.headers, request.url.path
+        if not host_allowed(headers.get("host"), server.host, server.allowed_hosts):
+            return JSONResponse({"code": "invalid_host", "message": "unknown Host header"}, 400)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            if not origin_allowed(headers.get("origin"), headers.get("host"), server.allowed_origins):
+                return JSONResponse(
+                    {"code": "forbidden_origin", "message": "cross-origin change refused"}, 403
+                )
+            if request.method == "POST" and not headers.get("content-type", "").startswith(
+                "application/json"
+            ):
+                return JSONResponse({"code": "invalid_json", "message": "send application/json"}, 415)
+        if path.startswith(PROTECTED) and not token_ok(request.query_params, headers, server.token):
+            return JSONResponse(
+                {"code": "unauthorized", "message": "missing or wrong token"},
+                401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        response: Response = await call_next(request)
+        return response
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -48,9 +49,11 @@ __all__ = [
     "Connection",
     "SessionTools",
     "history_message",
+    "host_allowed",
     "mode_details",
     "origin_allowed",
     "serve_connection",
+    "token_ok",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,11 +75,30 @@ def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> 
     return bool(host) and parts.netloc == host and parts.scheme in ("http", "https")
 
 
-def _token_ok(ws: WebSocket, token: str | None) -> bool:
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def host_allowed(host: str | None, bound: str, allowed: list[str]) -> bool:
+    """Against DNS rebinding: a server bound to loopback answers only requests addressed to a loopback
+    name (or one of ``allowed``); a server bound elsewhere answers any ``Host`` unless ``allowed`` lists
+    some (it is protected by its token)."""
+    if host is None:
+        return False
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.lower()
+    if name in _LOOPBACK_NAMES or name in (a.lower() for a in allowed) or "*" in allowed:
+        return True
+    if bound in _LOOPBACK_NAMES:
+        return False
+    return not allowed or name == bound.lower()
+
+
+def token_ok(query: Mapping[str, str], headers: Mapping[str, str], token: str | None) -> bool:
+    """Whether a request carries the server's token (``?token=`` or ``Authorization: Bearer``)."""
     if not token:
         return True
-    offered = ws.query_params.get("token") or ""
-    auth = ws.headers.get("authorization", "")
+    offered = query.get("token") or ""
+    auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         offered = auth[7:].strip()
     return hmac.compare_digest(offered.encode(), token.encode())
@@ -500,7 +522,7 @@ class Connection:
 
     async def handle(self, event: Any) -> None:
         if isinstance(event, proto.ProtocolError):
-            await self.error(event.code, event.message)
+            await self.send(event.to_message())
             return
         if isinstance(event, proto.AudioIn):
             pipeline = self.pipeline if self._ready.is_set() else None
@@ -594,6 +616,8 @@ class Connection:
         self.runtime.release(self)
         await self._stop_monitor()
         if self.pipeline is not None:
+            # An answer cut off by the closed connection is kept, as heard so far, marked interrupted.
+            await self.pipeline.interrupt("connection closed")
             await self._retire(self.pipeline)
         if self.vad is not None:
             await self.vad.aclose()
@@ -679,7 +703,11 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
         log.warning("refused a WebSocket from origin %s", ws.headers.get("origin"))
         await ws.close(code=1008)  # before accept: the client gets HTTP 403
         return
-    if not _token_ok(ws, settings.token):
+    if not host_allowed(ws.headers.get("host"), settings.host, settings.allowed_hosts):
+        log.warning("refused a WebSocket for host %s", ws.headers.get("host"))
+        await ws.close(code=1008)
+        return
+    if not token_ok(ws.query_params, ws.headers, settings.token):
         log.warning("refused a WebSocket with a missing or wrong token")
         await ws.close(code=1008)
         return

@@ -14,7 +14,9 @@ export function initSettings() {
 async function loadPickers() {
   let data;
   try {
-    const res = await fetch("/models", { headers: { Accept: "application/json" }, cache: "no-store" });
+    const token = new URLSearchParams(location.search).get("token");
+    const headers = { Accept: "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) };
+    const res = await fetch("/models", { headers, cache: "no-store" });
     if (!res.ok) return;
     data = await res.json();
   } catch {
