@@ -209,7 +209,7 @@ class Runtime:
             try:
                 await self.residency.ensure(wanted, reason=f"for {mode.replace('_', ' ')}")
             except ResidencyError as exc:
-                if not any(isinstance(e, MemoryError) for e in exc.errors.values()):
+                if not any(_out_of_memory(e) for e in exc.errors.values()):
                     raise
                 # Out of memory while loading: free everything this set does not need, then try once more.
                 log.error("out of memory loading %s; unloading the rest and retrying", ", ".join(exc.errors))
@@ -423,6 +423,14 @@ class Runtime:
         await self.residency.aclose()
         if self.summarizer is not None and self._own_summarizer:
             await self.summarizer.aclose()
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """A MemoryError, or an engine error caused by one or saying so (CUDA's "out of memory")."""
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return True
+    nested = [*getattr(exc, "errors", ()), exc.__cause__]
+    return any(_out_of_memory(e) for e in nested if isinstance(e, BaseException) and e is not exc)
 
 
 async def _healthy(engine: Engine) -> bool:
