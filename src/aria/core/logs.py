@@ -78,7 +78,7 @@ class SecretFilter(logging.Filter):
 
     @classmethod
     def install(cls, names: tuple[str, ...] = SERVER_LOGGERS) -> None:
-        """Add the filter (once) to the named loggers and to the handlers of the root logger."""
+        """Add the filter (once) to each named logger."""
         for name in names:
             logger = logging.getLogger(name)
             if not any(isinstance(f, cls) for f in logger.filters):

@@ -109,8 +109,6 @@ class ModeSpec(BaseModel):
             raise ValueError("trigger 'continuous' watches camera frames: add 'video' to inputs")
         if self.trigger == "continuous" and "llm" not in steps:
             raise ValueError("trigger 'continuous' needs the 'llm' step (a vision model checks the frames)")
-        if not steps & {"stt", "llm"}:
-            raise ValueError("a mode needs at least one of the steps 'stt' and 'llm'")
         return self
 
     # -- derived -----------------------------------------------------------------------------------

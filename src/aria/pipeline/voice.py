@@ -418,7 +418,7 @@ class VoicePipeline:
         messages, system_prompt = self.history.window(cfg.history_turns), cfg.system_prompt
         if self.context is not None:
             messages, system_prompt = self.context.build(self.history, cfg.system_prompt)
-        messages = _latest_pictures_only(messages)
+        messages = _strip_pictures(messages, keep_latest=True)
         return LLMRequest(
             messages=messages,
             system_prompt=system_prompt,
@@ -451,7 +451,9 @@ class VoicePipeline:
                         data={"kind": "degraded", "lost": "vision", "turn_id": turn.id},
                     )
                 )
-                async for text in self._generate(turn, replace(request, messages=_without_pictures(request))):
+                async for text in self._generate(
+                    turn, replace(request, messages=_strip_pictures(request.messages, keep_latest=False))
+                ):
                     yield text
         except Exception as exc:  # CancelledError is not an Exception: a barge-in passes through
             code = exc.code if isinstance(exc, AriaError) else "llm_failed"
@@ -729,26 +731,21 @@ class VoicePipeline:
         return task
 
 
-def _without_pictures(request: LLMRequest) -> tuple[Message, ...]:
-    return tuple(
-        replace(m, images=(), metadata={**m.metadata, "image_count": len(m.images)}) if m.images else m
-        for m in request.messages
-    )
-
-
 async def _once(text: str) -> AsyncIterator[str]:
     yield text
 
 
-def _latest_pictures_only(messages: tuple[Message, ...]) -> tuple[Message, ...]:
-    """Only the newest message's pictures go to the model: older ones were answered already, and each
-    costs hundreds of tokens and an upload on every turn. Their text stays."""
-    last = max((i for i, m in enumerate(messages) if m.images), default=-1)
-    if last < 0:
+def _strip_pictures(messages: tuple[Message, ...], *, keep_latest: bool) -> tuple[Message, ...]:
+    """The messages without their pictures (each keeps ``image_count``); with ``keep_latest`` the
+    newest message with pictures keeps them: older ones were answered already, and each costs hundreds
+    of tokens and an upload on every turn. The text always stays."""
+    with_pictures = [i for i, m in enumerate(messages) if m.images]
+    if not with_pictures:
         return messages
+    kept = with_pictures[-1] if keep_latest else -1
     return tuple(
         replace(m, images=(), metadata={**m.metadata, "image_count": len(m.images)})
-        if m.images and i != last
+        if m.images and i != kept
         else m
         for i, m in enumerate(messages)
     )

@@ -144,8 +144,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        rt.sessions_gauge.set(len(rt.sessions))
-        rt.breakers()  # refreshes the breaker gauges
+        rt.refresh_gauges()
         return PlainTextResponse(rt.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/sessions")

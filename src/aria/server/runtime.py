@@ -40,7 +40,7 @@ MAIN_KINDS: tuple[EngineKind, ...] = ("stt", "llm", "tts")
 #: The slot of ``resilience.fast_llm``, the model answers fall back to while the usual one is too slow.
 FAST_SLOT = "llm:fast"
 _STARTUP = object()
-_BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}
+_BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 
 class ModeUnavailable(AriaError):
@@ -204,7 +204,7 @@ class Runtime:
         names += [n for n in extra if self.residency.registered(n) and n not in names]
         previous = self._holders.get(holder)
         self._holders[holder] = set(names)
-        wanted = sorted(set().union(*self._holders.values()))
+        wanted = self._wanted()
         try:
             try:
                 await self.residency.ensure(wanted, reason=f"for {mode.replace('_', ' ')}")
@@ -224,7 +224,6 @@ class Runtime:
             for name, error in exc.errors.items():
                 self.problems[name] = str(error)
                 log.warning("%s could not load: %s", name, error)
-        self.resident_gauge.set(self.residency.resident_mb())
         loadout = Loadout()
         for role, p in plan.items():
             engine = self.residency.engine(p.name)
@@ -259,6 +258,10 @@ class Runtime:
 
     def drop_fast_llm(self, holder: object) -> None:
         self._holders.get(holder, set()).discard(FAST_SLOT)
+
+    def _wanted(self) -> list[str]:
+        """Every slot some holder needs."""
+        return sorted(set().union(*self._holders.values()))
 
     def release(self, holder: object) -> None:
         """``holder`` no longer needs its engines (they stay loaded until the memory is wanted)."""
@@ -317,7 +320,7 @@ class Runtime:
     def breakers(self) -> dict[str, list[dict[str, Any]]]:
         """Each loaded slot's fallback chain: per member, its breaker state, failures in a row, times
         opened, seconds until it may be tried again, calls in flight; members that never started are
-        listed as ``unavailable``. Also updates the breaker gauges."""
+        listed as ``unavailable``."""
         result: dict[str, list[dict[str, Any]]] = {}
         for name in self.residency.resident():
             engine = self.residency.engine(name)
@@ -338,15 +341,24 @@ class Runtime:
                         "in_use": chain.in_use(member.name),
                     }
                 )
-                labels = {"slot": name, "engine": member.name}
-                self.breaker_gauge.labels(**labels).set(_BREAKER_VALUE.get(state, 0.0))
-                self.breaker_opened.labels(**labels).set(float(breaker.opened_count))
             members += [
                 {"engine": member, "state": "unavailable", "detail": why}
                 for member, why in engine.unavailable.items()
             ]
             result[name] = members
         return result
+
+    def refresh_gauges(self) -> None:
+        """Bring the gauges read at scrape time up to date (breakers, sessions, resident memory)."""
+        self.sessions_gauge.set(len(self.sessions))
+        self.resident_gauge.set(self.residency.resident_mb())
+        for slot, members in self.breakers().items():
+            for member in members:
+                if member["state"] == "unavailable":
+                    continue
+                labels = {"slot": slot, "engine": member["engine"]}
+                self.breaker_gauge.labels(**labels).set(_BREAKER_VALUE[member["state"]])
+                self.breaker_opened.labels(**labels).set(float(member["opened"]))
 
     # -- views -------------------------------------------------------------------------------------
 
