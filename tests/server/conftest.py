@@ -92,8 +92,13 @@ async def live(tmp_path: Path, server_overrides: dict[str, Any]) -> AsyncIterato
     try:
         yield info
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        await stop_server(server, task)
+
+
+async def stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Stop a server from :func:`start_server` and wait for it to finish."""
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)
 
 
 class Client:
@@ -123,6 +128,10 @@ class Client:
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(message))
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        """The JSON messages received so far of one ``type``."""
+        return [m for _, m in self.messages if isinstance(m, dict) and m["type"] == kind]
 
     def types(self) -> list[str]:
         return ["<audio>" if isinstance(m, bytes) else m["type"] for _, m in self.messages]

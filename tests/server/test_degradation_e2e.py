@@ -12,19 +12,10 @@ import httpx
 
 from aria.pipeline.voice import APOLOGY_MID, NOT_UNDERSTOOD
 from tests.engines.llm_servers import OpenAIServer, Script
-from tests.server.conftest import Client, LiveServer, connect, engine, start_server
+from tests.server.conftest import Client, LiveServer, connect, engine, start_server, stop_server
 from tests.server.test_endpoint import pcm_frames
 
 REPLY = "Sure, here is the answer. It has two sentences."
-
-
-def of_type(client: Client, kind: str) -> list[dict[str, Any]]:
-    return [m for _, m in client.messages if isinstance(m, dict) and m["type"] == kind]
-
-
-async def stop(server: Any, task: asyncio.Task[None]) -> None:
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
 
 
 async def ask(client: Client, text: str) -> dict[str, Any]:
@@ -67,7 +58,7 @@ async def test_a_failing_llm_opens_its_breaker_the_fallback_answers_and_it_close
             assert fake["opened"] == 1
             metrics = (await http.get("/metrics")).text
             assert 'aria_breaker_state{slot="llm",engine="fake"} 2' in metrics
-            notices = [n for n in of_type(client, "notification") if n["data"].get("kind") == "fallback"]
+            notices = [n for n in client.of_type("notification") if n["data"].get("kind") == "fallback"]
             assert len(notices) == 1  # said once, not every turn
             assert notices[0]["data"]["engine"] == "fake"
             await asyncio.sleep(
@@ -82,7 +73,7 @@ async def test_a_failing_llm_opens_its_breaker_the_fallback_answers_and_it_close
         history = await saved_history(info, session_id)
         assert [m["role"] for m in history] == ["user", "assistant"] * 4  # no turn lost
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 async def test_tts_down_answers_in_text_and_says_so(tmp_path: Path) -> None:
@@ -95,12 +86,12 @@ async def test_tts_down_answers_in_text_and_says_so(tmp_path: Path) -> None:
             again = await ask(client, "still text?")
         assert done["text"] == REPLY
         assert again["text"] == REPLY
-        errors = of_type(client, "error")
+        errors = client.of_type("error")
         assert [e["code"] for e in errors] == ["tts_failed", "tts_failed"]
         assert "text only" in errors[0]["message"]
         assert not [m for _, m in client.messages if isinstance(m, bytes)]
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 async def test_stt_down_asks_to_repeat_and_typing_still_works(tmp_path: Path) -> None:
@@ -126,7 +117,7 @@ async def test_stt_down_asks_to_repeat_and_typing_still_works(tmp_path: Path) ->
             ("assistant", REPLY),
         ]
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 async def test_an_llm_server_dying_mid_answer_keeps_the_partial_apologises_and_the_next_turn_works(
@@ -150,7 +141,7 @@ async def test_an_llm_server_dying_mid_answer_keeps_the_partial_apologises_and_t
                 session_id = client.session["session_id"]
             assert done["text"] == f"The answer is... {APOLOGY_MID}"
             assert done["error"] is not None
-            assert [e["turn_id"] for e in of_type(client, "error")] == [done["turn_id"]]
+            assert [e["turn_id"] for e in client.of_type("error")] == [done["turn_id"]]
             assert again["text"] == "Back again."
             assert again["error"] is None
             history = await saved_history(info, session_id)
@@ -158,7 +149,7 @@ async def test_an_llm_server_dying_mid_answer_keeps_the_partial_apologises_and_t
             assert history[1]["metadata"]["error"] == done["error"]  # the turn is marked
             assert history[3]["content"] == "Back again."
         finally:
-            await stop(server, task)
+            await stop_server(server, task)
 
 
 async def test_a_crashed_engine_is_restarted_after_the_session_is_saved_and_the_talk_goes_on(
@@ -183,7 +174,7 @@ async def test_a_crashed_engine_is_restarted_after_the_session_is_saved_and_the_
         history = await saved_history(info, session_id)
         assert [m["content"] for m in history if m["role"] == "user"] == ["one", "two", "three"]
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 async def test_slow_answers_switch_to_the_faster_model_and_back_when_the_usual_one_recovers(
@@ -217,4 +208,4 @@ async def test_slow_answers_switch_to_the_faster_model_and_back_when_the_usual_o
             assert recovered["data"]["state"] == "recovered"
             assert (await ask(client, "five"))["text"] == "From the usual model."
     finally:
-        await stop(server, task)
+        await stop_server(server, task)

@@ -18,7 +18,7 @@ from PIL import Image
 from aria.testing.speech import say
 from aria.types import AudioChunk
 from tests.engines.llm_servers import OpenAIServer, Script
-from tests.server.conftest import Client, LiveServer, connect, engine, start_server
+from tests.server.conftest import Client, LiveServer, connect, engine, start_server, stop_server
 from tests.server.test_endpoint import pcm_frames
 
 BRIGHT_REPLY = "YES, a bright light is on."
@@ -44,17 +44,8 @@ async def drain(client: Client, quiet: float = 0.3) -> None:
         pass
 
 
-def of_type(client: Client, kind: str) -> list[dict[str, Any]]:
-    return [m for _, m in client.messages if isinstance(m, dict) and m["type"] == kind]
-
-
-async def stop(server: Any, task: asyncio.Task[None]) -> None:
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
-
-
 async def switch(client: Client, mode: str, **extra: Any) -> dict[str, Any]:
-    if not of_type(client, "mode"):
+    if not client.of_type("mode"):
         await client.until("mode")  # the pipeline of the starting mode is ready
     await client.send({"type": "control", "action": "switch_mode", "mode": mode, **extra})
     return await client.until("mode", within=15)
@@ -88,7 +79,7 @@ async def test_session_lists_every_mode_with_details_and_custom_modes(tmp_path: 
             "watches": False,
         }
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 async def test_a_custom_mode_from_config_answers_with_its_own_prompt_and_no_audio(tmp_path: Path) -> None:
@@ -106,7 +97,7 @@ async def test_a_custom_mode_from_config_answers_with_its_own_prompt_and_no_audi
         llm = engine(info, "llm")
         assert llm.requests[-1].system_prompt.startswith("SHOUT")
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 async def test_serve_starts_in_the_configured_mode(tmp_path: Path) -> None:
@@ -120,7 +111,7 @@ async def test_serve_starts_in_the_configured_mode(tmp_path: Path) -> None:
         assert error["code"] == "invalid_message"
         assert "only transcribes" in error["message"]
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 # -- switching keeps the session -----------------------------------------------------------------------
@@ -188,7 +179,7 @@ async def test_switching_mid_answer_interrupts_it_and_resume_keeps_the_mode(tmp_
             assert client.session["resumed"] is True
             assert client.session["mode"] == "deep_dive"
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 async def test_unknown_mode_and_set_watch_outside_the_monitor_are_errors(live: LiveServer) -> None:
@@ -227,7 +218,7 @@ async def test_visual_chat_answers_about_the_newest_picture(tmp_path: Path) -> N
         assert len(last[-1].images) == 1
         assert all(not m.images for m in last[:-1])  # older pictures are not sent again
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 async def test_visual_chat_sends_the_camera_frame_as_an_image_part_to_an_openai_server(
@@ -257,7 +248,7 @@ async def test_visual_chat_sends_the_camera_frame_as_an_image_part_to_an_openai_
             assert url.startswith("data:image/jpeg;base64,")
             assert base64.b64decode(url.split(",", 1)[1]) == frame
         finally:
-            await stop(server, task)
+            await stop_server(server, task)
 
 
 # -- active monitor -------------------------------------------------------------------------------------
@@ -305,7 +296,7 @@ async def test_monitor_alerts_on_edges_with_cooldown_and_dedup(
             assert watching["watch"] == "the light is on"
             await watch_frames(ws, info, SCRIPT)
             await drain(client)
-            notes = [m for m in of_type(client, "notification") if m["data"].get("kind") == "monitor"]
+            notes = [m for m in client.of_type("notification") if m["data"].get("kind") == "monitor"]
         assert len(notes) == alerts
         assert notes[0]["data"]["condition"] == "the light is on"
         assert notes[0]["data"]["description"] == "a bright light is on."
@@ -314,7 +305,7 @@ async def test_monitor_alerts_on_edges_with_cooldown_and_dedup(
         assert "the light is on" in prompt.content
         assert len(prompt.images) == 1
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 async def test_monitor_is_told_by_voice_what_to_watch_and_keeps_talking(tmp_path: Path) -> None:
@@ -326,7 +317,7 @@ async def test_monitor_is_told_by_voice_what_to_watch_and_keeps_talking(tmp_path
             await client.send({"type": "text", "text": "Tell me when the light comes on."})
             done = await client.until("response_done")
             assert done["text"] == "Okay, I will tell you when I see that the light comes on."
-            assert [m["watch"] for m in of_type(client, "mode")] == [None, None, "the light comes on"]
+            assert [m["watch"] for m in client.of_type("mode")] == [None, None, "the light comes on"]
             await watch_frames(ws, info, SCRIPT[:3])
             alert = await client.until("notification")
             assert alert["data"]["kind"] == "monitor"
@@ -340,7 +331,7 @@ async def test_monitor_is_told_by_voice_what_to_watch_and_keeps_talking(tmp_path
             history = (await http.get(f"/sessions/{session_id}")).json()["history"]
         assert any(m["content"].startswith("Seen:") for m in history)  # the alert is in the history
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 async def test_monitor_needs_a_vision_model(tmp_path: Path) -> None:
@@ -357,7 +348,7 @@ async def test_monitor_needs_a_vision_model(tmp_path: Path) -> None:
         assert "vision" in error["message"]
         assert mode["mode"] == "voice_chat"
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 # -- router ------------------------------------------------------------------------------------------------
@@ -393,7 +384,7 @@ async def test_router_answers_calls_a_tool_or_hands_off(
             metrics = await client.until("metrics")
         assert done["text"] == answer
         assert metrics["extra"]["route"] == route
-        results = of_type(client, "tool_result")
+        results = client.of_type("tool_result")
         assert [r["tool"] for r in results] == (["calculator"] if route == "tool" else [])
         router = engine(info, "router:router")
         main = engine(info, "llm")
@@ -402,7 +393,7 @@ async def test_router_answers_calls_a_tool_or_hands_off(
         if route == "tool":
             assert "42" in main.requests[0].messages[-1].content
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 # -- deep dive and residency -----------------------------------------------------------------------------
@@ -428,7 +419,7 @@ async def test_deep_dive_swaps_in_the_heavier_model_within_the_budget(tmp_path: 
             await client.until("response_done")
             mode = await switch(client, "deep_dive")
             assert mode["engines"]["llm"] == "llm:deep_dive"
-            states = of_type(client, "state")
+            states = client.of_type("state")
             reasons = [s["reason"] for s in states]
             assert any(r.startswith("loading llm:deep_dive") for r in reasons)
             assert any(r.startswith("unloaded llm") for r in reasons)
@@ -447,7 +438,7 @@ async def test_deep_dive_swaps_in_the_heavier_model_within_the_budget(tmp_path: 
         assert health["residency"]["budget_mb"] == 1000
         assert health["residency"]["engines"]["llm:deep_dive"]["resident"] is False
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 async def test_a_mode_too_big_for_the_budget_is_refused_and_the_current_one_stays(tmp_path: Path) -> None:
@@ -466,7 +457,7 @@ async def test_a_mode_too_big_for_the_budget_is_refused_and_the_current_one_stay
         assert done["text"] == "Sure, here is the answer. It has two sentences."
         assert "llm" in info.runtime.residency.resident()
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
 
 
 # -- real offline engines -----------------------------------------------------------------------------
@@ -497,6 +488,6 @@ async def test_dictation_with_real_offline_engines(tmp_path: Path) -> None:
             await client.until("response_done", within=10)
         assert final["text"].strip()
         assert not [m for _, m in client.messages if isinstance(m, bytes)]
-        assert not of_type(client, "text_token")
+        assert not client.of_type("text_token")
     finally:
-        await stop(server, task)
+        await stop_server(server, task)
