@@ -62,6 +62,11 @@ def _tool_call(call: dict[str, Any], number: int) -> ToolCall:
     return ToolCall(str(call.get("id") or f"call_{number}"), str(name), text)
 
 
+def _tag_name(tag: dict[str, Any]) -> str:
+    """A pulled model's name in ``/api/tags``."""
+    return str(tag.get("name") or tag.get("model"))
+
+
 class OllamaLLM:
     """Streaming chat with a model served by Ollama; see the module docstring."""
 
@@ -122,18 +127,10 @@ class OllamaLLM:
     async def start(self) -> None:
         """Check that Ollama answers and has the model, take its size as the memory estimate, and load
         it (``preload``)."""
-        tags = await self._tags()
-        names = [str(m.get("name") or m.get("model")) for m in tags]
-        if not has_model(names, self.config.model):
+        tag = next((m for m in await self._tags() if has_model([_tag_name(m)], self.config.model)), None)
+        if tag is None:
             raise _not_pulled(self.config.model, self.engine)
-        size = next(
-            (
-                m.get("size")
-                for m in tags
-                if has_model([str(m.get("name") or m.get("model"))], self.config.model)
-            ),
-            None,
-        )
+        size = tag.get("size")
         if isinstance(size, int) and size > 0:
             self.capabilities = replace(type(self).capabilities, memory_mb=round(size / 2**20))
         if self.config.preload:
@@ -173,7 +170,7 @@ class OllamaLLM:
 
     async def list_models(self) -> list[str]:
         """Names of the pulled models, from ``GET /api/tags``."""
-        return [str(m.get("name") or m.get("model")) for m in await self._tags()]
+        return [_tag_name(m) for m in await self._tags()]
 
     @classmethod
     def check(cls, config: Config) -> Availability:
