@@ -29,6 +29,7 @@ __all__ = [
     "ToolSpec",
     "Transcription",
     "VisionEmbedding",
+    "WordMark",
 ]
 
 #: Sample rates Aria accepts anywhere in the pipeline.
@@ -44,14 +45,31 @@ def _now() -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class WordMark:
+    """When a word is heard in synthesised speech: ``text`` as spoken, ``start_s``/``end_s`` in seconds
+    from the first sample of the chunk (or clause audio) that carries it."""
+
+    text: str
+    start_s: float
+    end_s: float
+
+    def shifted(self, offset_s: float) -> WordMark:
+        return WordMark(self.text, self.start_s + offset_s, self.end_s + offset_s)
+
+
+@dataclass(frozen=True, slots=True)
 class AudioChunk:
-    """A block of PCM audio: ``float32`` in [-1, 1] or ``int16``; shape ``(n,)`` mono or ``(n, channels)``."""
+    """A block of PCM audio: ``float32`` in [-1, 1] or ``int16``; shape ``(n,)`` mono or ``(n, channels)``.
+
+    ``words``: from a TTS engine that knows them, the words whose audio *starts* in this chunk, times
+    relative to its first sample (they may end after it)."""
 
     data: npt.NDArray[Any]
     sample_rate: int
     channels: int = 1
     timestamp: float = field(default_factory=_now)
     is_speech: bool | None = None
+    words: tuple[WordMark, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, np.ndarray):
@@ -113,7 +131,7 @@ class AudioChunk:
         if self.channels == 1:
             return self
         mono = self.as_float32().mean(axis=1, dtype=np.float32)
-        return AudioChunk(mono, self.sample_rate, 1, self.timestamp, self.is_speech)
+        return AudioChunk(mono, self.sample_rate, 1, self.timestamp, self.is_speech, self.words)
 
 
 _JPEG_MAGIC = b"\xff\xd8\xff"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aria.core.metrics import TurnWaterfall
+from aria.pipeline.heard import heard_chars
+from aria.types import AudioChunk, WordMark
 
 __all__ = ["Turn"]
 
@@ -38,6 +41,10 @@ class Turn:
     #: With a router: how it handled the turn ("answer", "tool" or "hand_off").
     route: str | None = None
     waterfall: TurnWaterfall = field(init=False)
+    #: Per clause: the engine's word marks placed in the clause's audio, and the seconds synthesised
+    #: (withdrawn audio included), both filled by :meth:`add_audio`.
+    _words: dict[int, list[WordMark]] = field(default_factory=dict, init=False, repr=False)
+    _made: dict[int, float] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.waterfall = TurnWaterfall(self.id)
@@ -50,16 +57,78 @@ class Turn:
     def generated_text(self) -> str:
         return "".join(self.generated).strip()
 
+    def add_clause(self, text: str) -> int:
+        """Start a clause sent to TTS; returns its index (``clause`` in AudioOut)."""
+        self.clauses.append(text)
+        self.clause_audio.append(0)
+        self.clause_seconds.append(0.0)
+        return len(self.clauses) - 1
+
+    def add_audio(self, clause_index: int, chunk: AudioChunk) -> None:
+        """A block of the clause's audio handed out; its word marks are placed after the clause's
+        audio so far."""
+        offset = self.clause_seconds[clause_index]
+        if chunk.words:
+            self._words.setdefault(clause_index, []).extend(w.shifted(offset) for w in chunk.words)
+        self.clause_audio[clause_index] += 1
+        self.clause_seconds[clause_index] += chunk.duration
+        self.audio_seconds += chunk.duration
+        self._made[clause_index] = self._made.get(clause_index, 0.0) + chunk.duration
+
+    def withdraw_audio(self, clause_index: int, chunk: AudioChunk) -> None:
+        """A block handed out but taken back before it went out (always the clause's latest audio):
+        its words lie past the clause's remaining audio and so are never heard."""
+        self.clause_audio[clause_index] -= 1
+        self.clause_seconds[clause_index] -= chunk.duration
+        self.audio_seconds -= chunk.duration
+
     def output_text(self, *, spoken: bool, heard_s: float | None = None) -> str:
-        """What the person got: the clauses whose audio went out when spoken (with ``heard_s``, those
-        whose audio had started playing by then), else the text shown."""
+        """What the person got: when spoken, the clauses whose audio went out, and with ``heard_s`` (the
+        seconds of the answer played) only up to the last word at least half played (see
+        :mod:`aria.pipeline.heard`); else the text shown."""
         if not spoken:
             return self.generated_text
-        heard: list[str] = []
+        return " ".join(text for _, text in self._heard(heard_s))
+
+    def heard_split(self, heard_s: float | None) -> tuple[str, str]:
+        """The generated text cut where the person stopped hearing it: ``(heard, rest)``, with
+        ``heard + rest == generated_text`` (``rest`` keeps the whitespace at the cut)."""
+        text = self.generated_text
+        cut = 0
+        for index, piece in self._heard(heard_s):
+            at = text.find(self.clauses[index], cut)
+            if at < 0:  # not a piece of the text (cannot happen with the chunker): count words instead
+                return _split_by_words(text, len(self.output_text(spoken=True, heard_s=heard_s).split()))
+            cut = at + len(piece)
+        return text[:cut], text[cut:]
+
+    def _heard(self, heard_s: float | None) -> list[tuple[int, str]]:
+        """``(clause index, heard part)`` of each clause heard, in order; a cut clause ends the list."""
+        heard: list[tuple[int, str]] = []
         start = 0.0
-        for clause, blocks, seconds in zip(self.clauses, self.clause_audio, self.clause_seconds, strict=True):
+        for index, (clause, blocks, sent) in enumerate(
+            zip(self.clauses, self.clause_audio, self.clause_seconds, strict=True)
+        ):
             if blocks <= 0 or (heard_s is not None and start >= heard_s):
                 break
-            heard.append(clause)
-            start += seconds
-        return " ".join(heard)
+            if heard_s is None:
+                heard.append((index, clause))
+            else:
+                made = max(self._made.get(index, 0.0), sent)
+                played = min(heard_s - start, sent)
+                count = heard_chars(clause, self._words.get(index, ()), made, played)
+                if count:
+                    heard.append((index, clause[:count]))
+                if count < len(clause):
+                    break
+            start += sent
+        return heard
+
+
+def _split_by_words(text: str, words: int) -> tuple[str, str]:
+    cut = 0
+    for index, match in enumerate(re.finditer(r"\S+", text)):
+        if index == words:
+            break
+        cut = match.end()
+    return text[:cut], text[cut:]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import ClassVar
@@ -31,7 +32,15 @@ from aria.engines.base import (
     VADEventType,
 )
 from aria.errors import EngineCrashed, EngineError
-from aria.types import AudioChunk, GeneratedToken, ImageFrame, ToolCall, Transcription, VisionEmbedding
+from aria.types import (
+    AudioChunk,
+    GeneratedToken,
+    ImageFrame,
+    ToolCall,
+    Transcription,
+    VisionEmbedding,
+    WordMark,
+)
 
 __all__ = ["FakeLLM", "FakeSTT", "FakeTTS", "FakeVAD", "FakeVision", "Fault", "tokenize"]
 
@@ -253,7 +262,8 @@ def _luminance(image: ImageFrame) -> float:
 
 class FakeTTS(_FakeBase):
     """A tone of ``ms_per_char`` per character, in ``chunk_ms`` blocks: the first after
-    ``first_chunk_delay_s``, the rest every ``chunk_interval_s``."""
+    ``first_chunk_delay_s``, the rest every ``chunk_interval_s``. Each whitespace-separated word of the
+    text is marked (``AudioChunk.words``) from its first character's time to its last's."""
 
     kind: ClassVar[EngineKind] = "tts"
 
@@ -280,12 +290,29 @@ class FakeTTS(_FakeBase):
         step = int(cfg.sample_rate * cfg.chunk_ms / 1000)
         t = np.arange(step, dtype=np.float32) / cfg.sample_rate
         tone = (0.2 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
+        # Word marks spread by characters: a word starts at (its first character) x ms_per_char.
+        per_char = cfg.ms_per_char / 1000
+        marks = [
+            (
+                round(m.start() * per_char * cfg.sample_rate),
+                m.group(),
+                m.start() * per_char,
+                m.end() * per_char,
+            )
+            for m in re.finditer(r"\S+", text)
+        ]
         await self._wait("tts_first", cfg.first_chunk_delay_s)
         for index, start in enumerate(range(0, total, step)):
             await self._maybe_fail(cfg.fault, index)
             if index and cfg.chunk_interval_s > 0:
                 await self._wait("tts_chunk", cfg.chunk_interval_s)
-            yield AudioChunk(tone[: min(step, total - start)].copy(), cfg.sample_rate)
+            offset = start / cfg.sample_rate
+            words = tuple(
+                WordMark(word, begin - offset, end - offset)
+                for at, word, begin, end in marks
+                if start <= at < start + step
+            )
+            yield AudioChunk(tone[: min(step, total - start)].copy(), cfg.sample_rate, words=words)
 
 
 class FakeVision(_FakeBase):
