@@ -24,11 +24,11 @@ How it decides, per block:
    0 dB before any is learnt). When a second of loud reference finds no correlation, the client is
    taken to cancel its own echo and nothing is held back.
 
-``aec=True`` also runs WebRTC's AEC3 from the ``livekit`` wheel
-(:mod:`aria.pipeline.aec`) on the microphone, fed the reference 40 ms ahead of its echo (by the estimated delay); the
-verdict's ``audio`` is then its output (delayed by up to 10 ms). The gate decides either way. It is off
-by default (``None`` or ``False``): on the test corpus AEC3 removed 20-37 dB of echo, but in double talk
-its suppressor cut into the person's voice and barge-in recall fell from 27/27 to 22/27.
+``aec=True`` also runs WebRTC's AEC3 from the ``livekit`` wheel (:mod:`aria.pipeline.aec`) on the
+microphone, fed the reference 40 ms ahead of its echo (by the estimated delay); the verdict's ``audio``
+is then its output (delayed by up to 10 ms). The gate decides either way. It is off by default (``None``
+or ``False``): on the test corpus AEC3 removed 20-37 dB of echo, but in double talk its suppressor cut
+into the person's voice and barge-in recall fell from 27/27 to 22/27.
 """
 
 from __future__ import annotations
