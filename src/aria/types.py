@@ -47,7 +47,8 @@ def _now() -> float:
 @dataclass(frozen=True, slots=True)
 class WordMark:
     """When a word is heard in synthesised speech: ``text`` as spoken, ``start_s``/``end_s`` in seconds
-    from the first sample of the chunk (or clause audio) that carries it."""
+    from the first sample of the chunk (or clause audio) that carries it. ``end_s == start_s`` when the
+    engine knows only where words start: the word then lasts until the next one starts."""
 
     text: str
     start_s: float

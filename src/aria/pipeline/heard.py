@@ -16,7 +16,8 @@ with a letter or digit in them; a lone ``-`` or emoji is not a word) are placed 
 * **no marks** (OpenAI, or the engine gave none): by characters over the clause's audio: word ``k``
   starts at ``seconds * offset_k / len(clause)`` and lasts until the next word starts.
 
-A word counts as heard once at least half of it had played. What a clause yields is its text up to and
+A mark without an end (``end_s == start_s``, espeak) lasts until the next mark starts. A word counts as
+heard once at least half of it had played. What a clause yields is its text up to and
 including the last heard word (punctuation attached to it included), the whole clause once every word
 was heard.
 """
@@ -62,6 +63,7 @@ def place_words(clause: str, marks: Sequence[WordMark], seconds: float) -> list[
     spans = clause_words(clause)
     if not spans:
         return []
+    marks = _with_ends(marks, seconds)
     if len(marks) == len(spans):
         return [WordSpan(b, e, m.start_s, m.end_s) for (b, e), m in zip(spans, marks, strict=True)]
     if marks:
@@ -70,6 +72,18 @@ def place_words(clause: str, marks: Sequence[WordMark], seconds: float) -> list[
     starts = [seconds * b / size for b, _ in spans]
     ends = [*starts[1:], seconds]
     return [WordSpan(b, e, s, t) for (b, e), s, t in zip(spans, starts, ends, strict=True)]
+
+
+def _with_ends(marks: Sequence[WordMark], seconds: float) -> Sequence[WordMark]:
+    """A mark without an end (``end_s == start_s``: espeak) lasts until the next one starts, the last
+    until the clause's audio ends."""
+    if all(m.end_s > m.start_s for m in marks):
+        return marks
+    starts = [m.start_s for m in marks[1:]] + [max(seconds, marks[-1].start_s)]
+    return [
+        m if m.end_s > m.start_s else WordMark(m.text, m.start_s, nxt)
+        for m, nxt in zip(marks, starts, strict=True)
+    ]
 
 
 def _aligned(clause: str, spans: list[tuple[int, int]], marks: Sequence[WordMark]) -> list[WordSpan]:

@@ -11,6 +11,11 @@ optional variant (``en-us+f3``, ``en+m2``). Output is 22050 Hz unless ``sample_r
 rate (each sentence is then resampled once it is complete). Levels: a fixed gain per voice, calibrated on
 reference sentences so the loudest reaches -1 dBFS, then the soft limiter (see
 :mod:`~aria.engines.tts.textprep`).
+
+Words: espeak reports where each word starts (its word events); every chunk carries the words that start
+in it (``AudioChunk.words``, the text as spoken after :func:`~aria.engines.tts.textprep.prepare_text`).
+espeak does not say where a word ends, so each mark's ``end_s`` equals its ``start_s``: the word lasts
+until the next one starts. A number read as several words gives one mark per spoken word.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import contextlib
 import difflib
 import importlib.util
 import logging
+import re
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -35,7 +41,7 @@ from aria.core.audio import resample
 from aria.engines.base import Availability, Capabilities, EngineHealth, EngineKind
 from aria.engines.tts.espeak_lib import EspeakLibrary, espeak_available
 from aria.engines.tts.textprep import (
-    Emit,
+    Marked,
     ShapingOptions,
     SpeechShaper,
     pause_ms,
@@ -43,7 +49,7 @@ from aria.engines.tts.textprep import (
     thread_stream,
 )
 from aria.errors import AriaError, ConfigError, EngineError, EngineUnavailable, InvalidInput
-from aria.types import SAMPLE_RATES, AudioChunk
+from aria.types import SAMPLE_RATES, AudioChunk, WordMark
 
 __all__ = ["EspeakTTS", "SynthesisStats"]
 
@@ -197,18 +203,18 @@ class EspeakTTS:
         first_audio: float | None = None
         frames = 0
 
-        def work(emit: Emit, stop: threading.Event) -> None:
+        def work(emit: Callable[[Marked], bool], stop: threading.Event) -> None:
             self._synthesize(lib, spoken, name, rate, emit, stop, run)
 
         self._active.add(run)
         try:
             # aclosing: when our consumer stops, the worker is stopped now, not when the GC gets to it.
             async with contextlib.aclosing(thread_stream(work, engine=_ENGINE)) as blocks:
-                async for block in blocks:
+                async for block, words in blocks:
                     if first_audio is None:
                         first_audio = time.monotonic()
                     frames += block.size
-                    yield AudioChunk(block, rate)
+                    yield AudioChunk(block, rate, words=words)
         finally:
             self._active.discard(run)
             self.last_stats = SynthesisStats(
@@ -228,7 +234,7 @@ class EspeakTTS:
         text: str,
         voice: str,
         rate: int,
-        emit: Emit,
+        emit: Callable[[Marked], bool],
         stop: threading.Event,
         run: _Run,
     ) -> None:
@@ -237,7 +243,7 @@ class EspeakTTS:
         resampling = rate != lib.sample_rate
 
         def deliver(blocks: list[npt.NDArray[np.float32]]) -> bool:
-            for out in blocks:
+            for out in shaper.marked(blocks):
                 if not emit(out):
                     run.aborted = True
                     return False
@@ -252,10 +258,22 @@ class EspeakTTS:
                 return True
             return deliver(shaper.push(block.astype(np.float32) / np.float32(32768.0)))
 
+        words = _WordEvents(text)
+
+        def on_word(offset: int, length: int, audio_ms: int) -> None:
+            word = words.word_at(offset)
+            if word:  # times from the start of the synthesis: shaper input position 0
+                shaper.add_words([WordMark(word, audio_ms / 1000, audio_ms / 1000)], origin_s=0.0)
+
         try:
             try:
                 lib.synthesize(
-                    text, on_audio, voice=voice, rate_wpm=self.config.rate_wpm, pitch=self.config.pitch
+                    text,
+                    on_audio,
+                    voice=voice,
+                    rate_wpm=self.config.rate_wpm,
+                    pitch=self.config.pitch,
+                    on_word=on_word,
                 )
             except AriaError:
                 raise
@@ -318,6 +336,33 @@ class EspeakTTS:
                 )
             return f"{name}+{canonical}"
         return name
+
+
+class _WordEvents:
+    """The text's words for espeak's word events, in order. espeak's positions are not exact (in "it
+    is" the second word is reported at the "t" of "it", and its ``length`` says 2 for "it's"), so an
+    event is given the whitespace-separated word its position falls in, or the word after the last one
+    given when that one was given already; only a word with a digit in it gets several events (espeak
+    reads "42" as two words: the second mark is the rest of the number from its position, "2")."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+        self._last = -1
+
+    def word_at(self, offset: int) -> str:
+        index = next((i for i, (_, end) in enumerate(self._spans) if offset < end), len(self._spans))
+        last = self._last
+        if index <= last:
+            begin, end = self._spans[last]
+            if index == last and any(ch.isdigit() for ch in self._text[begin:end]) and begin < offset < end:
+                return self._text[offset:end]
+            index = last + 1
+        if index >= len(self._spans):
+            return ""
+        self._last = index
+        begin, end = self._spans[index]
+        return self._text[begin:end]
 
 
 def _voice_files() -> tuple[dict[str, str], dict[str, str]]:

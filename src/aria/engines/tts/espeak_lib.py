@@ -2,7 +2,9 @@
 
 libespeak-ng keeps global state and is not thread-safe: every call holds one process-wide lock.
 Synthesis runs synchronously and hands 16-bit PCM blocks to a callback as they are produced, so a caller
-in a worker thread can stream them out sentence by sentence.
+in a worker thread can stream them out sentence by sentence. The callback also gets espeak's events;
+word events (``espeakEVENT_WORD``: where the word is in the text, in characters, and when it starts, in
+milliseconds of the synthesis's audio) are handed on so callers can time the words.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy.typing as npt
 
 from aria.errors import EngineError, EngineUnavailable, InvalidInput
 
-__all__ = ["EspeakLibrary", "espeak_available"]
+__all__ = ["EspeakLibrary", "OnWord", "espeak_available"]
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,29 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _RATE, _VOLUME, _PITCH = 1, 2, 3
-_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_EVENT_LIST_TERMINATED, _EVENT_WORD = 0, 1
+
+
+class _Event(ctypes.Structure):
+    """``espeak_EVENT`` from speak_lib.h."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),  # characters from the start of the text, 1-based
+        ("length", ctypes.c_int),  # of the word, in characters
+        ("audio_position", ctypes.c_int),  # ms into the synthesis's audio
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_void_p),  # a union of an int, a char pointer and char[8]
+    ]
+
+
+_SynthCallback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
+#: ``on_word(char_offset, length, audio_ms)``: a word starts at ``char_offset`` (0-based) of the text.
+OnWord = Callable[[int, int, int], None]
 
 
 class _Voice(ctypes.Structure):
@@ -83,6 +107,7 @@ class EspeakLibrary:
         self._lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
         self._sink: Callable[[npt.NDArray[np.int16]], bool] | None = None
         self._sink_error: BaseException | None = None
+        self._on_word: OnWord | None = None
         self._callback = _SynthCallback(self._on_audio)  # keep a reference: C holds a pointer to it
         self._lib.espeak_SetSynthCallback(self._callback)
 
@@ -95,11 +120,19 @@ class EspeakLibrary:
                 cls._instance = cls()
             return cls._instance
 
-    def _on_audio(self, wav: ctypes._Pointer[ctypes.c_short], count: int, events: int) -> int:
-        if not wav or count <= 0 or self._sink is None:
-            return 0
-        block = np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16)  # copy out of C memory
+    def _on_audio(
+        self, wav: ctypes._Pointer[ctypes.c_short], count: int, events: ctypes._Pointer[_Event]
+    ) -> int:
         try:
+            if events and self._on_word is not None:  # before the audio: a word may start in this block
+                index = 0
+                while (event := events[index]).type != _EVENT_LIST_TERMINATED:
+                    if event.type == _EVENT_WORD:
+                        self._on_word(event.text_position - 1, event.length, event.audio_position)
+                    index += 1
+            if not wav or count <= 0 or self._sink is None:
+                return 0
+            block = np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16)  # copy out of C memory
             return 0 if self._sink(block) else 1
         except BaseException as exc:  # ctypes would print and ignore it: stop and re-raise it instead
             self._sink_error = exc
@@ -126,8 +159,10 @@ class EspeakLibrary:
         rate_wpm: int = 175,
         pitch: int = 50,
         volume: int = 100,
+        on_word: OnWord | None = None,
     ) -> None:
-        """Speak ``text``; ``on_audio(block)`` gets int16 blocks and returns False to stop early."""
+        """Speak ``text``; ``on_audio(block)`` gets int16 blocks and returns False to stop early;
+        ``on_word``, when given, each word's start (see :data:`OnWord`) before the block it starts in."""
         payload = text.encode("utf-8") + b"\0"
         with self._lock:
             if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
@@ -135,14 +170,14 @@ class EspeakLibrary:
             self._lib.espeak_SetParameter(_RATE, rate_wpm, 0)
             self._lib.espeak_SetParameter(_PITCH, pitch, 0)
             self._lib.espeak_SetParameter(_VOLUME, volume, 0)
-            self._sink, self._sink_error = on_audio, None
+            self._sink, self._sink_error, self._on_word = on_audio, None, on_word
             try:
                 err = self._lib.espeak_Synth(
                     payload, len(payload), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
                 )
                 self._lib.espeak_Synchronize()
             finally:
-                self._sink, sink_error, self._sink_error = None, self._sink_error, None
+                self._sink, sink_error, self._sink_error, self._on_word = None, self._sink_error, None, None
         if sink_error is not None:
             raise sink_error
         if err != 0:

@@ -16,7 +16,11 @@ Audio (:class:`SpeechShaper`), the same for every backend:
 * **silence**: leading silence and the backend's own trailing silence (below -50 dBFS) are trimmed;
 * **pause**: ``sentence_pause_ms`` of silence is appended after ``. ! ? …`` and ``clause_pause_ms`` after
   ``, ; : —`` (see :func:`pause_ms`), so sentences synthesised one by one sound natural back to back;
-* **blocks**: float32 mono blocks of ``block_ms`` (the last one may be shorter).
+* **blocks**: float32 mono blocks of ``block_ms`` (the last one may be shorter);
+* **words**: a backend that knows when its words are spoken hands them over with
+  :meth:`SpeechShaper.add_words` (times in its own audio); :meth:`SpeechShaper.marked` pairs each block
+  with the words that start in it, moved like the audio (trimmed silence out, pauses in), as
+  ``AudioChunk.words`` wants them.
 
 :func:`thread_stream` runs a blocking synthesis function in a worker thread and hands its blocks to the
 event loop as they are produced, stopping the worker when the consumer stops.
@@ -29,8 +33,8 @@ import html
 import logging
 import re
 import threading
-from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Iterable
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -39,10 +43,12 @@ from pydantic import Field
 from aria.core.channels import Channel
 from aria.engines.base import EngineConfig
 from aria.errors import AriaError, EngineError
+from aria.types import WordMark
 
 __all__ = [
     "Emit",
     "Float32Array",
+    "Marked",
     "ShapingOptions",
     "SpeechShaper",
     "pause_ms",
@@ -55,6 +61,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Float32Array = npt.NDArray[np.float32]
+#: A block of audio with the words that start in it (times relative to its first sample).
+Marked = tuple[Float32Array, tuple[WordMark, ...]]
+_T = TypeVar("_T")
 
 # -- text ------------------------------------------------------------------------------------------
 
@@ -221,13 +230,75 @@ class SpeechShaper:
         self._at_start = True  # leading silence is trimmed until the first audible sample
         self._pending = np.zeros(0, np.float32)
         self._tail = np.zeros(0, np.float32)
+        # Word placement: input samples pushed, output samples appended to _pending and handed out, where
+        # the current sentence's first kept sample came from and went (input, output), and the words
+        # (start, end, text) still in input samples and already in output samples.
+        self._in = 0
+        self._out = 0
+        self._taken = 0
+        self._sentence: tuple[int, int] | None = None
+        self._waiting: list[tuple[int, int, str]] = []
+        self._placed: list[tuple[int, int, str]] = []
+
+    def add_words(self, words: Iterable[WordMark], origin_s: float | None = None) -> None:
+        """Words of the backend's audio, timed from ``origin_s`` seconds into all the audio pushed (by
+        default: from the next sample pushed)."""
+        origin = self._in if origin_s is None else round(origin_s * self.sample_rate)
+        for word in words:
+            start = origin + round(word.start_s * self.sample_rate)
+            end = origin + round(word.end_s * self.sample_rate)
+            self._waiting.append((start, max(start, end), word.text))
+        self._place(closing=False)
+
+    def marked(self, blocks: list[Float32Array]) -> list[Marked]:
+        """Each of ``blocks`` (just returned by this shaper, in order) with the words that start in it."""
+        out: list[Marked] = []
+        for block in blocks:
+            begin, end = self._taken, self._taken + block.size
+            rate = self.sample_rate
+            words = tuple(
+                WordMark(text, max(start - begin, 0) / rate, max(stop - begin, 0) / rate)
+                for start, stop, text in self._placed
+                if start < end
+            )
+            self._placed = [w for w in self._placed if w[0] >= end]
+            self._taken = end
+            out.append((block, words))
+        return out
+
+    def _place(self, *, closing: bool) -> None:
+        """Move waiting words whose audio is kept into output samples; ``closing``: the sentence ends,
+        words past its kept audio go to its end."""
+        if self._sentence is None:
+            return
+        from_in, from_out = self._sentence
+        limit = self._in if closing else self._in - self._tail.size
+        waiting: list[tuple[int, int, str]] = []
+        for start, end, text in self._waiting:
+            if start >= limit:
+                waiting.append((start, end, text))
+                continue
+            begin = from_out + max(start - from_in, 0)
+            stop = begin + end - start
+            if closing:
+                begin, stop = min(begin, self._out), min(stop, self._out)
+            self._placed.append((begin, stop, text))
+        self._waiting = waiting
+
+    def _append(self, samples: Float32Array) -> None:
+        self._pending = np.concatenate([self._pending, samples])
+        self._out += samples.size
 
     def push(self, samples: npt.NDArray[Any]) -> list[Float32Array]:
         scaled = np.asarray(samples, dtype=np.float32).ravel() * np.float32(self.gain)
         audio = soft_limit(scaled, self.ceiling)
+        audio_at = self._in  # input index of audio[0]
+        self._in += audio.size
         preroll = round(_PREROLL_S * self.sample_rate)
         if self._at_start:  # the silence kept before the first audible sample, across pieces
-            audio = np.concatenate([self._tail[-preroll:], audio])
+            kept = self._tail[-preroll:]
+            audio = np.concatenate([kept, audio])
+            audio_at -= kept.size
             self._tail = np.zeros(0, np.float32)
         loud = np.flatnonzero(np.abs(audio) > _SILENCE)
         if loud.size == 0:
@@ -238,9 +309,11 @@ class SpeechShaper:
             first = max(0, int(loud[0]) - preroll)
             self._at_start = False
             self.audible = True
+            self._sentence = (audio_at + first, self._out)
         last = int(loud[-1]) + 1
-        self._pending = np.concatenate([self._pending, self._tail, audio[first:last]])
+        self._append(np.concatenate([self._tail, audio[first:last]]))
         self._tail = audio[last:]
+        self._place(closing=False)
         return self._take(whole_only=True)
 
     def pause(self, pause_ms: int) -> list[Float32Array]:
@@ -248,9 +321,10 @@ class SpeechShaper:
         sentence's leading silence will be trimmed). Returns whole blocks only."""
         if self._at_start:
             return []
-        tail = self._tail[: round(_TAIL_S * self.sample_rate)]
-        pause = np.zeros(round(self.sample_rate * pause_ms / 1000), np.float32)
-        self._pending = np.concatenate([self._pending, tail, pause])
+        self._append(self._tail[: round(_TAIL_S * self.sample_rate)])
+        self._place(closing=True)
+        self._sentence = None
+        self._append(np.zeros(round(self.sample_rate * pause_ms / 1000), np.float32))
         self._tail = np.zeros(0, np.float32)
         self._at_start = True
         return self._take(whole_only=True)
@@ -282,8 +356,8 @@ Emit = Callable[[Float32Array], bool]
 
 
 async def thread_stream(
-    work: Callable[[Emit, threading.Event], None], *, engine: str, stop_timeout_s: float = 2.0
-) -> AsyncGenerator[Float32Array, None]:
+    work: Callable[[Callable[[_T], bool], threading.Event], None], *, engine: str, stop_timeout_s: float = 2.0
+) -> AsyncGenerator[_T, None]:
     """Run ``work(emit, stop)`` in a worker thread and yield what it emits, as it emits it.
 
     ``emit(block)`` returns False once the consumer has gone (then ``work`` should return soon);
@@ -292,17 +366,17 @@ async def thread_stream(
     Aria error. When the consumer stops early the worker is told to stop and waited for (at most
     ``stop_timeout_s``), so the backend is free again when this generator's ``aclose`` returns."""
     loop = asyncio.get_running_loop()
-    channel: Channel[Float32Array] = Channel(maxsize=None, name=f"{engine} audio")
+    channel: Channel[_T] = Channel(maxsize=None, name=f"{engine} audio")
     stop = threading.Event()
 
-    def deliver(block: Float32Array) -> None:
+    def deliver(block: _T) -> None:
         if not channel.closed:
             channel.send_nowait(block)
 
     def finish(error: BaseException | None) -> None:
         channel.close(error)
 
-    def emit(block: Float32Array) -> bool:
+    def emit(block: _T) -> bool:
         if stop.is_set():
             return False
         try:
