@@ -86,7 +86,6 @@ async def speech_starts(mic: Audio, answer: Audio, guard: EchoGuard | None) -> l
     """Times (from the answer's first sample) of the VAD's speech starts with ``guard`` in front."""
     clock = Clock()
     if guard is not None:
-        guard._clock = clock
         guard.reference(answer, at=PLAY_AT)
     vad = SileroVAD() if find_model()[0] is not None else EnergyVAD()
     await vad.start()
