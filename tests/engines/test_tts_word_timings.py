@@ -4,7 +4,9 @@ through trimmed silence and pauses."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import numpy.typing as npt
@@ -12,7 +14,7 @@ import pytest
 
 from aria.engines.tts.espeak import EspeakTTS
 from aria.engines.tts.espeak_lib import espeak_available
-from aria.engines.tts.textprep import ShapingOptions, SpeechShaper
+from aria.engines.tts.textprep import ShapingOptions, SpeechShaper, labelled, phoneme_words
 from aria.types import AudioChunk, WordMark
 
 SURE = "Sure, here is the answer to your question."
@@ -76,7 +78,7 @@ async def test_espeak_word_starts_land_on_the_energy_after_a_pause(rate: int | N
     words = placed(chunks)
     onsets = onsets_after_pauses(audio, sample_rate)
     # The words right after a punctuation pause: each starts within 60 ms of an onset of energy.
-    after_pause = [w for prev, w in zip(words, words[1:], strict=False) if prev.text[-1] in ",.;:"]
+    after_pause = [w for prev, w in itertools.pairwise(words) if prev.text[-1] in ",.;:"]
     assert len(after_pause) == 5
     errors = [min(abs(w.start_s - o) for o in onsets) for w in after_pause]
     assert max(errors) < 0.06, (errors, [w.start_s for w in after_pause], onsets)
@@ -113,3 +115,60 @@ def test_the_shaper_moves_words_with_the_audio() -> None:
     second = preroll + 0.5 + 0.010 + 0.1
     assert words[2].start_s == pytest.approx(second + preroll, abs=2e-3)
     assert words[2].end_s - words[2].start_s == pytest.approx(0.5, abs=1e-3)
+
+
+# -- Kokoro and Piper ------------------------------------------------------------------------------
+
+
+def test_phoneme_words_and_labels() -> None:
+    timed = [("^", 0.0, 0.1), ("h", 0.1, 0.2), ("ɛ", 0.2, 0.3), (",", 0.3, 0.4), (" ", 0.4, 0.5)]
+    timed += [("j", 0.5, 0.6), ("ʊ", 0.6, 0.7), (" ", 0.7, 0.8), (".", 0.8, 0.9), ("$", 0.9, 1.0)]
+    words = phoneme_words(timed)
+    assert words == [WordMark("hɛ", 0.1, 0.3), WordMark("jʊ", 0.5, 0.7)]
+    assert [w.text for w in labelled(words, "Hey, you.")] == ["Hey,", "you."]
+    assert labelled(words, "Hey there you.") == words
+
+
+async def test_kokoro_tiny_model_gives_marks_or_none(tmp_path: Path) -> None:
+    pytest.importorskip("kokoro_onnx")
+    from aria.engines.tts.kokoro import KokoroTTS
+    from tests.engines.test_tts_kokoro_piper import tiny_kokoro
+
+    tiny_kokoro(tmp_path / "models" / "kokoro")
+    engine = KokoroTTS(KokoroTTS.Config(data_dir=tmp_path, voice="af_test"))
+    await engine.start()
+    chunks = [c async for c in engine.synthesize("Hello there, how are you?")]
+    words = placed(chunks)
+    # The tiny model reports no durations: no marks, and the pipeline splits the clause by characters.
+    assert not engine._kokoro.has_timings
+    assert words == []
+    await engine.aclose()
+
+
+async def test_piper_tiny_voice_gives_marks_or_none(tmp_path: Path) -> None:
+    pytest.importorskip("piper")
+    from aria.engines.tts.piper import PiperTTS
+    from tests.engines.test_tts_kokoro_piper import tiny_piper
+
+    model = tiny_piper(tmp_path, rate=16000)
+    engine = PiperTTS(PiperTTS.Config(model_path=model))
+    await engine.start()
+    chunks = [c async for c in engine.synthesize("Hello there. How are you today?")]
+    total = sum(c.duration for c in chunks)
+    words = placed(chunks)
+    if words:  # a voice with alignments
+        assert [w.text for w in words] == ["Hello", "there.", "How", "are", "you", "today?"]
+        assert all(0 <= w.start_s <= w.end_s <= total for w in words)
+    await engine.aclose()
+
+
+def test_piper_alignments_become_words() -> None:
+    pytest.importorskip("piper")
+    from aria.engines.tts.piper import _sentence_words
+
+    rate = 1000
+    alignments = [SimpleNamespace(phoneme=p, num_samples=n) for p, n in [("^", 50), ("h", 100), ("i", 100)]]
+    alignments += [SimpleNamespace(phoneme=p, num_samples=n) for p, n in [(" ", 20), ("j", 80), (".", 30)]]
+    words = _sentence_words(SimpleNamespace(phoneme_alignments=alignments), rate)
+    assert words == [WordMark("hi", 0.05, 0.25), WordMark("j", 0.27, 0.35)]
+    assert _sentence_words(SimpleNamespace(phoneme_alignments=None), rate) == []

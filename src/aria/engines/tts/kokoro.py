@@ -6,6 +6,10 @@ The model and voice files are not part of the package: ``aria models pull kokoro
 picks the language (``a`` American English, ``b`` British, ``e`` Spanish, ``f`` French, ``h`` Hindi,
 ``i`` Italian, ``j`` Japanese, ``p`` Brazilian Portuguese, ``z`` Mandarin) unless ``lang`` is set.
 
+Words: a kokoro-onnx with ``create_timed`` and a model export that reports its phoneme durations give
+each chunk the words that start in it (labelled with the text's words when there are as many, else
+their phonemes); otherwise none (the pipeline then splits the clause by characters).
+
 A sentence is synthesised in one onnxruntime call in a worker thread, then streamed out in blocks,
 peak-normalised to the target (see :mod:`~aria.engines.tts.textprep`). A consumer that stops early stops
 the stream at once; the call already running in the worker finishes in the background.
@@ -25,11 +29,13 @@ from pydantic import Field
 from aria.engines.base import Availability, Capabilities, EngineHealth, EngineKind
 from aria.engines.models import LocalModelCheck, models_dir
 from aria.engines.tts.textprep import (
-    Float32Array,
+    Marked,
     ShapingOptions,
     SpeechShaper,
+    labelled,
     pause_ms,
     peak_gain,
+    phoneme_words,
     prepare_text,
 )
 from aria.errors import ConfigError, EngineError, EngineUnavailable, InvalidInput
@@ -135,15 +141,16 @@ class KokoroTTS:
             raise InvalidInput(
                 f"unknown Kokoro voice {name!r}; try one of {', '.join(self.capabilities.voices[:8])}"
             )
-        for block in await asyncio.to_thread(self._render, self._kokoro, spoken, name):
-            yield AudioChunk(block, _RATE)
+        for block, words in await asyncio.to_thread(self._render, self._kokoro, spoken, name):
+            yield AudioChunk(block, _RATE, words=words)
 
-    def _render(self, kokoro: Any, text: str, voice: str) -> list[Float32Array]:
+    def _render(self, kokoro: Any, text: str, voice: str) -> list[Marked]:
         """Synthesise and shape one sentence (worker thread)."""
         config = self.config
         lang = config.lang or _LANG_BY_PREFIX.get(voice[:1], "en-us")
+        timed = getattr(kokoro, "create_timed", None)  # kokoro-onnx with phoneme timings
         try:
-            audio, rate = kokoro.create(
+            result = (timed or kokoro.create)(
                 text,
                 voice=voice,
                 speed=config.speed,
@@ -157,11 +164,15 @@ class KokoroTTS:
             raise EngineError(
                 f"synthesis failed: {type(exc).__name__}: {exc}", engine=_ENGINE, retryable=False
             ) from exc
+        audio, rate = result[0], result[1]
         samples = np.asarray(audio, dtype=np.float32).ravel()
         if rate != _RATE:
             raise EngineError(f"Kokoro returned {rate} Hz audio, expected {_RATE}", engine=_ENGINE)
         shaper = SpeechShaper(_RATE, config, gain=peak_gain(samples, config))
-        return [*shaper.push(samples), *shaper.finish(pause_ms(text, config))]
+        if len(result) > 2:  # empty unless the model reports durations
+            phonemes = ((t.phoneme, float(t.start), float(t.end)) for t in result[2])
+            shaper.add_words(labelled(phoneme_words(phonemes), text), origin_s=0.0)
+        return shaper.marked([*shaper.push(samples), *shaper.finish(pause_ms(text, config))])
 
 
 def _load(model: Path, voices: Path) -> Any:

@@ -5,6 +5,11 @@ A voice is an ``.onnx`` model with its ``.onnx.json`` config; ``aria models pull
 ``.onnx``, or ``model_path``). The output rate is the voice's (22050 Hz for medium voices, 16000 for
 x_low). Multi-speaker voices take a speaker name as ``voice`` (``capabilities.voices`` lists them).
 
+Words: the voice is loaded with Piper's phoneme alignments (the model patched in memory to output its
+phoneme durations, which needs the ``onnx`` package); each chunk carries the words that start in it,
+labelled with the text's words when Piper speaks as many, else with their phonemes. A voice that cannot
+be patched gives none (the pipeline then splits the clause by characters).
+
 Piper splits the text into sentences; each is synthesised in a worker thread, peak-normalised to the
 target (see :mod:`~aria.engines.tts.textprep`) and streamed out while the next one is synthesised. A
 consumer that stops early stops the worker before its next sentence.
@@ -17,7 +22,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,16 +32,18 @@ from pydantic import Field
 from aria.engines.base import Availability, Capabilities, EngineHealth, EngineKind
 from aria.engines.models import LocalModelCheck, models_dir
 from aria.engines.tts.textprep import (
-    Emit,
+    Marked,
     ShapingOptions,
     SpeechShaper,
+    labelled,
     pause_ms,
     peak_gain,
+    phoneme_words,
     prepare_text,
     thread_stream,
 )
 from aria.errors import ConfigError, EngineUnavailable, InvalidInput
-from aria.types import SAMPLE_RATES, AudioChunk
+from aria.types import SAMPLE_RATES, AudioChunk, WordMark
 
 __all__ = ["DEFAULT_VOICE", "PiperTTS"]
 
@@ -138,12 +145,12 @@ class PiperTTS:
         speaker = self._speaker_id(voice)
         rate = self.capabilities.sample_rate or _DEFAULT_RATE
 
-        def work(emit: Emit, stop: threading.Event) -> None:
+        def work(emit: Callable[[Marked], bool], stop: threading.Event) -> None:
             self._render(piper_voice, spoken, speaker, rate, emit, stop)
 
         async with contextlib.aclosing(thread_stream(work, engine=_ENGINE)) as blocks:
-            async for block in blocks:
-                yield AudioChunk(block, rate)
+            async for block, words in blocks:
+                yield AudioChunk(block, rate, words=words)
 
     def _speaker_id(self, voice: str | None) -> int | None:
         name = voice if voice is not None and voice != self._label else self.config.speaker
@@ -155,7 +162,13 @@ class PiperTTS:
         raise InvalidInput(f"unknown Piper voice {name!r}; this voice file offers {choices}")
 
     def _render(
-        self, piper_voice: Any, text: str, speaker: int | None, rate: int, emit: Emit, stop: threading.Event
+        self,
+        piper_voice: Any,
+        text: str,
+        speaker: int | None,
+        rate: int,
+        emit: Callable[[Marked], bool],
+        stop: threading.Event,
     ) -> None:
         """Synthesise sentence by sentence and emit blocks (worker thread)."""
         from piper import SynthesisConfig
@@ -170,19 +183,48 @@ class PiperTTS:
         )
         shaper = SpeechShaper(rate, config)
         first = True
-        for sentence in piper_voice.synthesize(text, syn_config=syn_config):
+        labels = _labels(piper_voice, text)
+        for sentence in piper_voice.synthesize(text, syn_config=syn_config, include_alignments=True):
             if stop.is_set():
                 return
             audio = np.asarray(sentence.audio_float_array, dtype=np.float32).ravel()
             blocks = [] if first else shaper.pause(config.sentence_pause_ms)
             first = False
             shaper.gain = peak_gain(audio, config)
-            for block in [*blocks, *shaper.push(audio)]:
+            words = _sentence_words(sentence, rate)
+            if labels is not None and len(words) <= len(labels):
+                words, labels = labelled(words, " ".join(labels[: len(words)])), labels[len(words) :]
+            shaper.add_words(words)
+            for block in shaper.marked([*blocks, *shaper.push(audio)]):
                 if not emit(block):
                     return
-        for block in shaper.finish(pause_ms(text, config)):
+        for block in shaper.marked(shaper.finish(pause_ms(text, config))):
             if not emit(block):
                 return
+
+
+def _labels(piper_voice: Any, text: str) -> list[str] | None:
+    """The text's words when Piper speaks as many words (by its phonemes) as the text has."""
+    try:
+        sentences = piper_voice.phonemize(text)
+    except Exception:
+        return None
+    spoken = sum(len(phoneme_words((p, 0.0, 0.0) for p in phonemes)) for phonemes in sentences)
+    written = text.split()
+    return written if spoken == len(written) else None
+
+
+def _sentence_words(sentence: Any, rate: int) -> list[WordMark]:
+    """A synthesised sentence's words from Piper's phoneme alignments (none when the voice has none)."""
+    alignments = getattr(sentence, "phoneme_alignments", None)
+    if not alignments:
+        return []
+    timed: list[tuple[str, float, float]] = []
+    at = 0
+    for alignment in alignments:
+        timed.append((alignment.phoneme, at / rate, (at + alignment.num_samples) / rate))
+        at += alignment.num_samples
+    return phoneme_words(timed)
 
 
 def _declared_rate(voice_config: Path) -> int:
@@ -198,7 +240,8 @@ def _load(model: Path, voice_config: Path) -> Any:
     try:
         from piper import PiperVoice
 
-        return PiperVoice.load(model, config_path=voice_config)
+        # include_alignments: phoneme durations from the model (patched in memory), for word marks.
+        return PiperVoice.load(model, config_path=voice_config, include_alignments=True)
     except Exception as exc:
         raise EngineUnavailable(
             f"cannot load the Piper voice {model}: {type(exc).__name__}: {exc}; "

@@ -51,8 +51,10 @@ __all__ = [
     "Marked",
     "ShapingOptions",
     "SpeechShaper",
+    "labelled",
     "pause_ms",
     "peak_gain",
+    "phoneme_words",
     "prepare_text",
     "soft_limit",
     "thread_stream",
@@ -342,6 +344,31 @@ class SpeechShaper:
         blocks = [self._pending[i * size : (i + 1) * size].copy() for i in range(count)]
         self._pending = self._pending[count * size :] if whole_only else np.zeros(0, np.float32)
         return blocks
+
+
+def phoneme_words(phonemes: Iterable[tuple[str, float, float]]) -> list[WordMark]:
+    """Words from timed phonemes (``(phoneme, start_s, end_s)``, a ``" "`` between words, as Kokoro and
+    Piper give them): each run of phonemes between spaces with a letter in it is a word (its text the
+    phonemes; punctuation, Piper's ``^``/``$`` and pauses are not words)."""
+    words: list[WordMark] = []
+    run: list[tuple[str, float, float]] = []
+    for phoneme in [*phonemes, (" ", 0.0, 0.0)]:
+        if phoneme[0].isspace():
+            spoken = [p for p in run if any(ch.isalpha() for ch in p[0])]
+            if spoken:
+                words.append(WordMark("".join(p[0] for p in spoken), spoken[0][1], spoken[-1][2]))
+            run = []
+        else:
+            run.append(phoneme)
+    return words
+
+
+def labelled(words: list[WordMark], text: str) -> list[WordMark]:
+    """The words with the text's own words as their text when there are as many (else as they are)."""
+    written = text.split()
+    if len(written) != len(words):
+        return words
+    return [WordMark(w, m.start_s, m.end_s) for w, m in zip(written, words, strict=True)]
 
 
 def peak_gain(audio: npt.NDArray[Any], options: ShapingOptions) -> float:
