@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from aria.core.events import Event, EventBus, EventType
 from aria.core.metrics import STAGES
 from aria.engines.fallback import FallbackLLM
 from aria.errors import InvalidInput
+from aria.pipeline.interruptions import InterruptionMode, InterruptionPolicy
 from aria.pipeline.outputs import (
     AudioOut,
     ErrorOut,
@@ -166,10 +168,19 @@ async def test_text_only_pipeline_without_tts_streams_text() -> None:
             pipeline.push_audio(tone(20)[0])
 
 
+def _word_mid(clause: str, index: int, ms_per_char: float = 40) -> float:
+    """Where word ``index`` of ``clause`` is half spoken by the fake TTS (it spreads words by characters)."""
+    word = list(re.finditer(r"\S+", clause))[index]
+    return (word.start() + word.end()) / 2 * ms_per_char / 1000
+
+
 async def test_barge_in_by_speech_stops_audio_and_records_what_was_heard() -> None:
     slow_tts = FakeTTS.Config(chunk_interval_s=0.005, ms_per_char=40)
     llm = FakeLLM.Config(replies=(LONG_REPLY, "Second answer."))
-    async with TurnHarness.with_fakes(tts=slow_tts, llm=llm, vad=FakeVAD.Config(start_frames=2)) as h:
+    immediate = InterruptionPolicy(InterruptionMode.IMMEDIATE)
+    async with TurnHarness.with_fakes(
+        tts=slow_tts, llm=llm, vad=FakeVAD.Config(start_frames=2), interruption=immediate
+    ) as h:
         await h.speak()
         first = await h.wait_for(AudioOut)
         await h.wait_for(AudioOut, lambda a: a.seq >= 5)
@@ -192,11 +203,16 @@ async def test_barge_in_by_speech_stops_audio_and_records_what_was_heard() -> No
         assert later == []
         heard_clauses = {a.clause for a in h.audio_frames(turn1)}
         assert heard_clauses == {0}  # only the first clause had started playing
-        assert done1.text == "Sure, here is the answer."
+        # Word-exact: the words whose audio had gone out (the fake TTS marks words by characters).
+        sent_s = sum(a.chunk.duration for a in h.audio_frames(turn1))
+        clause = "Sure, here is the answer."
+        expected = [w for i, w in enumerate(clause.split()) if _word_mid(clause, i) <= sent_s]
+        assert done1.text == " ".join(expected)
+        assert 0 < len(expected) < len(clause.split())
         assistant = h.pipeline.history[1]
         assert assistant.role == "assistant"
         assert assistant.interrupted
-        assert assistant.content == "Sure, here is the answer."
+        assert assistant.content == done1.text
         assert LONG_REPLY.startswith(assistant.metadata["generated"])
         # The barge-in became the next turn, answered in full.
         assert done2.text == "Second answer."

@@ -30,6 +30,7 @@ __all__ = [
 STAGES: tuple[str, ...] = (
     "speech_end",
     "final_transcript",
+    "end_of_turn",
     "llm_request",
     "first_token",
     "first_tts_request",
@@ -66,6 +67,11 @@ class TurnWaterfall:
             return False
         self._marks[stage] = self._clock() if at is None else at
         return True
+
+    def clear(self, *stages: str) -> None:
+        """Forget ``stages`` (the person went on speaking after a pause: its marks no longer apply)."""
+        for stage in stages:
+            self._marks.pop(stage, None)
 
     def at(self, stage: str) -> float | None:
         return self._marks.get(stage)

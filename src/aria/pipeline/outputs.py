@@ -14,7 +14,9 @@ __all__ = [
     "MetricsOut",
     "NoticeOut",
     "Output",
+    "PlaybackOut",
     "ResponseDone",
+    "StageOut",
     "StateOut",
     "TextOut",
     "ToolResultOut",
@@ -103,6 +105,24 @@ class NoticeOut:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class StageOut:
+    """A turn reached a stage (``speech_started``, ``llm_request``, ``first_audio``, ``routed`` ...):
+    for observers (the event bus, logs); transports send nothing for it."""
+
+    turn_id: str
+    stage: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackOut:
+    """Pause or resume the answer's playback: speech started over it and is not (yet) a barge-in."""
+
+    turn_id: str
+    action: str  # "pause" | "resume"
+
+
 Output = (
     TranscriptOut
     | TextOut
@@ -113,4 +133,6 @@ Output = (
     | MetricsOut
     | ToolResultOut
     | NoticeOut
+    | StageOut
+    | PlaybackOut
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -40,6 +41,10 @@ class Turn:
     tool_results: list[Any] = field(default_factory=list)
     #: With a router: how it handled the turn ("answer", "tool" or "hand_off").
     route: str | None = None
+    #: Where the answer's playback was held for speech over it (seconds heard by then); None: playing.
+    paused_heard_s: float | None = None
+    #: Set while the answer may play; cleared while it is paused (its speech waits).
+    playing: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     waterfall: TurnWaterfall = field(init=False)
     #: Per clause: the engine's word marks placed in the clause's audio, and the seconds synthesised
     #: (withdrawn audio included), both filled by :meth:`add_audio`.
@@ -47,6 +52,7 @@ class Turn:
     _made: dict[int, float] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.playing.set()
         self.waterfall = TurnWaterfall(self.id)
 
     def stopped(self) -> bool:

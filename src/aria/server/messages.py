@@ -59,6 +59,7 @@ __all__ = [
     "ModeMessage",
     "NotificationMessage",
     "PingMessage",
+    "PlaybackControlMessage",
     "PlaybackMessage",
     "PongMessage",
     "ResponseDoneMessage",
@@ -248,6 +249,14 @@ class ResponseDoneMessage(_Model):
     audio_ms: float = Field(default=0.0, ge=0)
 
 
+class PlaybackControlMessage(_Model):
+    """Hold or go on with the answer's playback: speech started over it and may be a backchannel."""
+
+    type: Literal["playback_control"] = "playback_control"
+    turn_id: str
+    action: Literal["pause", "resume"]
+
+
 class StateMessage(_Model):
     type: Literal["state"] = "state"
     state: Literal["idle", "listening", "processing", "responding"]
@@ -320,6 +329,7 @@ ServerMessage = Annotated[
     | TranscriptMessage
     | TextTokenMessage
     | ResponseDoneMessage
+    | PlaybackControlMessage
     | StateMessage
     | MetricsMessage
     | NotificationMessage

@@ -36,7 +36,9 @@ from aria.pipeline.outputs import (
     MetricsOut,
     NoticeOut,
     Output,
+    PlaybackOut,
     ResponseDone,
+    StageOut,
     StateOut,
     TextOut,
     ToolResultOut,
@@ -386,7 +388,10 @@ def from_output(
     if isinstance(output, NoticeOut):
         level: Literal["info", "warning"] = "info" if output.level == "info" else "warning"
         return wire.NotificationMessage(text=output.text, level=level, data=dict(output.data))
-    if isinstance(output, AudioOut):
+    if isinstance(output, PlaybackOut):
+        action: Literal["pause", "resume"] = "pause" if output.action == "pause" else "resume"
+        return wire.PlaybackControlMessage(turn_id=output.turn_id, action=action)
+    if isinstance(output, AudioOut | StageOut):
         return None
     assert_never(output)
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from aria.core.events import Event, EventBus
-from aria.pipeline.outputs import AudioOut, Output, TextOut
+from aria.pipeline.outputs import AudioOut, Output, StageOut, TextOut
 from aria.pipeline.voice import PipelineConfig, VoicePipeline
 from aria.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from aria.types import AudioChunk
@@ -185,6 +185,8 @@ class TurnHarness:
         names: list[str] = []
         for r in self.received:
             if turn_id is not None and getattr(r.output, "turn_id", turn_id) != turn_id:
+                continue
+            if isinstance(r.output, StageOut):  # stages are for observers: not part of the order
                 continue
             name = type(r.output).__name__
             if not names or names[-1] != name:

@@ -1,0 +1,443 @@
+"""Listening: microphone audio to the person's turns, with a semantic end of turn and barge-in policy.
+
+::
+
+    block ─> echo guard ─> VAD ─┬─ speech start: open a stretch (pre-roll included) ─> STT ─> partials
+                                └─ pause (short VAD silence): close the stretch ─> STT final
+                                                                ─> end-of-turn model ─> complete? answer
+                                                                                       incomplete? wait
+
+An utterance is the person's whole turn: one or more stretches of speech separated by pauses. Every frame
+of it reaches STT (the pre-roll before each stretch included), and the stretches' transcripts join into
+one user turn, so a pause mid-sentence neither splits the turn nor loses words. At each pause the
+end-of-turn model (``turn:smart_turn``; ``turn:silence`` ends at every pause) judges the audio and the
+words so far: complete ends the turn at once; incomplete keeps listening until ``max_wait_ms`` of silence.
+Meanwhile the answer is prepared on the transcript so far (``preemptive``), held back, and released the
+moment the turn is confirmed, or dropped silently if the person goes on.
+
+Speech that starts over an answer goes to the interruption policy
+(:mod:`aria.pipeline.interruptions`): the answer pauses; words take the floor (the answer is stored as
+heard up to the pause); a backchannel, a cough or nothing recognised let the answer go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from aria.core.aio import closing_stream
+from aria.core.channels import Channel
+from aria.core.state import TurnState
+from aria.engines.base import TurnDetector, TurnPrediction, VADEventType
+from aria.errors import InvalidInput
+from aria.pipeline.interruptions import InterruptionMode, InterruptionPolicy, Verdict
+from aria.pipeline.outputs import Output, ResponseDone, StageOut, TranscriptOut
+from aria.pipeline.turn import Turn
+from aria.types import AudioChunk, Message, Transcription
+
+if TYPE_CHECKING:  # the owner, in the same layer
+    from aria.pipeline.voice import VoicePipeline
+
+__all__ = ["EchoFilter", "EchoJudgement", "Held", "Listener"]
+
+log = logging.getLogger(__name__)
+#: The end-of-turn model sees at most this much of the utterance.
+MODEL_WINDOW_S = 8.0
+
+
+class EchoJudgement(Protocol):
+    @property
+    def audio(self) -> AudioChunk: ...
+
+    @property
+    def echo(self) -> bool: ...
+
+
+class EchoFilter(Protocol):
+    """The echo guard (:class:`aria.pipeline.echo.EchoGuard`): judges each microphone block against the
+    answer audio that went out."""
+
+    @property
+    def active(self) -> bool: ...
+
+    def process(self, chunk: AudioChunk) -> EchoJudgement: ...
+
+
+class Held:
+    """An answer prepared before the turn was confirmed: its text waits in a channel, its side effects
+    (tool runs, notices, errors) wait until :meth:`release`."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.text: Channel[str] = Channel(None, name="held-answer")
+        self._outputs: list[Output] = []
+        self._forward: Callable[[Output], None] | None = None
+        self._released = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(
+        self, answer: AsyncIterator[str], spawn: Callable[[Coroutine[Any, Any, None], str], Any]
+    ) -> None:
+        self.task = spawn(self._pump(answer), "preempt")
+
+    async def _pump(self, answer: AsyncIterator[str]) -> None:
+        try:
+            async with closing_stream(answer) as pieces:
+                async for piece in pieces:
+                    self.text.send_nowait(piece)
+        finally:
+            self.text.close()
+
+    def put(self, _turn: Turn, out: Output) -> None:
+        if self._forward is not None:
+            self._forward(out)
+        else:
+            self._outputs.append(out)
+
+    async def confirmed(self, _turn: Turn) -> None:
+        await self._released.wait()
+
+    def release(self, put: Callable[[Output], None]) -> AsyncIterator[str]:
+        """Let the held answer out: what it said meanwhile, then the rest as it comes."""
+        self._forward = put
+        for out in self._outputs:
+            put(out)
+        self._outputs.clear()
+        self._released.set()
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[str]:
+        try:
+            async for piece in self.text:
+                yield piece
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.text.close()
+
+
+@dataclass(eq=False)
+class _Utterance:
+    turn: Turn
+    #: The answer this speech started over (it has not taken the floor yet), or None.
+    over: Turn | None
+    started: float
+    frames: deque[np.ndarray] = field(default_factory=deque)
+    frames_s: float = 0.0
+    total_s: float = 0.0
+    segment: Channel[AudioChunk] | None = None
+    listen: asyncio.Task[None] | None = None
+    decide: asyncio.Task[None] | None = None
+    texts: list[str] = field(default_factory=list)
+    partial: str = ""
+    final: Transcription | None = None
+    failed: BaseException | None = None
+    held: Held | None = None
+    paused_at: float = 0.0
+    forced: bool = False
+    prediction: TurnPrediction | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(t for t in (*self.texts, self.partial) if t).strip()
+
+    def add(self, samples: np.ndarray, sample_rate: int) -> None:
+        self.frames.append(samples)
+        seconds = len(samples) / sample_rate
+        self.frames_s += seconds
+        self.total_s += seconds
+        while self.frames and self.frames_s - len(self.frames[0]) / sample_rate >= MODEL_WINDOW_S:
+            self.frames_s -= len(self.frames.popleft()) / sample_rate
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(list(self.frames)) if self.frames else np.zeros(0, np.float32)
+
+
+class Listener:
+    """Turns microphone blocks into the person's turns for its pipeline (see the module docstring)."""
+
+    def __init__(
+        self,
+        pipeline: VoicePipeline,
+        *,
+        detector: TurnDetector | None,
+        policy: InterruptionPolicy,
+        echo: EchoFilter | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.p = pipeline
+        self.detector, self.policy, self.echo, self.clock = detector, policy, echo, clock
+        self._utt: _Utterance | None = None
+        self._preroll: deque[AudioChunk] = deque()
+        self._preroll_s = 0.0
+
+    @property
+    def listening(self) -> bool:
+        return self._utt is not None and self._utt.over is None
+
+    # -- audio in ----------------------------------------------------------------------------------
+
+    def push(self, chunk: AudioChunk) -> None:
+        p = self.p
+        if p.vad is None or p.stt is None:
+            raise InvalidInput("this pipeline has no VAD/STT: it takes text only")
+        rate = p.config.sample_rate
+        if chunk.sample_rate != rate:
+            raise InvalidInput(f"audio must be {rate} Hz, got {chunk.sample_rate} Hz")
+        chunk = chunk.to_mono()
+        heard = vad_in = chunk
+        if self.echo is not None and self.echo.active:
+            judged = self.echo.process(chunk)
+            heard = judged.audio
+            vad_in = (
+                AudioChunk(np.zeros(chunk.frames, np.float32), rate, timestamp=chunk.timestamp)
+                if judged.echo
+                else heard
+            )
+        event = p.vad.process(vad_in)
+        utt = self._utt
+        if event is not None and event.type is VADEventType.SPEECH_START:
+            utt = self._speech_started(event.timestamp)
+        if utt is None:
+            self._remember(heard)
+            return
+        utt.add(heard.as_float32(), rate)
+        if utt.segment is None:
+            self._remember(heard)  # a pause: the next stretch starts with it
+            return
+        utt.segment.send_nowait(heard)
+        if utt.total_s >= p.config.max_utterance_s:
+            log.warning("utterance reached max_utterance_s=%s; ending it", p.config.max_utterance_s)
+            p.vad.reset()
+            utt.forced = True
+            self._paused(utt)
+        elif event is not None and event.type is VADEventType.SPEECH_END:
+            self._paused(utt)
+
+    def _remember(self, chunk: AudioChunk) -> None:
+        self._preroll.append(chunk)
+        self._preroll_s += chunk.duration
+        limit = self.p.config.preroll_ms / 1000
+        while self._preroll and self._preroll_s - self._preroll[0].duration >= limit:
+            self._preroll_s -= self._preroll.popleft().duration
+
+    def _speech_started(self, at: float) -> _Utterance | None:
+        p, utt = self.p, self._utt
+        if utt is not None:  # the person goes on after a pause: the same turn
+            self._cancel_decision(utt)
+            utt.turn.waterfall.clear("speech_end", "end_of_turn", "final_transcript", "llm_request")
+            self._open(utt)
+            return utt
+        turn = Turn(source="voice")
+        answer = p.answer_in_progress()
+        over: Turn | None = None
+        if answer is not None and self.policy.mode is InterruptionMode.IMMEDIATE:
+            p._abort("user started speaking")
+        elif answer is not None:
+            over = answer
+            if self.policy.mode is InterruptionMode.ADAPTIVE:
+                p.pause_answer(answer)
+        utt = self._utt = _Utterance(turn, over, self.clock())
+        if over is None:
+            self._take_floor(utt, at)
+        elif self.policy.mode is InterruptionMode.ADAPTIVE:
+            p._spawn(self._resume_unless_words(utt), "resume-timer")
+        self._open(utt)
+        return utt
+
+    def _take_floor(self, utt: _Utterance, at: float | None = None) -> None:
+        """The utterance becomes the turn with the floor; an answer it was spoken over ends here."""
+        p = self.p
+        if utt.over is not None:
+            over, utt.over = utt.over, None
+            if p.answer_in_progress() is over:
+                p._abort("user started speaking")
+        p._begin(utt.turn, TurnState.LISTENING, "speech started")
+        p._put(StageOut(utt.turn.id, "speech_started", {"at": at if at is not None else self.clock()}))
+        if utt.text:
+            p._put(TranscriptOut(utt.turn.id, utt.text, False))
+
+    def _open(self, utt: _Utterance) -> None:
+        segment: Channel[AudioChunk] = Channel(None, name="stt-in")
+        for frame in self._preroll:
+            segment.send_nowait(frame)
+        self._preroll.clear()
+        self._preroll_s = 0.0
+        utt.segment = segment
+        utt.listen = self.p._spawn(self._listen(utt, segment), "listen")
+
+    def _paused(self, utt: _Utterance) -> None:
+        assert utt.segment is not None
+        utt.segment.close()
+        utt.segment = None
+        utt.paused_at = self.clock()
+        if utt.over is None:
+            utt.turn.waterfall.mark("speech_end")
+            self.p._put(StageOut(utt.turn.id, "speech_ended"))
+        utt.decide = self.p._spawn(self._decide(utt), "end-of-turn")
+
+    def drop(self, reason: str) -> None:
+        """Typed input supersedes speech being listened to: it ends here (its words so far are shown as
+        final) and the VAD starts afresh."""
+        utt, self._utt = self._utt, None
+        if utt is None:
+            return
+        self._cancel_decision(utt)
+        if utt.listen is not None:
+            utt.listen.cancel()
+        if utt.segment is not None:
+            utt.segment.close()
+        if self.p.vad is not None:
+            self.p.vad.reset()
+        if utt.over is None:
+            self.p._put(TranscriptOut(utt.turn.id, utt.text, True))
+            self.p.close_turn(utt.turn, reason)
+        else:
+            self.p.resume_answer(utt.over)
+
+    # -- transcripts -------------------------------------------------------------------------------
+
+    async def _listen(self, utt: _Utterance, segment: Channel[AudioChunk]) -> None:
+        stt = self.p.stt
+        assert stt is not None
+        final: Transcription | None = None
+        try:
+            async with closing_stream(stt.stream(segment)) as transcripts:
+                async for tr in transcripts:
+                    if tr.is_final:
+                        final = tr
+                        break
+                    if tr.text != utt.partial:
+                        utt.partial = tr.text
+                        self._progress(utt, tr.language)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            utt.failed = exc
+            return
+        utt.partial = ""
+        if final is not None and final.text.strip():
+            utt.texts.append(final.text.strip())
+            utt.final = final
+        if utt.over is None:
+            utt.turn.waterfall.mark("final_transcript")
+
+    def _progress(self, utt: _Utterance, language: str | None) -> None:
+        if utt.over is not None:
+            elapsed = (self.clock() - utt.started) * 1000
+            if (
+                self.policy.judge(utt.text, final=False, elapsed_ms=elapsed, language=language)
+                is Verdict.INTERRUPT
+            ):
+                self._take_floor(utt)
+            return
+        self.p._put(TranscriptOut(utt.turn.id, utt.text, False))
+
+    async def _resume_unless_words(self, utt: _Utterance) -> None:
+        await asyncio.sleep(self.policy.resume_ms / 1000)
+        if self._utt is utt and utt.over is not None and not self.policy.content_words(utt.text):
+            self.p.resume_answer(utt.over)
+
+    # -- end of turn -------------------------------------------------------------------------------
+
+    def _cancel_decision(self, utt: _Utterance) -> None:
+        if utt.decide is not None:
+            utt.decide.cancel()
+            utt.decide = None
+        if utt.held is not None:
+            utt.held.cancel()
+            utt.held = None
+
+    async def _decide(self, utt: _Utterance) -> None:
+        p, turn = self.p, utt.turn
+        judging: asyncio.Task[TurnPrediction] | None = None
+        if self.detector is not None and not utt.forced and utt.over is None and p.answering:
+            judging = asyncio.get_running_loop().create_task(self.detector.predict(utt.audio(), utt.text))
+        try:
+            if utt.listen is not None:
+                await asyncio.wait({utt.listen})  # the stretch's final transcript (not cancelled with us)
+            if utt.failed is not None:
+                self._utt = None
+                if utt.over is not None:
+                    p.resume_answer(utt.over)
+                    return
+                p.not_understood(turn, utt.failed)
+                return
+            if utt.over is not None and not self._over_answer(utt):
+                return
+            text = utt.text
+            if not text:
+                self._utt = None
+                p._put(TranscriptOut(turn.id, "", True))
+                p.close_turn(turn, "nothing recognised")
+                p._next()
+                return
+            if judging is not None:
+                if p.config.preemptive and utt.held is None:
+                    utt.held = p.preempt(turn, text)
+                utt.prediction = await self._prediction(judging)
+                if not utt.prediction.complete:
+                    waited = (self.clock() - utt.paused_at) * 1000
+                    await asyncio.sleep(max(0.0, p.config.max_wait_ms - waited) / 1000)
+            self._end(utt, text)
+        finally:
+            if judging is not None and not judging.done():
+                judging.cancel()
+
+    def _over_answer(self, utt: _Utterance) -> bool:
+        """Speech over an answer has ended: does it take the floor (True) or was it a backchannel?"""
+        assert utt.over is not None
+        final = utt.final
+        language = final.language if final is not None else None
+        elapsed = (self.clock() - utt.started) * 1000
+        if (
+            self.policy.judge(utt.text, final=True, elapsed_ms=elapsed, language=language)
+            is Verdict.INTERRUPT
+        ):
+            self._take_floor(utt)
+            return True
+        self._utt = None
+        over = utt.over
+        if self.policy.mode is InterruptionMode.OFF and self.policy.content_words(utt.text, language):
+            self.p.queue(utt.turn, utt.text)  # heard once the answer is over
+            return False
+        self.p.resume_answer(over)
+        log.debug("speech over the answer was not a barge-in: %r", utt.text)
+        return False
+
+    async def _prediction(self, judging: asyncio.Task[TurnPrediction]) -> TurnPrediction:
+        try:
+            return await judging
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failing model must not hold the turn: end it as silence would
+            log.warning("end-of-turn model failed (%s); ending the turn at the pause", exc)
+            return TurnPrediction(True, 1.0, "model failed")
+
+    def _end(self, utt: _Utterance, text: str) -> None:
+        p, turn = self.p, utt.turn
+        self._utt = None
+        turn.waterfall.mark("end_of_turn")
+        final = utt.final
+        confidence = final.confidence if final is not None else 1.0
+        language = final.language if final is not None else None
+        p._set_state(TurnState.PROCESSING, "end of turn", turn)
+        p._put(TranscriptOut(turn.id, text, True, confidence, language))
+        if not p.answering:  # dictation: the words are the result
+            turn.user_text = text
+            p.history.append(Message("user", text, "audio", mode=p.config.mode))
+            turn.waterfall.mark("done")
+            p._put(ResponseDone(turn.id, ""))
+            p.close_turn(turn, "transcribed")
+            return
+        p._start_response(turn, text, modality="audio", held=utt.held)

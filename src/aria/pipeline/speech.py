@@ -1,0 +1,87 @@
+"""Speech output: the answer's text in clauses, each clause to TTS, the audio out with its word timings.
+
+The first clause goes to TTS as soon as it is long enough (``first_clause_min_chars``), while the model is
+still writing; later ones in whole sentences. Each audio block is recorded on the turn (its clause, its
+duration, the word timings its engine gave) before it goes out, so what the person heard can be told word
+by word when the answer is interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable
+
+from aria.core.aio import closing_stream
+from aria.core.streams import buffer_until
+from aria.core.text import ClauseChunker
+from aria.engines.base import TTS
+from aria.pipeline.outputs import AudioOut, ErrorOut, Output, StageOut
+from aria.pipeline.turn import Turn
+
+__all__ = ["Speaker"]
+
+log = logging.getLogger(__name__)
+
+
+class Speaker:
+    """Speaks one turn's answer. ``send`` puts an output in order behind the answer's text and audio
+    (it may wait: backpressure); ``put`` queues a small control output at once; ``responding(turn)`` is
+    called before the first audio of the turn goes out."""
+
+    def __init__(
+        self,
+        tts: TTS,
+        *,
+        send: Callable[[Output], Awaitable[object]],
+        put: Callable[[Output], None],
+        responding: Callable[[Turn], None],
+        first_min_chars: int = 12,
+        min_chars: int = 24,
+        max_chars: int = 220,
+        voice: str | None = None,
+    ) -> None:
+        self.tts = tts
+        self._send, self._put, self._responding = send, put, responding
+        self.first_min_chars, self.min_chars, self.max_chars = first_min_chars, min_chars, max_chars
+        self.voice = voice
+
+    async def speak(self, turn: Turn, tokens: AsyncIterable[str]) -> None:
+        chunker = ClauseChunker(
+            first_min_chars=self.first_min_chars, min_chars=self.min_chars, max_chars=self.max_chars
+        )
+        seq = 0
+        async for clause in buffer_until(tokens, chunker):
+            if turn.stopped():
+                return
+            self._responding(turn)
+            index = turn.add_clause(clause)
+            if turn.waterfall.mark("first_tts_request"):
+                self._put(StageOut(turn.id, "tts_request", {"text": clause}))
+            try:
+                async with closing_stream(self.tts.synthesize(clause, voice=self.voice)) as audio:
+                    async for chunk in audio:
+                        if not turn.playing.is_set():  # paused for speech over it
+                            await turn.playing.wait()
+                        if turn.stopped():
+                            return
+                        if turn.waterfall.mark("first_audio_out"):
+                            self._put(StageOut(turn.id, "first_audio"))
+                        turn.add_audio(index, chunk)
+                        await self._send(AudioOut(turn.id, chunk, index, seq))
+                        seq += 1
+                        # A fast engine must not fill the channel before the transport gets the first
+                        # block: let the consumer run after each one.
+                        await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Speech failing must not take the answer with it: the text goes on without audio.
+                log.error(
+                    "TTS failed, answering in text only: %s", exc, exc_info=exc, extra={"turn_id": turn.id}
+                )
+                turn.speech_failed = True
+                self._put(
+                    ErrorOut("tts_failed", f"speech failed, answering in text only: {exc}", turn.id, True)
+                )
+                return
