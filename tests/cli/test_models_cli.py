@@ -242,6 +242,7 @@ def test_catalog_is_consistent() -> None:
         "kokoro",
         "piper-en_US-lessac-medium",
         "clip-vit-b32",
+        "smart-turn",
         "silero-vad",
     }
     assert {entry.name for entry in CATALOG} == expected

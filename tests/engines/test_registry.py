@@ -96,10 +96,10 @@ def bare_registry() -> EngineRegistry:
 def test_builtin_names_are_registered_and_sorted_by_kind() -> None:
     registry = bare_registry()
     assert registry.names() == sorted(BUILTIN)
-    for kind in ("vad", "stt", "llm", "vision", "tts"):
+    for kind in ("vad", "stt", "llm", "vision", "tts", "turn"):
         assert registry.names(kind) == sorted(n for n in BUILTIN if n.startswith(f"{kind}:"))
     assert {"llm:builtin", "llm:fake", "vad:energy", "vad:fake", "stt:fake", "tts:fake"} <= set(BUILTIN)
-    assert all(name.partition(":")[0] in ("vad", "stt", "llm", "vision", "tts") for name in BUILTIN)
+    assert all(name.partition(":")[0] in ("vad", "stt", "llm", "vision", "tts", "turn") for name in BUILTIN)
 
 
 def test_builtin_spec_reports_target_kind_backend_and_origin() -> None:

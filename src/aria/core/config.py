@@ -28,6 +28,7 @@ from aria.core.modes import BUILTIN_MODES, LLMOverride, ModeSpec, resolve_modes
 from aria.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_BACKCHANNELS",
     "ENV_PREFIX",
     "HOT_RELOADABLE",
     "EngineSettings",
@@ -40,6 +41,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "TTSSettings",
+    "TurnSettings",
     "VADSettings",
     "VisionSettings",
     "apply_update",
@@ -132,6 +134,61 @@ class TTSSettings(EngineSettings):
     voice: str | None = None
 
 
+#: Short answers that acknowledge without taking the turn ("mm-hm"), per language (lower case).
+DEFAULT_BACKCHANNELS: dict[str, list[str]] = {
+    "en": ["mm-hm", "mhm", "uh-huh", "yeah", "yes", "okay", "ok", "right", "sure", "i see", "got it", "hmm"],
+    "de": ["mhm", "ja", "genau", "okay", "ok", "stimmt", "klar", "aha", "ach so", "hm"],
+    "fr": ["mhm", "oui", "ouais", "d'accord", "ok", "okay", "voilà", "ah bon", "je vois", "hum"],
+    "es": ["mhm", "sí", "vale", "claro", "ok", "okay", "ya", "ajá", "ya veo", "bueno"],
+}
+
+
+class TurnSettings(EngineSettings):
+    """The end-of-turn detector (``turn:<backend>``) and how the voice loop uses it."""
+
+    backend: str = "smart_turn"
+    fallback: list[str] = Field(default_factory=lambda: ["silence"])
+    timeout_s: float = Field(default=1.0, gt=0)
+    #: Silence (ms, after the VAD's own end of speech) after which the detector is asked.
+    pause_ms: int = Field(default=200, ge=0, le=5000)
+    #: Silence (ms) after which a turn the detector called incomplete ends anyway.
+    max_wait_ms: int = Field(default=2500, ge=0, le=30000)
+    #: Completion probability at or above which the turn is complete.
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    #: What the person's speech does to an answer being spoken: ``adaptive`` pauses it, stops it after
+    #: ``min_interruption_words`` words that are not a backchannel and resumes it otherwise; ``immediate``
+    #: stops it at once; ``off`` lets it finish.
+    interruption: Literal["adaptive", "immediate", "off"] = "adaptive"
+    #: Words (not backchannels) that make an adaptive interruption real.
+    min_interruption_words: int = Field(default=2, ge=1, le=20)
+    #: How long (ms) a paused answer waits for words before it resumes.
+    resume_ms: int = Field(default=1200, ge=0, le=10000)
+    #: Acknowledgements that never interrupt, per language; a table given in the configuration replaces the
+    #: listed languages' defaults and keeps the others (``en = []`` turns English ones off).
+    backchannels: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_BACKCHANNELS.items()}
+    )
+
+    @field_validator("max_wait_ms")
+    @classmethod
+    def _wait_after_pause(cls, value: int, info: ValidationInfo) -> int:
+        pause = info.data.get("pause_ms")
+        if pause is not None and value < pause:
+            raise ValueError(f"must be at least turn.pause_ms ({pause})")
+        return value
+
+    @field_validator("backchannels")
+    @classmethod
+    def _normalise_backchannels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        merged = {k: list(v) for k, v in DEFAULT_BACKCHANNELS.items()}
+        for language, phrases in value.items():
+            key = language.strip().lower()
+            if not key:
+                raise ValueError("a language code cannot be empty")
+            merged[key] = [" ".join(p.lower().split()) for p in phrases if p.strip()]
+        return merged
+
+
 class PipelineSettings(_Section):
     first_clause_min_chars: int = Field(default=12, gt=0)
     sentence_min_chars: int = Field(default=24, gt=0)
@@ -195,6 +252,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
+    turn: TurnSettings = Field(default_factory=TurnSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     residency: ResidencySettings = Field(default_factory=ResidencySettings)

@@ -12,6 +12,7 @@ llm      ``stream(request) -> AsyncIterator[GeneratedToken | ToolCall]``  ``comp
 vision   ``encode(frame) -> VisionEmbedding``
 tts      ``synthesize(text, voice=...) -> AsyncIterator[AudioChunk]``
          for one sentence or clause
+turn     ``predict(audio, text=None) -> TurnPrediction`` after a pause
 =======  ============================================================  ==========================
 
 Behaviour is added by wrapping (fallback chains, circuit breakers), never by subclassing these.
@@ -24,6 +25,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 
 from aria.types import (
@@ -52,6 +55,8 @@ __all__ = [
     "EngineKind",
     "LLMChunk",
     "LLMRequest",
+    "TurnDetector",
+    "TurnPrediction",
     "VADEvent",
     "VADEventType",
     "VisionEncoder",
@@ -60,8 +65,8 @@ __all__ = [
 #: The engine API version; plugins declare the one they were built for (``aria_api_version``).
 API_VERSION = "1.0"
 
-EngineKind = Literal["vad", "stt", "llm", "vision", "tts"]
-KINDS: tuple[EngineKind, ...] = ("vad", "stt", "llm", "vision", "tts")
+EngineKind = Literal["vad", "stt", "llm", "vision", "tts", "turn"]
+KINDS: tuple[EngineKind, ...] = ("vad", "stt", "llm", "vision", "tts", "turn")
 
 
 class EngineConfig(BaseModel):
@@ -114,6 +119,17 @@ class VADEvent:
     timestamp: float
     #: Speech probability of that frame.
     probability: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPrediction:
+    """A turn detector's answer to "is the person's turn complete?" after a pause."""
+
+    complete: bool
+    #: Probability that the turn is complete, in [0, 1].
+    probability: float
+    #: What decided it, for logs and tests (``"audio 0.93"``, ``"trailing 'and'"``...).
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,4 +204,14 @@ class VisionEncoder(Engine, Protocol):
 class TTS(Engine, Protocol):
     def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
         """Audio for one sentence or clause, streamed as it is produced."""
+        ...
+
+
+@runtime_checkable
+class TurnDetector(Engine, Protocol):
+    """Semantic end of turn: asked when the VAD sees a short pause whether the turn is complete."""
+
+    async def predict(self, audio: npt.NDArray[np.float32], text: str | None = None) -> TurnPrediction:
+        """``audio``: the whole current utterance, 16 kHz mono float32 (engines use at most its last 8 s);
+        ``text``: the transcript so far, when known."""
         ...

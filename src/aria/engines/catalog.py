@@ -41,7 +41,7 @@ class ModelFile:
 @dataclass(frozen=True, slots=True)
 class ModelEntry:
     name: str
-    #: Engine kind (``stt``, ``tts``, ``vision``, ``vad``) and the engine that loads it.
+    #: Engine kind (``stt``, ``tts``, ``vision``, ``vad``, ``turn``) and the engine that loads it.
     kind: str
     engine: str
     description: str
@@ -94,6 +94,9 @@ _WHISPER_SMALL = f"{_HF}/Systran/faster-whisper-small/resolve/536b0662742c02347b
 _KOKORO = "https://github.com/thewh1teagle/kokoro-onnx/releases/download/model-files-v1.0"
 _PIPER = f"{_HF}/rhasspy/piper-voices/resolve/v1.0.0/en/en_US/lessac/medium"
 _CLIP = f"{_HF}/Qdrant/clip-ViT-B-32-vision/resolve/e0c24ed0fa57fa3e4f97f30de74c51d944036ace"
+# The revision is the one other projects pin for this file with this size and checksum (found in public
+# sources, not checked against Hugging Face from here); the download is verified by the checksum either way.
+_SMART_TURN = f"{_HF}/pipecat-ai/smart-turn-v3/resolve/f766f81d3cfdf7737ac64aad813d91bbfd56bf93"
 
 
 # (file name, size, sha256) of the faster-whisper conversions at the pinned revisions.
@@ -191,6 +194,22 @@ CATALOG: tuple[ModelEntry, ...] = (
                 "clip/clip-vit-b32-vision.onnx",
                 351686194,
                 "c68d3d9a200ddd2a8c8a5510b576d4c94d1ae383bf8b36dd8c084f94e1fb4d63",
+            ),
+        ),
+    ),
+    ModelEntry(
+        name="smart-turn",
+        kind="turn",
+        engine="turn:smart_turn",
+        description="Smart Turn v3.2 end-of-turn model (ONNX, int8, CPU); also inside the pipecat-ai wheel",
+        location="smart-turn/smart-turn-v3.2-cpu.onnx",
+        aliases=("smart-turn-v3", "smart-turn-v3.2"),
+        files=(
+            ModelFile(
+                f"{_SMART_TURN}/smart-turn-v3.2-cpu.onnx",
+                "smart-turn/smart-turn-v3.2-cpu.onnx",
+                8679182,
+                "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
             ),
         ),
     ),

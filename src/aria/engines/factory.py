@@ -7,6 +7,7 @@ vad    silero, webrtc, energy
 stt    whisper (when its model is on disk), pocketsphinx
 llm    a local Ollama or OpenAI-compatible server (:func:`detect_llm`), else builtin
 tts    kokoro (when its files are on disk), piper (likewise), espeak
+turn   smart_turn (when its model is on disk or in the pipecat-ai wheel), silence
 =====  ==================================================================================
 
 Section fields that an engine's ``Config`` also declares (``vad.threshold``, ``stt.language``...) are
@@ -23,7 +24,7 @@ from aria.core.breaker import CircuitBreaker
 from aria.core.config import EngineSettings, LLMSettings, Settings
 from aria.core.retry import RetryPolicy
 from aria.engines.base import KINDS, Engine, EngineKind
-from aria.engines.fallback import FallbackEngine, FallbackLLM, FallbackSTT, FallbackTTS
+from aria.engines.fallback import FallbackEngine, FallbackLLM, FallbackSTT, FallbackTTS, FallbackTurn
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AllEnginesFailed, AriaError, EngineUnavailable
 
@@ -31,7 +32,12 @@ __all__ = ["AUTO_PREFERENCE", "create_engine", "detect_llm", "resolve_backend"]
 
 log = logging.getLogger(__name__)
 
-_WRAPPERS: dict[str, type[FallbackEngine[Any]]] = {"llm": FallbackLLM, "stt": FallbackSTT, "tts": FallbackTTS}
+_WRAPPERS: dict[str, type[FallbackEngine[Any]]] = {
+    "llm": FallbackLLM,
+    "stt": FallbackSTT,
+    "tts": FallbackTTS,
+    "turn": FallbackTurn,
+}
 
 AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {
     "vad": ("silero", "webrtc", "energy"),
@@ -39,6 +45,7 @@ AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {
     "llm": ("builtin",),
     "tts": ("kokoro", "piper", "espeak"),
     "vision": (),
+    "turn": ("smart_turn", "silence"),
 }
 
 

@@ -11,6 +11,9 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import ClassVar, Generic, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
 from aria.core.breaker import CircuitBreaker
 from aria.core.fallback import FallbackChain
 from aria.core.retry import RetryPolicy
@@ -24,11 +27,13 @@ from aria.engines.base import (
     EngineKind,
     LLMChunk,
     LLMRequest,
+    TurnDetector,
+    TurnPrediction,
 )
 from aria.errors import AllEnginesFailed
 from aria.types import AudioChunk, Transcription
 
-__all__ = ["FallbackEngine", "FallbackLLM", "FallbackSTT", "FallbackTTS", "primary"]
+__all__ = ["FallbackEngine", "FallbackLLM", "FallbackSTT", "FallbackTTS", "FallbackTurn", "primary"]
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Engine)
@@ -134,6 +139,15 @@ class FallbackTTS(FallbackEngine[TTS]):
             return engine.synthesize(text, voice=voice if known else None)
 
         return self.chain.stream(speak, first_item_timeout=self.first_item_timeout)
+
+
+class FallbackTurn(FallbackEngine[TurnDetector]):
+    """A turn model that fails or runs past its deadline gives way to the next (``turn:silence`` last)."""
+
+    kind = "turn"
+
+    async def predict(self, audio: npt.NDArray[np.float32], text: str | None = None) -> TurnPrediction:
+        return await self.chain.call(lambda e: e.predict(audio, text))
 
 
 def primary(engine: Engine) -> Engine:

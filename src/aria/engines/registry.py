@@ -48,6 +48,8 @@ BUILTIN: dict[str, str] = {
     "tts:kokoro": "aria.engines.tts.kokoro:KokoroTTS",
     "tts:piper": "aria.engines.tts.piper:PiperTTS",
     "tts:openai": "aria.engines.tts.openai:OpenAITTS",
+    "turn:smart_turn": "aria.engines.turn.smart_turn:SmartTurn",
+    "turn:silence": "aria.engines.turn.silence:SilenceTurn",
     "vad:fake": "aria.testing.fakes:FakeVAD",
     "stt:fake": "aria.testing.fakes:FakeSTT",
     "llm:fake": "aria.testing.fakes:FakeLLM",
