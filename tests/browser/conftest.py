@@ -96,6 +96,23 @@ def fake_aria_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AriaS
     yield from _serve(tmp_path_factory, FAKE_ENGINES, "browser-fake-server.log")
 
 
+def fake_engines(**options: dict[str, Any]) -> dict[str, str]:
+    """:data:`FAKE_ENGINES` with other options for some engines: ``fake_engines(stt={"final_delay_s": 1})``
+    (each kind's options replace that kind's defaults)."""
+    engines = dict(FAKE_ENGINES)
+    for kind, values in options.items():
+        engines[f"ARIA_{kind.upper()}__OPTIONS"] = json.dumps(values)
+    return engines
+
+
+def serve(
+    tmp_path_factory: pytest.TempPathFactory, engines: dict[str, str], log_name: str
+) -> Iterator[AriaServer]:
+    """``python -m aria serve`` with ``engines`` (environment variables), its log as ``artifacts/<log_name>``;
+    for a module's own server fixture (``yield from serve(...)``)."""
+    yield from _serve(tmp_path_factory, engines, log_name)
+
+
 def _serve(
     tmp_path_factory: pytest.TempPathFactory, engines: dict[str, str], log_name: str
 ) -> Iterator[AriaServer]:
@@ -243,6 +260,22 @@ def open_fake_page(playwright_driver: Any, fake_aria_server: AriaServer) -> Iter
 
     def open_(wav: Path | None = None, query: str = "", viewport: tuple[int, int] = (1280, 800)) -> AriaPage:
         return _launch(playwright_driver, browsers, f"{fake_aria_server.url}/{query}", wav, viewport)
+
+    yield open_
+    for browser in browsers:
+        browser.close()
+
+
+@pytest.fixture
+def open_browser(playwright_driver: Any) -> Iterator[Callable[..., AriaPage]]:
+    """``open_browser(server, wav=None, query="", viewport=(1280, 800))``: a fresh Chromium showing the
+    client of ``server`` (a module's own :class:`AriaServer`); closed after the test."""
+    browsers: list[Any] = []
+
+    def open_(
+        server: AriaServer, wav: Path | None = None, query: str = "", viewport: tuple[int, int] = (1280, 800)
+    ) -> AriaPage:
+        return _launch(playwright_driver, browsers, f"{server.url}/{query}", wav, viewport)
 
     yield open_
     for browser in browsers:

@@ -3,6 +3,7 @@
 
 import { send } from "./connection.js";
 import { el, friendly, ui } from "./dom.js";
+import { renderHeard } from "./heard.js";
 import { renderWaterfall } from "./waterfall.js";
 
 const bubbles = new Map(); // `${role}:${turnId}` -> {root, text}
@@ -71,10 +72,7 @@ export function finishAnswer(msg) {
   const bubble = assistantBubble(msg.turn_id, Boolean(msg.text));
   if (!bubble) return;
   if (!bubble.text.textContent && msg.text) bubble.text.textContent = msg.text;
-  if (msg.interrupted) {
-    bubble.root.classList.add("interrupted");
-    badge(bubble, "interrupted", msg.text ? `heard: “${msg.text}”` : "nothing was heard");
-  }
+  if (msg.interrupted) showInterrupted(bubble, bubble.text.textContent, msg.text);
   if (msg.error) {
     bubble.root.classList.add("failed");
     badge(bubble, friendly(msg.error), msg.error);
@@ -92,11 +90,17 @@ export function showHistory(entries, skip = () => false) {
     if ((entry.role !== "user" && entry.role !== "assistant") || skip(entry)) continue;
     const bubble = addBubble(entry.role);
     bubble.text.textContent = entry.content;
-    if (entry.interrupted) {
-      bubble.root.classList.add("interrupted");
-      badge(bubble, "interrupted", `heard: “${entry.content}”`);
-    }
+    // `content` is what was heard; `generated` (when the server sends it) the whole answer.
+    if (entry.interrupted) showInterrupted(bubble, entry.generated || entry.content, entry.content);
   }
+}
+
+/** An answer cut short: what was heard as usual, the rest of `answer` marked "not heard", and a badge. */
+function showInterrupted(bubble, answer, heard) {
+  bubble.root.classList.add("interrupted");
+  const split = renderHeard(bubble.text, answer, heard);
+  const title = split.heard ? `heard: “${split.heard.trim()}”` : "nothing was heard";
+  badge(bubble, "interrupted", title);
 }
 
 function badge(bubble, words, title) {
