@@ -35,6 +35,7 @@ def test_waterfall_marks_in_ms_since_speech_end() -> None:
     assert w.as_dict() == {
         "speech_end": 0.0,
         "final_transcript": 250.0,
+        "end_of_turn": None,
         "llm_request": 250.5,
         "first_token": 500.0,
         "first_tts_request": None,

@@ -30,6 +30,9 @@ FAST_FAKES: dict[str, Any] = {
     "tts.backend": "fake",
     "tts.fallback": [],
     "tts.options": {"ms_per_char": 10.0},
+    # Every pause ends the turn (the end-of-turn model's own tests use real speech).
+    "turn.backend": "silence",
+    "turn.fallback": [],
 }
 
 

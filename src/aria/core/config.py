@@ -163,6 +163,10 @@ class TurnSettings(EngineSettings):
     min_interruption_words: int = Field(default=2, ge=1, le=20)
     #: How long (ms) a paused answer waits for words before it resumes.
     resume_ms: int = Field(default=1200, ge=0, le=10000)
+    #: Start the answer at the pause, held back until the turn is confirmed (dropped if it is not).
+    preemptive: bool = True
+    #: Typed input while an answer is in progress: stop the answer (``supersede``) or wait (``queue``).
+    busy_input: Literal["supersede", "queue"] = "supersede"
     #: Acknowledgements that never interrupt, per language; a table given in the configuration replaces the
     #: listed languages' defaults and keeps the others (``en = []`` turns English ones off).
     backchannels: dict[str, list[str]] = Field(

@@ -28,6 +28,7 @@ __all__ = [
     "Answerer",
     "ToolExecutor",
     "ToolOutcome",
+    "router_request",
     "strip_pictures",
 ]
 

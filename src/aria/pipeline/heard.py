@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from aria.types import WordMark
 
-__all__ = ["WordSpan", "heard_chars", "place_words"]
+__all__ = ["WordSpan", "clause_words", "heard_chars", "place_words"]
 
 _TOKEN = re.compile(r"\S+")
 _SPEAKABLE = re.compile(r"[^\W_]")  # a letter or digit

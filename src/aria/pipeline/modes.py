@@ -11,18 +11,21 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from aria.core.config import Settings
 from aria.core.events import EventBus
 from aria.core.history import History
 from aria.core.modes import LLMOverride, ModeSpec
 from aria.engines.base import LLM, STT, TTS, VAD, EngineKind
+from aria.pipeline.interruptions import InterruptionMode, InterruptionPolicy
 from aria.pipeline.voice import PipelineConfig, VoicePipeline
 
 __all__ = [
     "Loadout",
     "SlotPlan",
     "engine_key",
+    "interruption_policy",
     "loadout_slots",
     "mode_pipeline",
     "watch_command",
@@ -91,9 +94,11 @@ def mode_pipeline(
     vad: VAD | None,
     bus: EventBus | None = None,
     history: History | None = None,
+    **hooks: Any,
 ) -> VoicePipeline:
-    """The pipeline that runs ``mode`` over ``history`` (the session's, so a switch keeps it). The
-    transport adds its hooks (playback, context, tools, pictures) afterwards."""
+    """The pipeline that runs ``mode`` over ``history`` (the session's, so a switch keeps it), with the
+    transport's ``hooks`` (playback, context, tools, pictures, commands, turn detector, echo guard; see
+    :class:`VoicePipeline`). The interruption policy comes from ``[turn]``."""
     llm_settings = settings.with_llm(spec.llm)
     speak = spec.speaks and loadout.tts is not None and settings.tts.enabled
     listens = spec.listens and loadout.stt is not None and vad is not None
@@ -105,10 +110,21 @@ def mode_pipeline(
         bus=bus,
         history=history,
         config=PipelineConfig.from_settings(llm_settings, speak=speak, mode=mode),
+        router=loadout.router if "router" in spec.steps else None,  # else the main model routes
+        interruption=interruption_policy(settings),
+        **hooks,
     )
-    if "router" in spec.steps:  # without a smaller model configured, the main one routes
-        pipeline.router = loadout.router
     return pipeline
+
+
+def interruption_policy(settings: Settings) -> InterruptionPolicy:
+    turn = settings.turn
+    return InterruptionPolicy(
+        InterruptionMode(turn.interruption),
+        min_words=turn.min_interruption_words,
+        resume_ms=turn.resume_ms,
+        backchannels={lang: tuple(words) for lang, words in turn.backchannels.items()},
+    )
 
 
 _WHEN = r"(?:when(?:ever)?|if|whether|as\s+soon\s+as|once)\s+"

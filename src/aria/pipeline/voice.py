@@ -155,8 +155,8 @@ class PipelineConfig:
             speak=settings.tts.enabled,
             mode=settings.mode,
             max_wait_ms=turn.max_wait_ms,
-            preemptive=getattr(turn, "preemptive", True),
-            busy_input=getattr(turn, "busy_input", "supersede"),
+            preemptive=turn.preemptive,
+            busy_input=turn.busy_input,
         )
         return replace(config, **overrides)
 

@@ -254,7 +254,7 @@ class PlaybackControlMessage(_Model):
 
     type: Literal["playback_control"] = "playback_control"
     turn_id: str
-    action: Literal["pause", "resume"]
+    command: Literal["pause", "resume"]
 
 
 class StateMessage(_Model):

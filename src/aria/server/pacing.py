@@ -18,6 +18,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 __all__ = ["AudioPacer"]
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,8 @@ class _TurnAudio:
     queued: int = 0
     sent_blocks: int = 0
     cancelled: bool = False
+    paused_at: float | None = None
+    buffered_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -39,6 +44,7 @@ class _Item:
     payload: bytes | str
     duration_s: float = 0.0
     audio: bool = False
+    reference: npt.NDArray[np.float32] | None = None
 
 
 @dataclass
@@ -47,6 +53,8 @@ class AudioPacer:
     send_text: Callable[[str], Awaitable[None]]
     lead_s: float = 0.3
     clock: Callable[[], float] = time.monotonic
+    #: Told each block's samples (16 kHz) and when it is due to play, as it goes out (the echo guard).
+    on_sent: Callable[[npt.NDArray[np.float32], float], None] | None = None
     _queue: deque[_Item] = field(default_factory=deque)
     _turns: dict[str, _TurnAudio] = field(default_factory=dict)
     _play_end: float = 0.0
@@ -57,9 +65,31 @@ class AudioPacer:
 
     # -- producer side -----------------------------------------------------------------------------
 
-    def add_audio(self, turn_id: str, pcm: bytes, duration_s: float) -> None:
+    def add_audio(
+        self, turn_id: str, pcm: bytes, duration_s: float, *, reference: npt.NDArray[np.float32] | None = None
+    ) -> None:
         self._turn(turn_id).queued += 1
-        self._queue.append(_Item(turn_id, pcm, duration_s, audio=True))
+        self._queue.append(_Item(turn_id, pcm, duration_s, audio=True, reference=reference))
+        self._wakeup.set()
+
+    def pause(self, turn_id: str) -> None:
+        """Hold the turn's audio: nothing more of it is sent until :meth:`resume`. The client pauses its
+        playback too (``playback_control``), keeping what it has buffered."""
+        turn = self._turn(turn_id)
+        if turn.paused_at is None:
+            turn.paused_at = self.clock()
+            turn.buffered_s = max(0.0, self._play_end - turn.paused_at)
+
+    def resume(self, turn_id: str) -> None:
+        """Go on from where the turn paused: its buffered audio plays first, then the rest is sent."""
+        turn = self._turns.get(turn_id)
+        if turn is None or turn.paused_at is None:
+            return
+        now = self.clock()
+        if turn.first_start is not None:
+            turn.first_start += now - turn.paused_at  # the pause is not listening time
+        self._play_end = now + turn.buffered_s
+        turn.paused_at = None
         self._wakeup.set()
 
     def add_after_audio(self, turn_id: str, text: str) -> bool:
@@ -92,7 +122,8 @@ class AudioPacer:
         turn = self._turns.get(turn_id)
         if turn is None or turn.first_start is None:
             return 0.0 if turn is not None else None
-        estimate = min(turn.sent_s, max(0.0, self.clock() - turn.first_start))
+        now = turn.paused_at if turn.paused_at is not None else self.clock()
+        estimate = min(turn.sent_s, max(0.0, now - turn.first_start))
         if turn.reported_s is not None:
             return min(turn.sent_s, max(turn.reported_s, 0.0))
         return estimate
@@ -139,6 +170,10 @@ class AudioPacer:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             item = self._queue[0]
+            if item.audio and self._turn(item.turn_id).paused_at is not None:
+                self._wakeup.clear()  # held until resume (or cancel)
+                await self._wakeup.wait()
+                continue
             if item.audio:
                 now = self.clock()
                 start = max(now, self._play_end)
@@ -156,6 +191,8 @@ class AudioPacer:
                 turn.sent_s += item.duration_s
                 self._play_end = start + item.duration_s
                 self.sent_audio_s += item.duration_s
+                if self.on_sent is not None and item.reference is not None:
+                    self.on_sent(item.reference, start)
                 assert isinstance(item.payload, bytes)
                 await self.send_bytes(item.payload)
                 turn.sent_blocks += 1

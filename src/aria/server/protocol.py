@@ -389,8 +389,8 @@ def from_output(
         level: Literal["info", "warning"] = "info" if output.level == "info" else "warning"
         return wire.NotificationMessage(text=output.text, level=level, data=dict(output.data))
     if isinstance(output, PlaybackOut):
-        action: Literal["pause", "resume"] = "pause" if output.action == "pause" else "resume"
-        return wire.PlaybackControlMessage(turn_id=output.turn_id, action=action)
+        command: Literal["pause", "resume"] = "pause" if output.action == "pause" else "resume"
+        return wire.PlaybackControlMessage(turn_id=output.turn_id, command=command)
     if isinstance(output, AudioOut | StageOut):
         return None
     assert_never(output)

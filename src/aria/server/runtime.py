@@ -21,7 +21,7 @@ from typing import Any
 from aria.core.config import Settings
 from aria.core.metrics import MetricsRegistry
 from aria.core.modes import ModeSpec
-from aria.engines.base import LLM, STT, TTS, VAD, Engine, EngineKind
+from aria.engines.base import LLM, STT, TTS, VAD, Engine, EngineKind, TurnDetector
 from aria.engines.factory import create_engine, detect_llm, resolve_backend
 from aria.engines.fallback import FallbackEngine, primary
 from aria.engines.registry import EngineRegistry, default_registry
@@ -73,6 +73,8 @@ class Runtime:
         self.problems: dict[str, str] = {}
         #: The model that summarises old turns (None: they are trimmed instead).
         self.summarizer: LLM | None = None
+        #: The end-of-turn model (None: every pause ends the turn).
+        self.turn_detector: TurnDetector | None = None
         self._own_summarizer = False
         self.load_error: str | None = None
         self.ready = asyncio.Event()
@@ -121,6 +123,7 @@ class Runtime:
         if self.residency.engine("llm") is None and self.load_error is None:
             self.load_error = self.problems.get("llm", "no language model")
         self.summarizer = await self._make_summarizer()
+        self.turn_detector = await self._make_turn_detector()
         try:
             vad_name = resolve_backend("vad", self.settings, self.registry)
             self._states["vad"] = {"name": vad_name, "state": "ready", "detail": ""}
@@ -392,10 +395,33 @@ class Runtime:
     def engine_states(self) -> dict[str, dict[str, Any]]:
         return {kind: dict(state) for kind, state in self._states.items()}
 
+    async def _make_turn_detector(self) -> TurnDetector | None:
+        """The end-of-turn model, shared by every connection (it keeps no per-stream state)."""
+        try:
+            detector = create_engine("turn", self.settings, self.registry)
+            if detector is None:
+                return None
+            await detector.start()
+        except AriaError as exc:
+            log.warning("no end-of-turn model: every pause ends the turn (%s)", exc)
+            self._states["turn"] = {"name": None, "state": "unavailable", "detail": str(exc)}
+            return None
+        assert isinstance(detector, TurnDetector)
+        self._states["turn"] = {"name": detector.name, "state": "ready", "detail": ""}
+        return detector
+
+    def vad_settings(self) -> Settings:
+        """With an end-of-turn model, the VAD reports a pause after ``turn.pause_ms`` of silence (the
+        model decides whether it ends the turn); without one, after ``vad.min_silence_ms``."""
+        if self.turn_detector is None or self.turn_detector.name.startswith("silence"):
+            return self.settings
+        vad = self.settings.vad.model_copy(update={"min_silence_ms": self.settings.turn.pause_ms})
+        return self.settings.model_copy(update={"vad": vad})
+
     async def new_vad(self) -> VAD | None:
         """A VAD for one connection (VADs keep per-stream state)."""
         try:
-            vad = create_engine("vad", self.settings, self.registry)
+            vad = create_engine("vad", self.vad_settings(), self.registry)
             if vad is None:
                 return None
             await vad.start()
@@ -433,6 +459,8 @@ class Runtime:
             self._loader.cancel()
             await asyncio.gather(self._loader, return_exceptions=True)
         await self.residency.aclose()
+        if self.turn_detector is not None:
+            await self.turn_detector.aclose()
         if self.summarizer is not None and self._own_summarizer:
             await self.summarizer.aclose()
 

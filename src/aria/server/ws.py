@@ -26,6 +26,7 @@ from aria.core.events import EventBus
 from aria.core.modes import ModeSpec
 from aria.engines.base import LLM, VAD
 from aria.errors import AriaError, ChannelClosed, InvalidInput
+from aria.pipeline.echo import EchoGuard
 from aria.pipeline.modes import Loadout, mode_pipeline, watch_command
 from aria.pipeline.monitor import Alert, Monitor, MonitorConfig
 from aria.pipeline.observers import TurnMetricsRecorder
@@ -143,8 +144,13 @@ class Connection:
         self._usual_llm: LLM | None = None
         self.tools: SessionTools | None = None
         self.out_rate = 16000
+        #: The answer's own audio coming back through a client's microphone does not count as speech.
+        self.echo = EchoGuard(16000, max_delay_s=runtime.settings.server.audio_lead_ms / 1000 + 0.5)
         self.pacer = AudioPacer(
-            self._send_bytes, self._send_text, lead_s=runtime.settings.server.audio_lead_ms / 1000
+            self._send_bytes,
+            self._send_text,
+            lead_s=runtime.settings.server.audio_lead_ms / 1000,
+            on_sent=self.echo.reference,
         )
 
     # -- sending -----------------------------------------------------------------------------------
@@ -217,6 +223,7 @@ class Connection:
                 self.vad = await self.runtime.new_vad()
             elif self.vad is not None:
                 self.vad.reset()
+            self.echo.reset()  # the old mode's answer was cut: none of its audio plays on
             self.mode, self.loadout = mode, loadout
             self.session.mode = mode
             if self.governor is not None and self.governor.degraded:
@@ -240,27 +247,32 @@ class Connection:
 
     def _pipeline(self, mode: str, spec: ModeSpec, loadout: Loadout) -> VoicePipeline:
         settings = self.settings()
-        pipeline = mode_pipeline(
-            mode, spec, settings, loadout, vad=self.vad, bus=self.bus, history=self.session.history
-        )
-        pipeline.playback = self.pacer
         llm_settings = settings.with_llm(spec.llm).llm
-        pipeline.context = ContextWindow(
-            context_tokens=llm_settings.context_tokens,
-            reserve_tokens=min(llm_settings.max_tokens, llm_settings.context_tokens // 2),
-            profile=lambda: self.session.memory,
-            summarizer=self.runtime.summarizer,
-        )
         uses_tools = {"tools", "router"} & set(spec.steps)
-        if uses_tools and loadout.llm is not None and loadout.llm.capabilities.tools and settings.llm.tools:
-            if self.tools is None:  # discovering tools reads package metadata: once per connection
-                self.tools = SessionTools(self, settings.llm.tools)
-            pipeline.tools = self.tools
-        if spec.sees:
-            pipeline.pictures = self.picture
-        if spec.watches:
-            pipeline.commands = self.watch_command
-        return pipeline
+        can_call = loadout.llm is not None and loadout.llm.capabilities.tools and settings.llm.tools
+        if uses_tools and can_call and self.tools is None:  # tool discovery reads package metadata: once
+            self.tools = SessionTools(self, settings.llm.tools)
+        return mode_pipeline(
+            mode,
+            spec,
+            settings,
+            loadout,
+            vad=self.vad,
+            bus=self.bus,
+            history=self.session.history,
+            playback=self.pacer,
+            context=ContextWindow(
+                context_tokens=llm_settings.context_tokens,
+                reserve_tokens=min(llm_settings.max_tokens, llm_settings.context_tokens // 2),
+                profile=lambda: self.session.memory,
+                summarizer=self.runtime.summarizer,
+            ),
+            tools=self.tools if uses_tools and can_call else None,
+            pictures=self.picture if spec.sees else None,
+            commands=self.watch_command if spec.watches else None,
+            turn_detector=self.runtime.turn_detector,
+            echo=self.echo,
+        )
 
     def settings(self) -> Settings:
         rt = self.runtime
@@ -475,7 +487,10 @@ class Connection:
                 if chunk.sample_rate != self.out_rate:
                     samples = resample(samples, chunk.sample_rate, self.out_rate)
                 pcm = AudioChunk(samples, self.out_rate).to_pcm16()
-                self.pacer.add_audio(out.turn_id, proto.encode_audio(pcm), len(samples) / self.out_rate)
+                reference = samples if self.out_rate == 16000 else resample(samples, self.out_rate, 16000)
+                self.pacer.add_audio(
+                    out.turn_id, proto.encode_audio(pcm), len(samples) / self.out_rate, reference=reference
+                )
                 continue
             message = proto.from_output(out, loading=sorted(self._loading))
             if message is None:
