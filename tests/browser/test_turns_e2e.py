@@ -139,16 +139,6 @@ cough_server = pytest.fixture(scope="module", name="cough_server")(_answer_serve
 mmhm_server = pytest.fixture(scope="module", name="mmhm_server")(_answer_server([QUESTION, "mm-hm"]))
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason=(
-        "voice.py VoicePipeline._on_speech_start aborts the listen task of the utterance that just ended "
-        "while its final transcript is still being computed: a pause longer than the VAD's min silence "
-        "followed by more speech loses the first part (partial never finalised, not in the history) and "
-        "the rest becomes a turn of its own"
-    ),
-)
 def test_barge_in_sentence_with_a_pause_stays_one_turn(
     open_browser: Callable[..., AriaPage], split_server: AriaServer, tmp_path: Path
 ) -> None:
@@ -188,10 +178,6 @@ def test_barge_in_sentence_with_a_pause_stays_one_turn(
     assert barge_start > 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="ends the turn at the VAD's 320 ms of silence: needs the end-of-turn detector (turn settings)",
-)
 def test_pause_mid_sentence_is_one_turn(open_page: OpenPage, aria_server: AriaServer, tmp_path: Path) -> None:
     wav = tmp_path / "pause.wav"
     spans = mic_wav(wav, [1.0, "I would like to know,", 0.8, "the capital city of France.", 3.0])
@@ -233,14 +219,12 @@ def _listener_noise_keeps_the_answer(
     assert aria.problems == []
 
 
-@pytest.mark.xfail(strict=False, reason="turn.interruption = 'adaptive' is not in the server yet")
 def test_cough_during_the_answer_does_not_interrupt(
     open_browser: Callable[..., AriaPage], cough_server: AriaServer, tmp_path: Path
 ) -> None:
     _listener_noise_keeps_the_answer(open_browser, cough_server, tmp_path / "cough.wav", cough())
 
 
-@pytest.mark.xfail(strict=False, reason="turn.interruption = 'adaptive' is not in the server yet")
 def test_mm_hm_during_the_answer_does_not_interrupt(
     open_browser: Callable[..., AriaPage], mmhm_server: AriaServer, tmp_path: Path
 ) -> None:

@@ -314,6 +314,8 @@ class HistoryEntry(_Model):
     interrupted: bool = False
     mode: str | None = None
     timestamp: float
+    #: For an interrupted answer: the whole text the model wrote (``content`` is the part heard).
+    generated: str | None = None
 
 
 class HistoryMessage(_Model):

@@ -661,6 +661,7 @@ def history_message(session: Session) -> proto.HistoryMessage:
             interrupted=m.interrupted,
             mode=m.mode,
             timestamp=m.timestamp,
+            generated=m.metadata.get("generated") if m.interrupted else None,
         )
         for m in session.history
     ]

@@ -139,6 +139,11 @@ const handlers = {
   pong() {
     link.pong();
   },
+
+  playback_control(msg) {
+    test.playbackControls.push(msg);
+    player.duck(msg.command === "pause");
+  },
 };
 
 function onMessage(msg) {

@@ -161,6 +161,14 @@ export class Player {
     this.tick();
   }
 
+  /** Speech started over the answer (`playback_control`): duck it while the server holds the rest;
+   * back to full level on resume. */
+  duck(on) {
+    this.ducked = on;
+    this.out.gain.setTargetAtTime(on ? 0.12 : 1, this.ctx.currentTime, 0.03);
+    this.update();
+  }
+
   /** Barge-in: silence now. Sends the final report of each turn cut short; returns them. */
   stop() {
     const now = this.now();
@@ -189,6 +197,7 @@ export class Player {
       if (info && !info.final) reports.push(this.report(turn, true));
     }
     this.samplesPlayed = Math.round(this.finishedFrames);
+    if (this.ducked) this.duck(false); // the next answer plays at full level
     this.update();
     return reports;
   }

@@ -35,6 +35,7 @@ export const test = {
   audioFramesSent: 0,
   videoFramesSent: 0,
   playbackReports: [], // {turn_id, played_ms, final} as sent
+  playbackControls: [], // playback_control messages: speech over the answer paused (ducked) or resumed it
   sent: [], // every JSON message sent
   notifications: [],
   received: [], // the last 300 JSON messages from the server, as {at: ms since page load, ...message}
