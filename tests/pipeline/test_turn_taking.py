@@ -84,7 +84,7 @@ async def test_a_pause_mid_sentence_is_one_turn_and_one_answer() -> None:
         assert {t.turn_id for t in h.outputs(TranscriptOut)} == {done.turn_id}  # one turn throughout
         assert len(h.outputs(ResponseDone)) == 1
         # The model saw the audio so far and the words so far at each pause.
-        assert [text for _, text in detector.calls][0].startswith("I would")
+        assert next(text for _, text in detector.calls).startswith("I would")
         assert detector.calls[1][0] > detector.calls[0][0]
         llm = h.pipeline.llm
         asked = [r.messages[-1].content for r in llm.requests]  # type: ignore[union-attr]
@@ -109,7 +109,8 @@ async def test_the_answer_is_prepared_at_the_pause_and_released_when_complete() 
         await h.wait_for(ResponseDone)
         metrics = await h.wait_for(MetricsOut)
         marks = metrics.waterfall
-        assert marks["llm_request"] is not None and marks["end_of_turn"] is not None
+        assert marks["llm_request"] is not None
+        assert marks["end_of_turn"] is not None
         assert marks["llm_request"] < marks["end_of_turn"]  # asked before the turn was confirmed
         first_token_after_eot = marks["first_token"] - marks["end_of_turn"]  # type: ignore[operator]
         assert first_token_after_eot < 150  # 200 ms to first token, ~100 ms of it hidden in the decision
@@ -223,7 +224,8 @@ async def test_noise_with_no_words_lets_the_answer_go_on() -> None:
         answer = await answer_playing(h)
         await h.feed([*tone(100), *silence(200)])  # a cough: nothing recognised
         done = await h.wait_for(ResponseDone, within=10)
-        assert done.turn_id == answer and not done.interrupted
+        assert done.turn_id == answer
+        assert not done.interrupted
         assert [c.action for c in h.outputs(PlaybackOut)] == ["pause", "resume"]
 
 
@@ -233,13 +235,15 @@ async def test_immediate_policy_stops_at_speech_start_and_off_lets_it_finish() -
         answer = await answer_playing(h)
         await h.feed(tone(60))
         done = await h.wait_for(ResponseDone)
-        assert done.turn_id == answer and done.interrupted
+        assert done.turn_id == answer
+        assert done.interrupted
     off = InterruptionPolicy(InterruptionMode.OFF)
     async with harness(texts=("what is new", "and tomorrow then"), interruption=off, **slow_speech()) as h:
         answer = await answer_playing(h)
         await h.feed([*tone(300), *silence(200)])
         first = await h.wait_for(ResponseDone, within=10)
-        assert first.turn_id == answer and not first.interrupted
+        assert first.turn_id == answer
+        assert not first.interrupted
         second = await h.wait_for(ResponseDone, lambda d: d.turn_id != answer, within=10)
         assert second.text == "Second answer."  # heard once the answer was over
         assert user_turns(h) == ["what is new", "and tomorrow then"]
@@ -266,7 +270,8 @@ async def test_echo_flagged_by_the_guard_never_counts_as_speech() -> None:
         h.pipeline.listener.echo = EchoEverything()
         await h.feed([*tone(400), *silence(200)])  # the answer's echo, loud
         done = await h.wait_for(ResponseDone, within=10)
-        assert done.turn_id == answer and not done.interrupted
+        assert done.turn_id == answer
+        assert not done.interrupted
         assert h.outputs(PlaybackOut) == []
 
 
@@ -278,7 +283,8 @@ async def test_typed_input_waits_for_the_answer_with_the_queue_policy() -> None:
         second = h.pipeline.push_text("and another one")
         done1 = await h.wait_for(ResponseDone, within=10)
         done2 = await h.wait_for(ResponseDone, lambda d: d.turn_id == second.id, within=10)
-        assert done1.turn_id == first.id and not done1.interrupted
+        assert done1.turn_id == first.id
+        assert not done1.interrupted
         assert done2.text == "Second answer."
         assert user_turns(h) == ["tell me a story", "and another one"]
 
