@@ -203,3 +203,17 @@ def test_the_webrtc_canceller_removes_the_echo(voices: tuple[Audio, Audio]) -> N
         if offset > 3 * RATE and verdict.erle_db is not None:
             late.append(verdict.erle_db)
     assert np.median(late) > 15
+
+
+def test_a_block_the_reference_explains_exactly_gives_a_finite_residual(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression: a fit that explained a block exactly left a residual of 0 and log10(0) raised, which
+    # closed the connection (found by the browser barge-in test on real speech).
+    guard = EchoGuard(16000)
+    guard.reference((0.3 * np.sin(np.arange(16000) * 0.07)).astype(np.float32), at=0.0)
+    monkeypatch.setattr(guard, "_judge", lambda mic, start, energy: (True, 0.0))
+    verdict = guard.process(AudioChunk(np.zeros(320, np.float32), 16000, timestamp=0.1))
+    assert verdict.echo
+    assert verdict.residual_db is not None
+    assert np.isfinite(verdict.residual_db)

@@ -225,7 +225,9 @@ class EchoGuard:
             self._estimate(start + n)
         audio, erle = self._cancel(chunk, mic, start) if rate == self.sample_rate else (chunk, None)
         echo, residual = self._judge(mic, start, energy)
-        residual_db = None if residual is None else 10 * math.log10(residual / max(energy, _SILENT))
+        # A perfect fit (an all-zero or exactly scaled block) leaves no residual at all: floor it.
+        ratio = None if residual is None else max(residual, _SILENT) / max(energy, _SILENT)
+        residual_db = None if ratio is None else 10 * math.log10(ratio)
         return EchoVerdict(audio, echo, residual_db, erle, self.delay_s)
 
     # -- internals --------------------------------------------------------------------------------

@@ -70,6 +70,12 @@ class EchoFilter(Protocol):
     def process(self, chunk: AudioChunk) -> EchoJudgement: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Unjudged:
+    audio: AudioChunk
+    echo: bool = False
+
+
 class Held:
     """An answer prepared before the turn was confirmed: its text waits in a channel, its side effects
     (tool runs, notices, errors) wait until :meth:`release`."""
@@ -197,7 +203,12 @@ class Listener:
         chunk = chunk.to_mono()
         heard = vad_in = chunk
         if self.echo is not None and self.echo.active:
-            judged = self.echo.process(chunk)
+            try:
+                judged = self.echo.process(chunk)
+            except Exception:  # the guard failing must not cost the person their microphone
+                log.exception("echo guard failed; it is off for this connection")
+                self.echo = None
+                judged = _Unjudged(chunk)
             heard = judged.audio
             vad_in = (
                 AudioChunk(np.zeros(chunk.frames, np.float32), rate, timestamp=chunk.timestamp)
