@@ -38,6 +38,11 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--tracemalloc", action="store_true", help="also trace Python memory (slower)")
     s.add_argument("--json", action="store_true", help="print only the JSON result")
     s.set_defaults(run=_run_soak)
+    t = which.add_parser("turns", help="turn-taking of the voice pipeline: end of turn, barge-in, echo")
+    t.add_argument("--quick", action="store_true", help="one or two items per set (a few seconds)")
+    t.add_argument("--seed", type=int, default=7, help="random seed for voices, pauses and offsets")
+    t.add_argument("--json", action="store_true", help="print only the JSON result")
+    t.set_defaults(run=_run_turns)
 
 
 def _run_overhead(args: argparse.Namespace) -> int:
@@ -85,6 +90,16 @@ def _run_soak(args: argparse.Namespace) -> int:
         trace_memory=args.tracemalloc,
     )
     result = asyncio.run(bench.run())
+    if not args.json:
+        print(format_report(result))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def _run_turns(args: argparse.Namespace) -> int:
+    from aria.bench.turns import TurnsBench, format_report
+
+    result = asyncio.run(TurnsBench(quick=args.quick, seed=args.seed).run())
     if not args.json:
         print(format_report(result))
     print(json.dumps(result, sort_keys=True))
