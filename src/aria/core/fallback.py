@@ -175,7 +175,10 @@ class FallbackChain(Generic[E]):
             return
         wait = self.bulkhead_wait_s if self.bulkhead_wait_s is not None else wait
         try:
-            await asyncio.wait_for(slots.acquire(), wait)
+            # ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` swallows a cancellation
+            # that arrives just as the inner acquire completes, and a barged-in turn would run on.
+            async with asyncio.timeout(wait):
+                await slots.acquire()
         except TimeoutError:
             raise EngineBusy(
                 f"all {self.max_concurrency} slots stayed busy for {wait} s", engine=engine.name

@@ -15,7 +15,8 @@ is synchronous and never waits. Listening (end of turn, speech over an answer) i
 **Scheduling.** One turn has the floor at a time (``turn``). New input while a turn is active supersedes
 it: typed text, an image with a question, and speech that the interruption policy accepts as a barge-in
 stop the answer at once (recorded with the words that had been heard, marked interrupted), then the new
-turn starts. With ``busy_input = "queue"`` typed input waits for the answer instead. Work of a superseded
+turn starts. With ``busy_input = "queue"`` typed input waits for the answer instead; typed input that
+arrives while the person is still speaking (or their turn's end is being decided) waits for that turn. Work of a superseded
 turn can no longer change the state or send anything: every state change names its turn and only the turn
 with the floor moves the state machine, so a client never sees an impossible transition.
 """
@@ -253,14 +254,16 @@ class VoicePipeline:
 
     def push_text(self, text: str) -> Turn:
         """Start a turn from typed text (skipping VAD and STT). An answer in progress is stopped first
-        (``busy_input = "supersede"``) or finishes first (``"queue"``)."""
+        (``busy_input = "supersede"``) or finishes first (``"queue"``); a spoken turn still being
+        listened to is answered first (it came first)."""
         text = text.strip()
         if not text:
             raise InvalidInput("text message is empty")
         if not self.answering:
             raise InvalidInput(f"the {self.config.mode} mode only transcribes speech; switch modes to ask")
         turn = Turn(source="text")
-        if self.config.busy_input == "queue" and self.answer_in_progress() is not None:
+        waits = self.config.busy_input == "queue" and self.answer_in_progress() is not None
+        if waits or self.listener.listening:  # the person's spoken turn came first: it is answered first
             self._queued.append((turn, text))
             return turn
         self.listener.drop("new text input")
@@ -393,8 +396,18 @@ class VoicePipeline:
 
     # -- endings -----------------------------------------------------------------------------------
 
+    def _settled(self, turn: Turn) -> bool:
+        """Whether the turn already ended (interrupted or superseded): late work of it changes nothing.
+        Otherwise it is ending now: it lets go of the response slot."""
+        if turn.finished or turn.interrupted:
+            return True
+        if self.turn is turn:
+            self._response_task = None
+        return False
+
     def _finish(self, turn: Turn) -> None:
-        self._response_task = None
+        if self._settled(turn):
+            return
         text = turn.output_text(spoken=self._spoke(turn))
         if turn.user_text:  # a reply to nothing the person said (see not_understood) is not history
             self._record_answer(turn, text)
@@ -482,8 +495,9 @@ class VoicePipeline:
         self._put(PlaybackOut(turn.id, "resume"))
 
     def _fail(self, turn: Turn, code: str, exc: BaseException) -> None:
+        if self._settled(turn):
+            return
         log.error("turn %s failed: %s", turn.id, exc, exc_info=exc, extra={"turn_id": turn.id})
-        self._response_task = None
         turn.error = code
         self._put(ErrorOut(code, str(exc), turn.id, bool(getattr(exc, "retryable", False))))
         if turn.user_text:

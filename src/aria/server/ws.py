@@ -145,7 +145,7 @@ class Connection:
         self.tools: SessionTools | None = None
         self.out_rate = 16000
         #: The answer's own audio coming back through a client's microphone does not count as speech.
-        self.echo = EchoGuard(16000, max_delay_s=runtime.settings.server.audio_lead_ms / 1000 + 0.5)
+        self.echo = EchoGuard(16000, max_delay_s=min(2.0, runtime.settings.server.audio_lead_ms / 1000 + 0.5))
         self.pacer = AudioPacer(
             self._send_bytes,
             self._send_text,
