@@ -16,9 +16,10 @@ is synchronous and never waits. Listening (end of turn, speech over an answer) i
 it: typed text, an image with a question, and speech that the interruption policy accepts as a barge-in
 stop the answer at once (recorded with the words that had been heard, marked interrupted), then the new
 turn starts. With ``busy_input = "queue"`` typed input waits for the answer instead; typed input that
-arrives while the person is still speaking (or their turn's end is being decided) waits for that turn. Work of a superseded
-turn can no longer change the state or send anything: every state change names its turn and only the turn
-with the floor moves the state machine, so a client never sees an impossible transition.
+arrives while the person is still speaking (or their turn's end is being decided) waits for that turn.
+Work of a superseded turn can no longer change the state or send anything: every state change names its
+turn and only the turn with the floor moves the state machine, so a client never sees an impossible
+transition.
 """
 
 from __future__ import annotations
