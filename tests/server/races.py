@@ -112,11 +112,21 @@ class Conn:
     ws: websockets.ClientConnection
     session: dict[str, Any]
     turns: int = 0
+    #: Spoken utterances sent: speech that resumes before its turn's end is decided joins that turn
+    #: (one turn, every word kept), so these count as turns by the final transcripts they got.
+    speeches: int = 0
     pings: list[str] = field(default_factory=list)
     received: list[Any] = field(default_factory=list)
     dropped: bool = False
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _reader: asyncio.Task[None] | None = None
+
+    def voice_turns(self) -> int:
+        return len({m["turn_id"] for m in self.of_type("transcript") if m["final"] and m["text"]})
+
+    def expected_turns(self) -> int:
+        """Turn-starting inputs, with spoken ones counted by the voice turns they made."""
+        return self.turns - self.speeches + self.voice_turns()
 
     def start(self) -> None:
         self._reader = asyncio.get_running_loop().create_task(self._read(), name="race-reader")
@@ -236,6 +246,8 @@ class Run:
             await self.connect()
         if step.starts_turn:
             conn.turns += 1
+        if step.kind == "speech":
+            conn.speeches += 1
         if step.pause != "none":
             await asyncio.sleep(_PAUSE_S[step.pause])
 
@@ -245,7 +257,7 @@ class Run:
         await self.step(Step("ping"))
         await self.step(Step("text"))
         conn = self.conn
-        await conn.wait(lambda: len(conn.of_type("response_done")) >= conn.turns, within)
+        await conn.wait(lambda: len(conn.of_type("response_done")) >= conn.expected_turns(), within)
         last = conn.of_type("response_done")[-1:] or [{"turn_id": None}]
         await conn.wait(lambda: any(m["turn_id"] == last[0]["turn_id"] for m in conn.of_type("metrics")), 2)
         await self.step(Step("ping"))  # anything sent before it is flushed by its pong
@@ -265,6 +277,10 @@ class Run:
         return "\n".join(parts)
 
 
+#: What the fake STT hears in each stretch of speech (``FAST_FAKES``).
+SPOKEN = "what time is it"
+
+
 def problems(run: Run) -> list[str]:
     """What broke the per-connection turn invariants (empty: nothing)."""
     found: list[str] = []
@@ -282,12 +298,16 @@ def problems(run: Run) -> list[str]:
         for turn_id in sorted({i for i in ids if ids.count(i) > 1}):
             found.append(f"{where}: {ids.count(turn_id)} response_done for turn {turn_id}")
         ended = set(ids) | {e["turn_id"] for e in errors if e.get("turn_id")}
-        if len(ended) > conn.turns:
-            found.append(f"{where}: {len(ended)} turns ended for {conn.turns} inputs that start one")
+        expected = conn.expected_turns()
+        if len(ended) > expected:
+            found.append(f"{where}: {len(ended)} turns ended for {expected} inputs that start one")
         if conn.dropped:
             continue
-        if len(dones) != conn.turns:
-            found.append(f"{where}: {len(dones)} response_done for {conn.turns} inputs that start a turn")
+        if len(dones) != expected:
+            found.append(f"{where}: {len(dones)} response_done for {expected} inputs that start a turn")
+        heard = sum(m["text"].count(SPOKEN) for m in conn.of_type("transcript") if m["final"])
+        if heard != conn.speeches:
+            found.append(f"{where}: {conn.speeches} utterances spoken, {heard} in the final transcripts")
         announced = {m["turn_id"] for m in conn.received if isinstance(m, dict) and m.get("turn_id")}
         for turn_id in sorted(announced - ended):
             found.append(f"{where}: turn {turn_id} was announced but never ended")

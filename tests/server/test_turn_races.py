@@ -32,8 +32,6 @@ EXAMPLES = int(os.environ.get("ARIA_RACE_EXAMPLES", "300"))
 #: Seconds per example the timeout allows (measured: about 0.1 s each on 2 busy cores).
 PER_EXAMPLE_S = 0.5
 
-pytestmark = pytest.mark.xfail(strict=False, reason="turn scheduler pending")
-
 
 @pytest.fixture
 def server_overrides() -> dict[str, Any]:
@@ -95,7 +93,7 @@ async def play(live: LiveServer, sequence: list[Step], yields: dict[int, int] | 
         await run.finish()
     finally:
         await run.close()
-    turns = sum(step.starts_turn for step in sequence) + 1  # and the last question
+    turns = sum(conn.expected_turns() for conn in run.conns)  # the last question included
     found = problems(run) + history_problems(await history(live, run.session_id), turns)
     if found:
         found.append(run.report())

@@ -151,6 +151,8 @@ class _Utterance:
     held: Held | None = None
     paused_at: float = 0.0
     forced: bool = False
+    #: It took the floor because typed input superseded the answer, not by its own words.
+    by_default: bool = False
     prediction: TurnPrediction | None = None
 
     @property
@@ -189,7 +191,21 @@ class Listener:
 
     @property
     def listening(self) -> bool:
+        """Speech with the floor is being listened to (its turn is not over)."""
         return self._utt is not None and self._utt.over is None
+
+    @property
+    def hearing(self) -> bool:
+        """Any speech is being listened to, also speech over an answer not yet judged."""
+        return self._utt is not None
+
+    def take_floor(self) -> None:
+        """Typed input arrived while speech over the answer is still being judged: the answer is
+        superseded anyway, so the speech (which came first) becomes the person's turn."""
+        utt = self._utt
+        if utt is not None and utt.over is not None:
+            utt.by_default = True
+            self._take_floor(utt)
 
     # -- audio in ----------------------------------------------------------------------------------
 
@@ -387,6 +403,8 @@ class Listener:
             if utt.over is not None and not self._over_answer(utt):
                 return
             text = utt.text
+            if utt.by_default and not self.policy.content_words(text):
+                text = ""  # a backchannel that only took the floor because the answer was superseded
             if not text:
                 self._utt = None
                 p._put(TranscriptOut(turn.id, "", True))

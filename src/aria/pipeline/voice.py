@@ -263,8 +263,11 @@ class VoicePipeline:
         if not self.answering:
             raise InvalidInput(f"the {self.config.mode} mode only transcribes speech; switch modes to ask")
         turn = Turn(source="text")
-        waits = self.config.busy_input == "queue" and self.answer_in_progress() is not None
-        if waits or self.listener.listening:  # the person's spoken turn came first: it is answered first
+        if self.listener.hearing:  # the person's spoken turn came first: it is answered first
+            self.listener.take_floor()
+            self._queued.append((turn, text))
+            return turn
+        if self.config.busy_input == "queue" and self.answer_in_progress() is not None:
             self._queued.append((turn, text))
             return turn
         self.listener.drop("new text input")

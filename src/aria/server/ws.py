@@ -576,16 +576,15 @@ class Connection:
             return
         if not event.text:
             return
-        spec = self.runtime.modes[self.mode]
-        if not spec.sees:
+        pipeline = await self.pipeline_ready()
+        if pipeline is not None:
+            pipeline.push_text(event.text)  # first: the question is kept even if the client is gone
+        if not self.runtime.modes[self.mode].sees:
             await self.notify(
                 f"The {self.mode.replace('_', ' ')} mode does not look at images: answering without it. "
                 "Switch to visual chat to ask about a picture.",
                 level="warning",
             )
-        pipeline = await self.pipeline_ready()
-        if pipeline is not None:
-            pipeline.push_text(event.text)
 
     async def on_control(self, event: Any) -> None:
         action = event.action
