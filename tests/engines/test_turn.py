@@ -76,7 +76,7 @@ def test_a_negative_cue_wins_over_punctuation_and_names_its_reason() -> None:
     assert cue is not None
     assert cue.shift <= -2.0
     assert "i would like to know" in cue.reason
-    assert text_cue("and the.") == TextCue(-3.0, "ends with 'the'")
+    assert text_cue("and the.") == TextCue(-4.0, "ends with 'the'")
 
 
 def test_other_languages_use_their_word_lists_and_unknown_ones_only_punctuation() -> None:
@@ -320,3 +320,19 @@ def test_the_registry_resolves_both_turn_engines() -> None:
     assert registry.names("turn") == ["turn:silence", "turn:smart_turn"]
     assert registry.load("silence", "turn") is SilenceTurn
     assert registry.load("turn:smart_turn") is SmartTurn
+
+
+def test_clauses_waiting_for_a_complement_are_unfinished() -> None:
+    for text in (
+        "Please remind me",
+        "Tell me",
+        "What I really want is",
+        "Could you find out",
+        "My question is about",
+    ):
+        cue = text_cue(text)
+        assert cue is not None
+        assert cue.shift <= -3.5, text
+    for text in ("I know what it is", "Can you help me", "That's what this is", "Where are you from"):
+        cue = text_cue(text)
+        assert cue is None or cue.shift > 0, text

@@ -217,3 +217,16 @@ def test_a_block_the_reference_explains_exactly_gives_a_finite_residual(
     assert verdict.echo
     assert verdict.residual_db is not None
     assert np.isfinite(verdict.residual_db)
+
+
+def test_a_voice_starting_during_the_answer_is_not_its_own_noise_floor() -> None:
+    # Regression (found by the race test): the noise floor was the quietest block so far, so the very
+    # first loud blocks of a voice were their own floor and "explained": a barge-in vanished.
+    guard = EchoGuard(16000, max_delay_s=2.0)
+    t = np.arange(320) / 16000
+    tone = (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    for i in range(10):
+        guard.reference(tone, at=100.0 + i * 0.02)
+    voice = np.random.default_rng(3).uniform(-0.2, 0.2, 320).astype(np.float32)
+    verdicts = [guard.process(AudioChunk(voice, 16000, timestamp=100.05 + i * 0.02)).echo for i in range(3)]
+    assert verdicts == [False, False, False]

@@ -94,7 +94,8 @@ async def play(live: LiveServer, sequence: list[Step], yields: dict[int, int] | 
     finally:
         await run.close()
     turns = sum(conn.expected_turns() for conn in run.conns)  # the last question included
-    found = problems(run) + history_problems(await history(live, run.session_id), turns)
+    unseen = sum(conn.speeches - conn.voice_turns() for conn in run.conns if conn.dropped)
+    found = problems(run) + history_problems(await history(live, run.session_id), turns, unseen)
     if found:
         found.append(run.report())
     return found

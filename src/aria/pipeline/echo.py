@@ -21,7 +21,7 @@ How it decides, per block:
    echo. A person talking over the echo leaves their own voice in the residual: not echo.
 3. *Before a delay is known* (the first ~0.3 s of the first answer), a block is echo when it is no
    louder than the loudest reference block within the delay range times the learnt echo gain (+6 dB;
-   0 dB before any is learnt). When a second of loud reference finds no correlation, the client is
+   -4 dB before any is learnt). When a second of loud reference finds no correlation, the client is
    taken to cancel its own echo and nothing is held back.
 
 ``aec=True`` also runs WebRTC's AEC3 from the ``livekit`` wheel (:mod:`aria.pipeline.aec`) on the
@@ -58,7 +58,12 @@ _WINDOW_S = 1.0  # microphone audio correlated per delay estimate
 _EVERY_S = 0.25  # how often the delay is re-estimated once found (0.1 s until then)
 _CONFIDENT = 12.0  # GCC-PHAT peak over the RMS of the other lags (noise alone gives 6-9)
 _RESIDUAL = 0.2  # residual / microphone energy under which a block is echo (-7 dB)
-_NOISE_MARGIN = 3.0  # residual no louder than the noise floor times this (+5 dB) is echo too
+#: Before any echo gain is learnt, a block this far below the loudest reference (-4 dB) may be echo: a
+#: loudspeaker-to-microphone path loses at least that much, and a person as loud as the answer is not.
+_UNLEARNT_GAIN = 0.4
+_NOISE_MARGIN = 3.0
+_FLOOR_MIN_BLOCKS = 25  # ~0.5 s of 20 ms blocks before the floor counts
+_FLOOR_MAX = 1e-3  # -30 dBFS: quieter than any voice worth hearing, louder than a quiet room  # residual no louder than the noise floor times this (+5 dB) is echo too
 _FLOOR_S = 2.0  # sliding window of the noise-floor minimum
 _SILENT = 1e-9  # energy (mean square) treated as silence (-90 dBFS)
 _NO_ECHO_AFTER = 4  # unconfident estimates over loud reference before the client counts as echo-free
@@ -264,7 +269,12 @@ class EchoGuard:
             self._next_estimate = end + self.sample_rate // 10
 
     def _noise(self) -> float:
-        return min(self._floor) if self._floor else 0.0
+        """The microphone's noise floor: the quietest block of the last ``_FLOOR_S``, once there are
+        enough blocks to tell (else none: the first blocks of a voice are not its noise), and never
+        above ``_FLOOR_MAX`` (a floor that loud is a voice, not noise)."""
+        if len(self._floor) < _FLOOR_MIN_BLOCKS:
+            return 0.0
+        return min(min(self._floor), _FLOOR_MAX)
 
     def _judge(self, mic: Float32Array, start: int, energy: float) -> tuple[bool, float | None]:
         """(is echo, residual energy or None when no delay is known)."""
@@ -276,7 +286,7 @@ class EchoGuard:
             ref = self._ref.gather(start - self._max_lag, n + self._max_lag)
             sums = np.concatenate([[0.0], np.cumsum(ref.astype(np.float64) ** 2)])
             loudest = float(np.max(sums[n:] - sums[:-n])) / n
-            gain = 4.0 * self._gain if self._gain > 0 else 1.0
+            gain = 4.0 * self._gain if self._gain > 0 else _UNLEARNT_GAIN
             return energy <= gain * loudest + _NOISE_MARGIN * self._noise(), None
         ref = self._ref.gather(start - self._delay, n)
         ref_energy = float(np.dot(ref, ref))

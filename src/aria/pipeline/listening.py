@@ -226,6 +226,8 @@ class Listener:
                 self.echo = None
                 judged = _Unjudged(chunk)
             heard = judged.audio
+            if judged.echo:
+                log.debug("echo: a block of %d frames held back from the VAD", chunk.frames)
             vad_in = (
                 AudioChunk(np.zeros(chunk.frames, np.float32), rate, timestamp=chunk.timestamp)
                 if judged.echo
@@ -313,6 +315,35 @@ class Listener:
             self.p._put(StageOut(utt.turn.id, "speech_ended"))
         utt.decide = self.p._spawn(self._decide(utt), "end-of-turn")
 
+    async def conclude(self, reason: str, *, within: float = 2.0) -> None:
+        """The pipeline is going away (a mode switch, a closed connection) while speech is being
+        listened to: let its words be transcribed (at most ``within`` seconds) and keep them as the
+        person's turn, ended unanswered with ``response_done`` (interrupted)."""
+        utt = self._utt
+        if utt is None:
+            return
+        self._cancel_decision(utt)
+        if utt.segment is not None:
+            utt.segment.close()
+            utt.segment = None
+        if utt.listen is not None and not utt.listen.done():
+            await asyncio.wait({utt.listen}, timeout=within)
+        if self._utt is not utt:
+            return  # something else ended it meanwhile
+        self._utt = None
+        p, turn, text = self.p, utt.turn, utt.text
+        if utt.over is not None:
+            if not self.policy.content_words(text):
+                p.resume_answer(utt.over)
+                return
+            self._take_floor(utt)
+        p._put(TranscriptOut(turn.id, text, True))
+        if text and p.answering:
+            turn.user_text, turn.interrupted = text, True
+            p.history.append(Message("user", text, "audio", mode=p.config.mode))
+            p._put(ResponseDone(turn.id, "", interrupted=True))
+        p.close_turn(turn, reason)
+
     def drop(self, reason: str) -> None:
         """Typed input supersedes speech being listened to: it ends here (its words so far are shown as
         final) and the VAD starts afresh."""
@@ -388,11 +419,13 @@ class Listener:
     async def _decide(self, utt: _Utterance) -> None:
         p, turn = self.p, utt.turn
         judging: asyncio.Task[TurnPrediction] | None = None
-        if self.detector is not None and not utt.forced and utt.over is None and p.answering:
-            judging = asyncio.get_running_loop().create_task(self.detector.predict(utt.audio(), utt.text))
         try:
             if utt.listen is not None:
                 await asyncio.wait({utt.listen})  # the stretch's final transcript (not cancelled with us)
+            if self.detector is not None and not utt.forced and utt.over is None and p.answering:
+                # The model hears the audio and reads the words: "I would like to know," sounds finished
+                # to an audio model, and its trailing comma says it is not.
+                judging = asyncio.get_running_loop().create_task(self.detector.predict(utt.audio(), utt.text))
             if utt.failed is not None:
                 self._utt = None
                 if utt.over is not None:

@@ -282,6 +282,18 @@ class VoicePipeline:
         self._queued.clear()
         return self._abort(reason)
 
+    async def conclude(self, reason: str) -> list[str]:
+        """Before this pipeline is retired (a mode switch, a closed connection): speech being listened
+        to is kept as the person's turn (transcribed, in the history, ended unanswered), and the answer
+        in progress is stopped as heard. Returns the typed inputs that were waiting, not yet started,
+        for the next pipeline to take."""
+        waiting = [text for _turn, text in self._queued]
+        self._queued.clear()
+        await self.listener.conclude(reason)
+        self._queued.clear()
+        self._abort(reason)
+        return waiting
+
     # -- scheduling --------------------------------------------------------------------------------
 
     def _begin(self, turn: Turn, state: TurnState, reason: str) -> None:

@@ -124,6 +124,8 @@ class Connection:
         self.image: tuple[float, ImageFrame] | None = None
         self.camera: tuple[float, ImageFrame] | None = None
         self._send_lock = asyncio.Lock()
+        #: The client has gone (a send failed): nothing more is sent.
+        self.gone = False
         self._switch_lock = asyncio.Lock()
         self._changed = asyncio.Event()
         #: Tool calls waiting for the person's ``confirm_action``, by control-signal id.
@@ -157,11 +159,25 @@ class Connection:
 
     async def _send_text(self, text: str) -> None:
         async with self._send_lock:
-            await self.ws.send_text(text)
+            if not self.gone:
+                try:
+                    await self.ws.send_text(text)
+                except Exception as exc:  # any failure to send means the client left
+                    self._left(exc)
 
     async def _send_bytes(self, data: bytes) -> None:
         async with self._send_lock:
-            await self.ws.send_bytes(data)
+            if not self.gone:
+                try:
+                    await self.ws.send_bytes(data)
+                except Exception as exc:
+                    self._left(exc)
+
+    def _left(self, exc: BaseException) -> None:
+        """The client is gone: sending stops, and reading goes on until the frames it sent before it
+        left are all handled (a question sent just before closing the tab is still kept)."""
+        self.gone = True
+        log.info("client of session %s left (%s)", self.session.id, type(exc).__name__)
 
     async def send(self, message: Any) -> None:
         await self._send_text(proto.encode(message))
@@ -214,9 +230,9 @@ class Connection:
                     f"the {mode} mode needs a vision model, and {name} cannot see images; configure one "
                     '(e.g. [llm] backend = "ollama", options = {{ model = "llava" }}) and try again'
                 )
-            old = self.pipeline
+            old, waiting = self.pipeline, []
             if old is not None:
-                await old.interrupt("mode switch")
+                waiting = await old.conclude("mode switch")
                 await self._retire(old)
             await self._stop_monitor()
             if spec.listens and self.vad is None and loadout.stt is not None:
@@ -230,6 +246,8 @@ class Connection:
                 self.governor.reset()  # the new mode starts on its own model
                 self.runtime.drop_fast_llm(self)
             self.pipeline = self._pipeline(mode, spec, loadout)
+            for text in waiting:  # typed while the old mode listened: the new mode answers it
+                self._push_kept(self.pipeline, text)
             self._audio_refused = False
             if spec.watches:
                 self._start_monitor(spec, watch if watch is not None else spec.watch)
@@ -273,6 +291,12 @@ class Connection:
             turn_detector=self.runtime.turn_detector,
             echo=self.echo,
         )
+
+    def _push_kept(self, pipeline: VoicePipeline, text: str) -> None:
+        try:
+            pipeline.push_text(text)
+        except InvalidInput:  # the new mode takes no text (dictation): keep the words in the history
+            self.session.history.append(Message("user", text, "text", mode=self.mode))
 
     def settings(self) -> Settings:
         rt = self.runtime
@@ -628,7 +652,8 @@ class Connection:
         await self._stop_monitor()
         if self.pipeline is not None:
             # An answer cut off by the closed connection is kept, as heard so far, marked interrupted.
-            await self.pipeline.interrupt("connection closed")
+            for text in await self.pipeline.conclude("connection closed"):  # typed, never started
+                self.session.history.append(Message("user", text, "text", mode=self.mode))
             await self._retire(self.pipeline)
         if self.vad is not None:
             await self.vad.aclose()

@@ -7,11 +7,12 @@ cue and an unsure one follows a strong cue:
 ====================================================  =======  ==========================================
 the transcript ends with                              shift    example
 ====================================================  =======  ==========================================
-a conjunction, article, possessive or hesitation      -3.0     "Can you tell me about the"
-a preposition (not in a question, which may end on    -2.0     "I'm looking for a recipe with"
+a conjunction, article, possessive or hesitation      -4.0     "Can you tell me about the", "... if"
+a preposition (not in a question, which may end on    -3.5     "I'm looking for a recipe with"
 one: "where are you from")
-an unfinished clause (a verb still waiting for its    -2.5     "I would like to know", "I was wondering"
-object)
+an unfinished clause (a verb still waiting for its    -3.5     "I would like to know", "I was wondering",
+object: "tell me", "remind us"; a copula after a               "What I really want is"
+noun or verb, not after "it", "that", "this" ...)
 a comma, colon, semicolon, dash or ellipsis           -2.0     "First of all,"
 "?" or "!"                                            +1.0     "What time is it?"
 "."                                                   +0.5     "Turn off the lights."
@@ -48,6 +49,14 @@ class Lexicon:
     question: frozenset[str]
     #: Complete endings whose last word is also in ``trailing`` ("i think so").
     complete: tuple[str, ...] = ()
+    #: Verbs that take a person and then a thing: "tell me" waits for what to tell.
+    two_objects: frozenset[str] = frozenset()
+    #: Object pronouns after those verbs.
+    objects: frozenset[str] = frozenset()
+    #: Copulas: a clause ending on one waits for its complement ("what I want is").
+    copulas: frozenset[str] = frozenset()
+    #: Words after which a final copula ends the clause ("that's what it is").
+    copula_ok: frozenset[str] = frozenset()
 
 
 def _set(words: str) -> frozenset[str]:
@@ -77,7 +86,14 @@ LEXICONS: dict[str, Lexicon] = {
             "can you tell me",
             "could you tell me",
             "the thing is",
+            "find out",
+            "figure out",
+            "look up",
         ),
+        two_objects=_set("tell remind show give send teach ask bring get buy let"),
+        objects=_set("me us him her them"),
+        copulas=_set("is are was were am be"),
+        copula_ok=_set("it that this there he she they what who where here so i we you"),
         question=_set(
             "what when where who whom whose which why how is are was were do does did can could will "
             "would should shall may might have has"
@@ -144,12 +160,16 @@ def text_cue(text: str | None, language: str | None = "en") -> TextCue | None:
         tail = " ".join(words[-5:])
         fixed = any(_ends_with(tail, phrase) for phrase in lexicon.complete)
         if words[-1] in lexicon.trailing and not fixed:
-            return TextCue(-3.0, f"ends with {words[-1]!r}")
+            return TextCue(-4.0, f"ends with {words[-1]!r}")
         if words[-1] in lexicon.prepositions and words[0] not in lexicon.question:
-            return TextCue(-2.0, f"ends with {words[-1]!r}")
+            return TextCue(-3.5, f"ends with {words[-1]!r}")
         for phrase in lexicon.unfinished:
             if _ends_with(tail, phrase):
-                return TextCue(-2.5, f"unfinished: {phrase!r}")
+                return TextCue(-3.5, f"unfinished: {phrase!r}")
+        if len(words) >= 2 and words[-1] in lexicon.objects and words[-2] in lexicon.two_objects:
+            return TextCue(-3.5, f"unfinished: {words[-2]} {words[-1]} ...")
+        if len(words) >= 3 and words[-1] in lexicon.copulas and words[-2] not in lexicon.copula_ok:
+            return TextCue(-3.5, f"unfinished: ... {words[-1]}")
     if stripped.endswith(_PAUSING):
         return TextCue(-2.0, f"ends with {stripped[-1]!r}")
     if stripped.endswith(("?", "!", "¿", "¡")):
