@@ -61,9 +61,9 @@ _RESIDUAL = 0.2  # residual / microphone energy under which a block is echo (-7 
 #: Before any echo gain is learnt, a block this far below the loudest reference (-4 dB) may be echo: a
 #: loudspeaker-to-microphone path loses at least that much, and a person as loud as the answer is not.
 _UNLEARNT_GAIN = 0.4
-_NOISE_MARGIN = 3.0
+_NOISE_MARGIN = 3.0  # residual no louder than the noise floor times this (+5 dB) is echo too
 _FLOOR_MIN_BLOCKS = 25  # ~0.5 s of 20 ms blocks before the floor counts
-_FLOOR_MAX = 1e-3  # -30 dBFS: quieter than any voice worth hearing, louder than a quiet room  # residual no louder than the noise floor times this (+5 dB) is echo too
+_FLOOR_MAX = 1e-3  # -30 dBFS: quieter than any voice worth hearing, louder than a quiet room
 _FLOOR_S = 2.0  # sliding window of the noise-floor minimum
 _SILENT = 1e-9  # energy (mean square) treated as silence (-90 dBFS)
 _NO_ECHO_AFTER = 4  # unconfident estimates over loud reference before the client counts as echo-free
