@@ -422,10 +422,6 @@ class Listener:
         try:
             if utt.listen is not None:
                 await asyncio.wait({utt.listen})  # the stretch's final transcript (not cancelled with us)
-            if self.detector is not None and not utt.forced and utt.over is None and p.answering:
-                # The model hears the audio and reads the words: "I would like to know," sounds finished
-                # to an audio model, and its trailing comma says it is not.
-                judging = asyncio.get_running_loop().create_task(self.detector.predict(utt.audio(), utt.text))
             if utt.failed is not None:
                 self._utt = None
                 if utt.over is not None:
@@ -444,6 +440,11 @@ class Listener:
                 p.close_turn(turn, "nothing recognised")
                 p._next()
                 return
+            if self.detector is not None and not utt.forced and p.answering:
+                # The model hears the audio and reads the words: "I would like to know," sounds finished
+                # to an audio model, and its trailing comma says it is not. A barge-in that took the floor
+                # is judged too: "Wait," over an answer is the start of a turn, not all of it.
+                judging = asyncio.get_running_loop().create_task(self.detector.predict(utt.audio(), text))
             if judging is not None:
                 if p.config.preemptive and utt.held is None:
                     utt.held = p.preempt(turn, text)
