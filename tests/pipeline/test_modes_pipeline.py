@@ -16,6 +16,7 @@ from aria.core.events import Event, EventType
 from aria.core.history import History
 from aria.core.modes import BUILTIN_MODES, LLMOverride, ModeSpec
 from aria.errors import InvalidInput
+from aria.pipeline.answer import HAND_OFF, ROUTER_PROMPT
 from aria.pipeline.modes import Loadout, engine_key, loadout_slots, mode_pipeline, watch_command
 from aria.pipeline.outputs import (
     AudioOut,
@@ -26,7 +27,7 @@ from aria.pipeline.outputs import (
     ToolResultOut,
     TranscriptOut,
 )
-from aria.pipeline.voice import HAND_OFF, ROUTER_PROMPT, VoicePipeline
+from aria.pipeline.voice import VoicePipeline
 from aria.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD, TurnHarness, tone
 from aria.types import ImageFrame, Message, ToolCall, ToolSpec
 

@@ -13,6 +13,7 @@ from aria.core.events import Event, EventBus, EventType
 from aria.core.metrics import STAGES
 from aria.engines.fallback import FallbackLLM
 from aria.errors import InvalidInput
+from aria.pipeline.answer import APOLOGY_MID, APOLOGY_NONE
 from aria.pipeline.interruptions import InterruptionMode, InterruptionPolicy
 from aria.pipeline.outputs import (
     AudioOut,
@@ -23,7 +24,7 @@ from aria.pipeline.outputs import (
     TextOut,
     TranscriptOut,
 )
-from aria.pipeline.voice import APOLOGY_MID, APOLOGY_NONE, NOT_UNDERSTOOD, PipelineConfig, VoicePipeline
+from aria.pipeline.voice import NOT_UNDERSTOOD, PipelineConfig, VoicePipeline
 from aria.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD, Fault, TurnHarness, silence, tone
 from aria.types import AudioChunk
 

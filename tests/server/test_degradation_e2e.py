@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from aria.pipeline.voice import APOLOGY_MID, NOT_UNDERSTOOD
+from aria.pipeline.answer import APOLOGY_MID
+from aria.pipeline.voice import NOT_UNDERSTOOD
 from tests.engines.llm_servers import OpenAIServer, Script
 from tests.server.conftest import Client, LiveServer, connect, engine, start_server, stop_server
 from tests.server.test_endpoint import pcm_frames

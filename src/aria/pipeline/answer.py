@@ -13,8 +13,10 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from aria.core.aio import closing_stream
+from aria.core.history import History
 from aria.engines.base import LLM, LLMRequest
 from aria.errors import AriaError
+from aria.pipeline.config import ContextBuilder, PipelineConfig
 from aria.pipeline.outputs import ErrorOut, NoticeOut, Output, StageOut, ToolResultOut
 from aria.pipeline.turn import Turn
 from aria.types import GeneratedToken, Message, ToolCall, ToolSpec
@@ -28,6 +30,7 @@ __all__ = [
     "Answerer",
     "ToolExecutor",
     "ToolOutcome",
+    "build_request",
     "router_request",
     "strip_pictures",
 ]
@@ -178,6 +181,24 @@ class Answerer:
                     Message("tool", result.content, metadata={"tool_call_id": call.id, "name": call.name})
                 )
         log.warning("turn %s stopped after %d rounds of tool calls", turn.id, MAX_TOOL_ROUNDS)
+
+
+def build_request(
+    history: History, config: PipelineConfig, context: ContextBuilder | None, tools: ToolExecutor | None
+) -> LLMRequest:
+    """The request for the next answer: a token window of the history (``context``; else the last
+    ``history_turns`` turns), only the newest picture kept, the tools the model may call."""
+    messages, system_prompt = history.window(config.history_turns), config.system_prompt
+    if context is not None:
+        messages, system_prompt = context.build(history, config.system_prompt)
+    return LLMRequest(
+        messages=strip_pictures(messages, keep_latest=True),
+        system_prompt=system_prompt,
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+        stop=config.stop,
+        tools=tools.specs() if tools is not None else (),
+    )
 
 
 def router_request(request: LLMRequest) -> LLMRequest:

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 from aria.core.aio import closing_stream
-from aria.core.streams import buffer_until
+from aria.core.streams import buffer_until, split
 from aria.core.text import ClauseChunker
 from aria.engines.base import TTS
-from aria.pipeline.outputs import AudioOut, ErrorOut, Output, StageOut
+from aria.pipeline.outputs import AudioOut, ErrorOut, Output, StageOut, TextOut
 from aria.pipeline.turn import Turn
 
-__all__ = ["Speaker"]
+__all__ = ["Speaker", "deliver"]
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +86,46 @@ class Speaker:
                     ErrorOut("tts_failed", f"speech failed, answering in text only: {exc}", turn.id, True)
                 )
                 return
+
+
+class _Sent(Protocol):
+    async def wait_sent(self, turn_id: str, blocks: int) -> None: ...
+
+
+async def deliver(
+    turn: Turn,
+    said: AsyncIterator[str],
+    speaker: Speaker | None,
+    *,
+    send: Callable[[Output], Awaitable[object]],
+    responding: Callable[[Turn], None],
+    playback: _Sent | None = None,
+) -> None:
+    """The answer's text to the screen as it comes and, with a ``speaker``, to speech beside it. With a
+    ``playback`` tracker the answer lasts until its audio has gone out: a barge-in until then still
+    interrupts it, and ``response_done`` comes as the last audio plays."""
+
+    async def show(tokens: AsyncIterable[str]) -> None:
+        async for text in tokens:
+            if turn.stopped():
+                return
+            responding(turn)
+            turn.generated.append(text)
+            await send(TextOut(turn.id, text))
+
+    async with closing_stream(said) as tokens:
+        if speaker is None:
+            await show(tokens)
+            return
+        async with split(tokens, 2) as (display, speech):
+            speaking = asyncio.get_running_loop().create_task(
+                speaker.speak(turn, speech), name="pipeline-speak"
+            )
+            try:
+                await show(display)
+                await speaking
+                if playback is not None:
+                    await playback.wait_sent(turn.id, sum(turn.clause_audio))
+            finally:
+                speaking.cancel()
+                await asyncio.gather(speaking, return_exceptions=True)

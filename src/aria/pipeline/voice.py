@@ -28,29 +28,16 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any
 
-from aria.core.aio import closing_stream
 from aria.core.channels import Channel, Overflow
-from aria.core.config import Settings
 from aria.core.events import EventBus
 from aria.core.history import History
 from aria.core.state import TurnState, TurnStateMachine
-from aria.core.streams import split
 from aria.engines.base import LLM, STT, TTS, VAD, LLMRequest, TurnDetector
 from aria.errors import AriaError, InvalidInput
-from aria.pipeline.answer import (
-    APOLOGY_MID,
-    APOLOGY_NONE,
-    HAND_OFF,
-    MAX_TOOL_ROUNDS,
-    ROUTER_PROMPT,
-    Answerer,
-    ToolExecutor,
-    ToolOutcome,
-    strip_pictures,
-)
+from aria.pipeline.answer import Answerer, ToolExecutor, build_request
+from aria.pipeline.config import ContextBuilder, PipelineConfig, Playback
 from aria.pipeline.feed import BusFeed
 from aria.pipeline.interruptions import InterruptionPolicy
 from aria.pipeline.listening import EchoFilter, Held, Listener
@@ -63,104 +50,17 @@ from aria.pipeline.outputs import (
     ResponseDone,
     StageOut,
     StateOut,
-    TextOut,
 )
-from aria.pipeline.speech import Speaker
+from aria.pipeline.speech import Speaker, deliver
 from aria.pipeline.turn import Turn
 from aria.types import ImageFrame, Message
 
-__all__ = [
-    "APOLOGY_MID",
-    "APOLOGY_NONE",
-    "HAND_OFF",
-    "MAX_TOOL_ROUNDS",
-    "NOT_UNDERSTOOD",
-    "ROUTER_PROMPT",
-    "ContextBuilder",
-    "PipelineConfig",
-    "Playback",
-    "ToolExecutor",
-    "ToolOutcome",
-    "VoicePipeline",
-]
+__all__ = ["NOT_UNDERSTOOD", "ContextBuilder", "PipelineConfig", "Playback", "VoicePipeline"]
 
 log = logging.getLogger(__name__)
 SOURCE = "pipeline"
 #: Said when speech recognition fails: the person is asked to repeat (typing still works).
 NOT_UNDERSTOOD = "Sorry, I could not make that out. Please say it again, or type it."
-
-
-class Playback(Protocol):
-    """What a transport that plays answer audio to a person does for the pipeline."""
-
-    def heard_seconds(self, turn_id: str) -> float | None:
-        """How much of the turn's answer audio the person has heard (None: unknown)."""
-        ...
-
-    def cancel(self, turn_id: str) -> None:
-        """Stop that turn's audio now: nothing not yet played may reach the person."""
-        ...
-
-    async def wait_sent(self, turn_id: str, blocks: int) -> None:
-        """Until that many audio blocks of the turn have gone out to the person (or it was cancelled)."""
-        ...
-
-
-class ContextBuilder(Protocol):
-    """Builds what a request carries from the history (a token window, a summary, profile facts)."""
-
-    def build(self, history: History, system_prompt: str | None) -> tuple[tuple[Message, ...], str | None]:
-        """The messages and the system prompt for the next request."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineConfig:
-    sample_rate: int = 16000
-    first_clause_min_chars: int = 12
-    sentence_min_chars: int = 24
-    max_chunk_chars: int = 220
-    history_turns: int = 20
-    preroll_ms: int = 200
-    max_utterance_s: float = 60.0
-    system_prompt: str | None = None
-    temperature: float = 0.7
-    max_tokens: int = 512
-    stop: tuple[str, ...] = ()
-    voice: str | None = None
-    speak: bool = True
-    mode: str = "voice_chat"
-    output_maxsize: int = 256
-    #: An incomplete turn (per the end-of-turn model) ends anyway after this much silence.
-    max_wait_ms: int = 2500
-    #: Start the answer at a pause, held back until the turn is confirmed complete.
-    preemptive: bool = True
-    #: Typed input while an answer is in progress: stop the answer, or wait for it.
-    busy_input: Literal["supersede", "queue"] = "supersede"
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> PipelineConfig:
-        p, llm, turn = settings.pipeline, settings.llm, settings.turn
-        config = cls(
-            first_clause_min_chars=p.first_clause_min_chars,
-            sentence_min_chars=p.sentence_min_chars,
-            max_chunk_chars=p.max_chunk_chars,
-            history_turns=p.history_turns,
-            preroll_ms=p.preroll_ms,
-            max_utterance_s=p.max_utterance_s,
-            system_prompt=llm.system_prompt,
-            temperature=llm.temperature,
-            max_tokens=llm.max_tokens,
-            stop=tuple(llm.stop),
-            voice=settings.tts.voice,
-            speak=settings.tts.enabled,
-            mode=settings.mode,
-            max_wait_ms=turn.max_wait_ms,
-            preemptive=turn.preemptive,
-            busy_input=turn.busy_input,
-        )
-        return replace(config, **overrides)
 
 
 class VoicePipeline:
@@ -341,67 +241,36 @@ class VoicePipeline:
 
     def request(self, *, pending: Message | None = None) -> LLMRequest:
         """The next request from the history (plus ``pending``, a question not yet in it)."""
-        cfg = self.config
         history = self.history if pending is None else History([*self.history, pending])
-        messages, system_prompt = history.window(cfg.history_turns), cfg.system_prompt
-        if self.context is not None:
-            messages, system_prompt = self.context.build(history, cfg.system_prompt)
-        messages = strip_pictures(messages, keep_latest=True)
-        return LLMRequest(
-            messages=messages,
-            system_prompt=system_prompt,
-            temperature=cfg.temperature,
-            max_tokens=cfg.max_tokens,
-            stop=cfg.stop,
-            tools=self.tools.specs() if self.tools is not None else (),
-        )
+        return build_request(history, self.config, self.context, self.tools)
 
     async def _respond(self, turn: Turn, said: AsyncIterator[str]) -> None:
         """Answer the turn: show and speak the model's answer (or ``said``, a fixed reply)."""
         self._put(StageOut(turn.id, "llm_request", {"messages": len(self.history)}))
+        cfg = self.config
+        speaker = None
+        if self.speaking:
+            assert self.tts is not None
+            speaker = Speaker(
+                self.tts,
+                send=self._send,
+                put=self._put,
+                responding=self._responding,
+                first_min_chars=cfg.first_clause_min_chars,
+                min_chars=cfg.sentence_min_chars,
+                max_chars=cfg.max_chunk_chars,
+                voice=cfg.voice,
+            )
         try:
-            async with closing_stream(said) as tokens:
-                if self.speaking:
-                    assert self.tts is not None
-                    cfg = self.config
-                    speaker = Speaker(
-                        self.tts,
-                        send=self._send,
-                        put=self._put,
-                        responding=self._responding,
-                        first_min_chars=cfg.first_clause_min_chars,
-                        min_chars=cfg.sentence_min_chars,
-                        max_chars=cfg.max_chunk_chars,
-                        voice=cfg.voice,
-                    )
-                    async with split(tokens, 2) as (display, speech):
-                        speaking = self._spawn(speaker.speak(turn, speech), "speak")
-                        try:
-                            await self._show(turn, display)
-                            await speaking
-                            if self.playback is not None:
-                                # The answer lasts until its audio has gone out: a barge-in until then
-                                # still interrupts it, and response_done comes as the last audio plays.
-                                await self.playback.wait_sent(turn.id, sum(turn.clause_audio))
-                        finally:
-                            speaking.cancel()
-                            await asyncio.gather(speaking, return_exceptions=True)
-                else:
-                    await self._show(turn, tokens)
+            await deliver(
+                turn, said, speaker, send=self._send, responding=self._responding, playback=self.playback
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._fail(turn, "llm_failed" if not isinstance(exc, AriaError) else exc.code, exc)
             return
         self._finish(turn)
-
-    async def _show(self, turn: Turn, tokens: AsyncIterator[str] | Channel[str]) -> None:
-        async for text in tokens:
-            if turn.stopped():
-                return
-            self._responding(turn)
-            turn.generated.append(text)
-            await self._send(TextOut(turn.id, text))
 
     def _responding(self, turn: Turn) -> None:
         """The first text of the answer: whichever of display and speech sees it first says so, so
