@@ -27,8 +27,8 @@ class ScriptedTurn:
     name = "scripted"
     capabilities = Capabilities()
 
-    def __init__(self, *verdicts: bool, delay_s: float = 0.02) -> None:
-        self.verdicts, self.delay_s = list(verdicts), delay_s
+    def __init__(self, *verdicts: bool, delay_s: float = 0.02, unsure: float = 0.1) -> None:
+        self.verdicts, self.delay_s, self.unsure = list(verdicts), delay_s, unsure
         self.calls: list[tuple[int, str | None]] = []
 
     async def start(self) -> None: ...
@@ -42,7 +42,7 @@ class ScriptedTurn:
         self.calls.append((len(audio), text))
         await asyncio.sleep(self.delay_s)
         complete = self.verdicts.pop(0) if self.verdicts else True
-        return TurnPrediction(complete, 0.9 if complete else 0.1)
+        return TurnPrediction(complete, 0.9 if complete else self.unsure)
 
 
 def harness(
@@ -100,6 +100,20 @@ async def test_an_incomplete_turn_ends_after_max_wait() -> None:
         assert 0.3 <= waited < 1.5  # max_wait_ms = 400 after the pause
         assert done.text
         assert user_turns(h) == ["I would like to know,"]
+
+
+async def test_the_surer_the_model_that_the_turn_goes_on_the_longer_it_waits() -> None:
+    config = PipelineConfig(max_wait_ms=1500, min_wait_ms=200)
+    waits = []
+    for unsure in (0.0, 0.45):  # threshold 0.5: surely unfinished, then nearly complete
+        detector = ScriptedTurn(False, unsure=unsure)
+        async with harness(texts=("I would like to know,",), detector=detector, config=config) as h:
+            await h.feed([*tone(300), *silence(120)])
+            paused = asyncio.get_running_loop().time()
+            await h.wait_for(ResponseDone, within=4)
+            waits.append(asyncio.get_running_loop().time() - paused)
+    assert waits[0] > 1.2  # ~1.5 s of silence
+    assert waits[1] < 0.6  # ~0.33 s
 
 
 async def test_the_answer_is_prepared_at_the_pause_and_released_when_complete() -> None:

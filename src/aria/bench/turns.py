@@ -245,7 +245,8 @@ class TurnsBench:
 
         await self._drive(run, scene)
         turns = {o.turn_id for _, o in run.finals()}
-        return {"pause_s": pause_s, "turns": len(turns), "split": len(turns) > 1}
+        finals = [o.text for _, o in run.finals()]
+        return {"pause_s": pause_s, "turns": len(turns), "split": len(turns) > 1, "finals": finals}
 
     async def _complete(self, spoken: Spoken, preemptive: bool) -> dict[str, Any]:
         run = await self._rig(tts=FakeTTS(FakeTTS.Config(ms_per_char=45)), preemptive=preemptive)

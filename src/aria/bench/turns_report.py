@@ -94,6 +94,7 @@ def build_report(bench: Any, by: dict[str, list[dict[str, Any]]], seconds: float
     }
     result["details"] = {
         "false_cutoffs": sum(r["split"] for r in paused),
+        "paused_finals": [r["finals"] for r in paused if r["split"]],
         "echo_answer_pauses": sum(r["pauses"] for r in echo),
         "barge_in_lost_words": lost,
         "barge_in_words_in_no_transcript": missing,

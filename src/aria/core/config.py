@@ -153,6 +153,9 @@ class TurnSettings(EngineSettings):
     pause_ms: int = Field(default=200, ge=0, le=5000)
     #: Silence (ms) after which a turn the detector called incomplete ends anyway.
     max_wait_ms: int = Field(default=2500, ge=0, le=30000)
+    #: Silence (ms) after which a turn the detector is unsure about (probability just under the threshold)
+    #: ends: the wait scales from ``max_wait_ms`` (surely unfinished) down to this.
+    min_wait_ms: int = Field(default=300, ge=0, le=30000)
     #: Completion probability at or above which the turn is complete.
     threshold: float = Field(default=0.5, gt=0, lt=1)
     #: What the person's speech does to an answer being spoken: ``adaptive`` pauses it, stops it after

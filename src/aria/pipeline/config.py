@@ -54,8 +54,12 @@ class PipelineConfig:
     speak: bool = True
     mode: str = "voice_chat"
     output_maxsize: int = 256
-    #: An incomplete turn (per the end-of-turn model) ends anyway after this much silence.
+    #: An incomplete turn (per the end-of-turn model) ends anyway after this much silence: the full
+    #: ``max_wait_ms`` when the model is sure it is unfinished, down to ``min_wait_ms`` when it is unsure.
     max_wait_ms: int = 2500
+    min_wait_ms: int = 300
+    #: The completion probability at which the end-of-turn model calls a turn complete.
+    turn_threshold: float = 0.5
     #: Start the answer at a pause, held back until the turn is confirmed complete.
     preemptive: bool = True
     #: Typed input while an answer is in progress: stop the answer, or wait for it.
@@ -80,6 +84,8 @@ class PipelineConfig:
             speak=settings.tts.enabled,
             mode=settings.mode,
             max_wait_ms=turn.max_wait_ms,
+            min_wait_ms=min(turn.min_wait_ms, turn.max_wait_ms),
+            turn_threshold=turn.threshold,
             preemptive=turn.preemptive,
             busy_input=turn.busy_input,
         )

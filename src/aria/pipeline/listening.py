@@ -396,7 +396,7 @@ class Listener:
                 utt.prediction = await self._prediction(judging)
                 if not utt.prediction.complete:
                     waited = (self.clock() - utt.paused_at) * 1000
-                    await asyncio.sleep(max(0.0, p.config.max_wait_ms - waited) / 1000)
+                    await asyncio.sleep(max(0.0, self._patience(utt.prediction) - waited) / 1000)
             self._end(utt, text)
         finally:
             if judging is not None and not judging.done():
@@ -422,6 +422,14 @@ class Listener:
         self.p.resume_answer(over)
         log.debug("speech over the answer was not a barge-in: %r", utt.text)
         return False
+
+    def _patience(self, prediction: TurnPrediction) -> float:
+        """How long (ms of silence) an incomplete turn is waited for: the surer the model that it is
+        unfinished, the longer, up to ``max_wait_ms`` ("I would like to know," waits long; a question
+        the model is unsure about only a little)."""
+        threshold = self.p.config.turn_threshold
+        unsure = min(1.0, max(0.0, prediction.probability / threshold)) if threshold > 0 else 0.0
+        return self.p.config.max_wait_ms * (1.0 - unsure) + self.p.config.min_wait_ms * unsure
 
     async def _prediction(self, judging: asyncio.Task[TurnPrediction]) -> TurnPrediction:
         try:
