@@ -336,3 +336,11 @@ def test_clauses_waiting_for_a_complement_are_unfinished() -> None:
     for text in ("I know what it is", "Can you help me", "That's what this is", "Where are you from"):
         cue = text_cue(text)
         assert cue is None or cue.shift > 0, text
+
+
+def test_grammar_caps_a_confident_audio_score() -> None:
+    from aria.engines.turn.text import UNFINISHED_CAP
+
+    assert combine(0.99, text_cue("Please remind me")) <= UNFINISHED_CAP
+    assert combine(0.99, text_cue("When does the next")) <= UNFINISHED_CAP
+    assert combine(0.99, text_cue("First of all,")) > UNFINISHED_CAP  # a comma is a hint, not grammar

@@ -32,7 +32,7 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["LEXICONS", "Lexicon", "TextCue", "combine", "text_cue"]
+__all__ = ["GRAMMAR_SHIFT", "LEXICONS", "UNFINISHED_CAP", "Lexicon", "TextCue", "combine", "text_cue"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ LEXICONS: dict[str, Lexicon] = {
     "en": Lexicon(
         trailing=_set(
             "and but or so because since although though if unless than whose the a an my your our their "
-            "every um uh er"
+            "its every each another next such very um uh er"
         ),
         prepositions=_set(
             "to of with for from at by about into onto under between through like as without within"
@@ -181,11 +181,20 @@ def text_cue(text: str | None, language: str | None = "en") -> TextCue | None:
     return None
 
 
+#: A cue this strong is grammar, not a hint: the clause cannot be over ("... remind me", "... if"), so the
+#: result stays at or under :data:`UNFINISHED_CAP` whatever the audio model heard.
+GRAMMAR_SHIFT = -3.5
+UNFINISHED_CAP = 0.25
+
+
 def combine(probability: float, cue: TextCue | None) -> float:
-    """``probability`` shifted by ``cue`` in log-odds (clamped to [0, 1])."""
+    """``probability`` shifted by ``cue`` in log-odds (clamped to [0, 1]); an unfinished clause (a cue
+    of :data:`GRAMMAR_SHIFT` or stronger) caps it at :data:`UNFINISHED_CAP`: an audio model trained on
+    natural speech is often sure of a turn's end on synthetic or flat speech, and the words are not."""
     p = min(1.0, max(0.0, probability))
     if cue is None or cue.shift == 0:
         return p
     p = min(1.0 - 1e-6, max(1e-6, p))
     logit = math.log(p / (1.0 - p)) + cue.shift
-    return 1.0 / (1.0 + math.exp(-logit))
+    shifted = 1.0 / (1.0 + math.exp(-logit))
+    return min(shifted, UNFINISHED_CAP) if cue.shift <= GRAMMAR_SHIFT else shifted
