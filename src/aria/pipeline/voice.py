@@ -177,10 +177,11 @@ class VoicePipeline:
         return turn
 
     async def interrupt(self, reason: str = "interrupted") -> bool:
-        """Stop the answer in progress (speech being listened to is kept: it is the person's next turn).
-        Returns whether anything was stopped."""
-        self._queued.clear()
-        return self._abort(reason)
+        """Stop the answer in progress. Speech being listened to is kept (it is the person's next turn),
+        and so is typed input waiting for its turn: it starts now. Returns whether anything stopped."""
+        stopped = self._abort(reason)
+        self._next()
+        return stopped
 
     async def conclude(self, reason: str) -> list[str]:
         """Before this pipeline is retired (a mode switch, a closed connection): speech being listened
