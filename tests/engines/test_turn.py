@@ -343,4 +343,5 @@ def test_grammar_caps_a_confident_audio_score() -> None:
 
     assert combine(0.99, text_cue("Please remind me")) <= UNFINISHED_CAP
     assert combine(0.99, text_cue("When does the next")) <= UNFINISHED_CAP
-    assert combine(0.99, text_cue("First of all,")) > UNFINISHED_CAP  # a comma is a hint, not grammar
+    assert combine(0.99, text_cue("First of all,")) <= UNFINISHED_CAP  # a recogniser's comma: more to come
+    assert combine(0.99, text_cue("That is all for today.")) > UNFINISHED_CAP

@@ -13,7 +13,7 @@ one: "where are you from")
 an unfinished clause (a verb still waiting for its    -3.5     "I would like to know", "I was wondering",
 object: "tell me", "remind us"; a copula after a               "What I really want is"
 noun or verb, not after "it", "that", "this" ...)
-a comma, colon, semicolon, dash or ellipsis           -3.0     "First of all,", "Actually,"
+a comma, colon, semicolon, dash or ellipsis           -3.5     "First of all,", "Actually,"
 "?" or "!"                                            +1.0     "What time is it?"
 "."                                                   +0.5     "Turn off the lights."
 no punctuation, but is a short question (3-8 words    +0.5     "what time is it"
@@ -72,7 +72,7 @@ LEXICONS: dict[str, Lexicon] = {
         prepositions=_set(
             "to of with for from at by about into onto under between through like as without within"
         ),
-        complete=("think so", "hope so", "guess so", "believe so", "said so", "or so", "and so on"),
+        complete=("think so", "hope so", "guess so", "believe so", "said so", "say so", "or so", "and so on"),
         unfinished=(
             "i would like to know",
             "i'd like to know",
@@ -171,7 +171,7 @@ def text_cue(text: str | None, language: str | None = "en") -> TextCue | None:
         if len(words) >= 3 and words[-1] in lexicon.copulas and words[-2] not in lexicon.copula_ok:
             return TextCue(-3.5, f"unfinished: ... {words[-1]}")
     if stripped.endswith(_PAUSING):
-        return TextCue(-3.0, f"ends with {stripped[-1]!r}")
+        return TextCue(-3.5, f"ends with {stripped[-1]!r}")
     if stripped.endswith(("?", "!", "¿", "¡")):
         return TextCue(1.0, f"ends with {stripped[-1]!r}")
     if stripped.endswith("."):
