@@ -39,6 +39,7 @@ from aria.engines.base import (
     TurnPrediction,
 )
 from aria.engines.models import models_dir
+from aria.engines.onnx import cpu_session
 from aria.engines.turn.features import N_FRAMES, N_MELS, WINDOW_SAMPLES, log_mel
 from aria.engines.turn.text import combine, text_cue
 from aria.errors import EngineError, EngineUnavailable, InvalidInput
@@ -151,24 +152,9 @@ class SmartTurn:
         log.info("Smart Turn loaded from %s (%s)", path, origin)
 
     def _load(self, path: Path) -> Any:
-        try:
-            import onnxruntime
-        except ImportError as exc:
-            raise EngineUnavailable(f"onnxruntime is not installed; {_INSTALL_FIX}", engine=_ENGINE) from exc
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self.config.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        try:
-            session = onnxruntime.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped pybind errors
-            raise EngineUnavailable(
-                f"cannot load {path} as an ONNX model ({exc}); {_MODEL_FIX}", engine=_ENGINE
-            ) from exc
+        session = cpu_session(
+            path, threads=self.config.threads, engine=_ENGINE, fix=_MODEL_FIX, install_fix=_INSTALL_FIX
+        )
         inputs = session.get_inputs()
         shape = list(inputs[0].shape) if len(inputs) == 1 else []
         # [batch, 80, 800]; a symbolic (str) or unknown (None) frame count is fine.

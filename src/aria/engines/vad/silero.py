@@ -57,6 +57,7 @@ from aria.engines.base import (
     EngineKind,
     VADEvent,
 )
+from aria.engines.onnx import cpu_session
 from aria.engines.vad.segmenter import ChunkSegmenter, SpeechSegmenter
 from aria.errors import EngineError, EngineUnavailable, InvalidInput
 from aria.types import AudioChunk
@@ -190,20 +191,7 @@ class SileroVAD:
         log.info("Silero VAD loaded from %s (%s, %s signature)", path, origin, signature)
 
     def _load(self, path: Path) -> tuple[Any, _Signature]:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self.config.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            session = onnxruntime.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped pybind errors
-            raise EngineUnavailable(
-                f"cannot load {path} as an ONNX model ({exc}); {_MODEL_FIX}", engine=_ENGINE
-            ) from exc
+        session = cpu_session(path, threads=self.config.threads, engine=_ENGINE, fix=_MODEL_FIX)
         inputs = {i.name: i for i in session.get_inputs()}
         if set(inputs) == {"input", "state", "sr"}:
             return session, "state"
