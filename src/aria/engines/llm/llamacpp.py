@@ -1,16 +1,24 @@
-"""``llm:llamacpp``: a GGUF model run in process by llama-cpp-python.
+r"""``llm:llamacpp``: a GGUF model run in process by llama-cpp-python.
 
-The model loads and generates on one dedicated worker thread (:class:`ThreadWorker`); each streamed
-``create_chat_completion(stream=True)`` chunk is handed to the event loop with ``call_soon_threadsafe``
-through a :class:`~aria.core.channels.Channel`, so the loop never waits on llama.cpp. A consumer that stops
-early (or is cancelled) sets the generation's stop flag: the worker stops after the chunk in progress and
-closes llama.cpp's generator. Chunks are in the OpenAI format, so tokens and tool calls are assembled by the
-same :class:`~aria.engines.llm.messages.ChunkAssembler` as ``llm:openai``.
+The model loads and generates on one dedicated worker thread (:class:`ThreadWorker`); each streamed piece
+is handed to the event loop with ``call_soon_threadsafe`` through a :class:`~aria.core.channels.Channel`, so
+the loop never waits on llama.cpp. A consumer that stops early (or is cancelled) sets the generation's stop
+flags: llama.cpp stops before its next token and the worker closes llama.cpp's generator.
+
+Prompts are rendered here from the GGUF's own chat template (``tokenizer.chat_template``; see
+:mod:`aria.engines.llm.llamacpp_chat`), tokenized and generated with ``create_completion``. The same
+``Llama`` object serves every turn, so its KV cache still holds the previous prompt and answer: a new
+turn of the same conversation only prefills the tokens after the longest common prefix
+(:attr:`LlamaCppLLM.last_prefill` says how many). Tools are rendered into the prompt and
+``<tool_call>`` blocks in the answer parsed into :class:`~aria.types.ToolCall`\ s; ``<think>`` blocks are
+never spoken, and a model that thinks (Qwen3) is told ``/no_think`` unless ``thinking`` is set. With
+``chat_format`` or a vision projector (``clip_model_path``: images, through llama-cpp-python's multimodal
+chat handler named by ``vision_handler``) llama-cpp-python's ``create_chat_completion`` formats the prompt
+instead.
 
 llama-cpp-python is optional (``pip install 'aria-assistant[llamacpp]'``; it compiles llama.cpp, which takes
 minutes) and imported only by :meth:`LlamaCppLLM.start`. ``model_path`` names a GGUF file; a relative path
-is looked up in the models folder (:func:`~aria.engines.models.models_dir`). Images need a vision projector
-(``clip_model_path``, LLaVA-style models).
+is looked up in the models folder (:func:`~aria.engines.models.models_dir`).
 """
 
 from __future__ import annotations
@@ -20,15 +28,14 @@ import importlib.util
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from aria.core.aio import closing_stream
-from aria.core.channels import Channel
 from aria.engines.base import (
     Availability,
     Capabilities,
@@ -38,6 +45,15 @@ from aria.engines.base import (
     LLMChunk,
     LLMRequest,
 )
+from aria.engines.llm.llamacpp_chat import (
+    CHATML_TEMPLATE,
+    ReplyParser,
+    render_prompt,
+    template_messages,
+    thinks,
+    tool_instructions,
+)
+from aria.engines.llm.llamacpp_worker import ThreadWorker
 from aria.engines.llm.messages import (
     ChunkAssembler,
     GenerationStats,
@@ -49,80 +65,45 @@ from aria.engines.models import models_dir
 from aria.errors import EngineError, EngineUnavailable
 from aria.types import GeneratedToken
 
-__all__ = ["INSTALL_FIX", "LlamaCppLLM", "ThreadWorker"]
+__all__ = ["INSTALL_FIX", "VISION_HANDLERS", "LlamaCppLLM", "PrefillStats", "ThreadWorker"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 INSTALL_FIX = "pip install 'aria-assistant[llamacpp]'"
 _GGUF_MAGIC = b"GGUF"
+#: ``vision_handler`` names: llama-cpp-python's multimodal chat handlers (``llama_chat_format``).
+VISION_HANDLERS = {
+    "llava-1-5": "Llava15ChatHandler",
+    "llava-1-6": "Llava16ChatHandler",
+    "moondream": "MoondreamChatHandler",
+    "nanollava": "NanoLlavaChatHandler",
+    "llama-3-vision-alpha": "Llama3VisionAlphaChatHandler",
+    "minicpm-v-2.6": "MiniCPMv26ChatHandler",
+    "qwen2.5-vl": "Qwen25VLChatHandler",
+    "gemma-4": "Gemma4ChatHandler",
+}
 
 
-class ThreadWorker:
-    """One dedicated thread that runs blocking calls and blocking iterators for the event loop, one at a
-    time and in order."""
+@dataclass(frozen=True, slots=True)
+class PrefillStats:
+    """What one generation had to prefill: ``cached_tokens`` of its ``prompt_tokens`` were already in the
+    KV cache (the previous turn's prefix); ``seconds`` to the first generated token."""
 
-    def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._jobs: set[asyncio.Future[None]] = set()
-        self._stops: set[threading.Event] = set()
+    prompt_tokens: int
+    cached_tokens: int
+    seconds: float | None = None
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    @property
+    def evaluated_tokens(self) -> int:
+        return self.prompt_tokens - self.cached_tokens
 
-    async def iterate(self, produce: Callable[[], Iterable[T]]) -> AsyncIterator[T]:
-        """Items of ``produce()`` iterated on the worker thread, as they come. Leaving early stops the
-        iteration after the item in progress (and closes the iterator); an exception raised on the thread
-        is raised here after the items before it."""
-        loop = asyncio.get_running_loop()
-        channel: Channel[T] = Channel(maxsize=None, name="thread-worker")
-        stop = threading.Event()
 
-        def hand_over(call: Callable[..., Any], *args: Any) -> bool:
-            try:
-                loop.call_soon_threadsafe(call, *args)
-                return True
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                return False
-
-        def work() -> None:
-            error: BaseException | None = None
-            iterator: Any = None
-            try:
-                if stop.is_set():
-                    return
-                iterator = iter(produce())
-                for item in iterator:
-                    if stop.is_set() or not hand_over(channel.send_nowait, item):
-                        break
-            except BaseException as exc:  # handed to the consumer, never lost
-                error = exc
-            finally:
-                close = getattr(iterator, "close", None)
-                if close is not None:
-                    try:
-                        close()
-                    except Exception as exc:
-                        error = error or exc
-                hand_over(channel.close, error)
-
-        job = loop.run_in_executor(self._executor, work)
-        self._jobs.add(job)
-        self._stops.add(stop)
-        job.add_done_callback(self._jobs.discard)
-        try:
-            async for item in channel:
-                yield item
-        finally:
-            stop.set()
-            self._stops.discard(stop)
-
-    async def aclose(self) -> None:
-        """Stop every iteration and wait for the thread to finish what it is doing."""
-        for stop in list(self._stops):
-            stop.set()
-        if self._jobs:
-            await asyncio.gather(*self._jobs, return_exceptions=True)
-        self._executor.shutdown(wait=False)
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    llama: Any
+    template: str
+    bos_token: str
+    eos_token: str
+    thinks: bool
 
 
 class LlamaCppLLM:
@@ -141,10 +122,14 @@ class LlamaCppLLM:
         n_threads: int | None = Field(default=None, ge=1)
         #: Layers offloaded to the GPU (-1: all); needs a GPU build of llama-cpp-python.
         n_gpu_layers: int = Field(default=0, ge=-1)
-        #: Chat template name (``chatml``, ``llama-3``, ...); the GGUF's own template when unset.
+        #: A llama-cpp-python chat format (``chatml``, ``llama-3``, ...) instead of the GGUF's own template.
         chat_format: str | None = None
         #: Vision projector (mmproj) for LLaVA-style models; images are refused without it.
         clip_model_path: Path | None = None
+        #: The multimodal chat handler for the projector (a key of ``VISION_HANDLERS``).
+        vision_handler: str = "llava-1-5"
+        #: Let a thinking model (Qwen3) reason before answering: slower first audio; never spoken.
+        thinking: bool = False
         seed: int | None = None
         verbose: bool = False
 
@@ -154,10 +139,15 @@ class LlamaCppLLM:
         if self.config.clip_model_path is not None:
             self.capabilities = Capabilities(streaming=True, vision=True, tools=True, local=True)
         self._llama: Any = None
+        self._loaded: _Loaded | None = None
         self._worker: ThreadWorker | None = None
         self._loading = asyncio.Lock()
         #: Timing of the latest generation.
         self.last_stats: GenerationStats | None = None
+        #: What the latest generation prefilled (template path only: llama-cpp-python's handlers hide it).
+        self.last_prefill: PrefillStats | None = None
+        #: Tokens generated since start, counted on the worker thread (cancellation checks use it).
+        self.tokens_generated = 0
 
     @classmethod
     def _path(cls, config: Config, path: Path) -> Path:
@@ -170,6 +160,9 @@ class LlamaCppLLM:
         problems: list[tuple[str, str]] = []
         if importlib.util.find_spec("llama_cpp") is None:
             problems.append((f"llama-cpp-python is not installed; {INSTALL_FIX}", INSTALL_FIX))
+        if config.clip_model_path is not None and config.vision_handler not in VISION_HANDLERS:
+            known = ", ".join(VISION_HANDLERS)
+            problems.append((f"unknown vision_handler {config.vision_handler!r}", f"use one of {known}"))
         if config.model_path is None:
             problems.append(("no model_path is configured", "set llm.options.model_path to a GGUF file"))
             return problems
@@ -207,12 +200,13 @@ class LlamaCppLLM:
         worker = self._worker = self._worker or ThreadWorker("llamacpp")
         began = time.monotonic()
         try:
-            self._llama = await worker.run(self._load)
+            self._loaded = await worker.run(self._load)
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineUnavailable(f"llama.cpp could not load the model: {exc}", engine=self.engine) from exc
+        self._llama = self._loaded.llama
         log.info("%s: loaded %s in %.2f s", self.engine, self.config.model_path, time.monotonic() - began)
 
-    def _load(self) -> Any:
+    def _load(self) -> _Loaded:
         import llama_cpp
 
         config = self.config
@@ -230,31 +224,108 @@ class LlamaCppLLM:
         if config.seed is not None:
             options["seed"] = config.seed
         if config.clip_model_path is not None:
-            from llama_cpp.llama_chat_format import Llava15ChatHandler
+            from llama_cpp import llama_chat_format
 
+            handler = getattr(llama_chat_format, VISION_HANDLERS[config.vision_handler], None)
+            if handler is None:
+                raise RuntimeError(f"this llama-cpp-python has no {VISION_HANDLERS[config.vision_handler]}")
             clip = str(self._path(config, config.clip_model_path))
-            options["chat_handler"] = Llava15ChatHandler(clip_model_path=clip, verbose=config.verbose)
-        return llama_cpp.Llama(**options)
+            options["chat_handler"] = handler(clip_model_path=clip, verbose=config.verbose)
+        llama = llama_cpp.Llama(**options)
+        metadata: dict[str, str] = dict(llama.metadata or {})
+        template = metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
+        return _Loaded(
+            llama=llama,
+            template=template,
+            bos_token=self._token_text(llama, llama.token_bos()),
+            eos_token=self._token_text(llama, llama.token_eos()),
+            thinks=thinks(template, metadata.get("general.name", "") + " " + str(config.model_path)),
+        )
+
+    @staticmethod
+    def _token_text(llama: Any, token: int) -> str:
+        if token < 0:
+            return ""
+        return bytes(llama.detokenize([token], special=True)).decode("utf-8", errors="ignore")
 
     async def aclose(self) -> None:
         worker, self._worker = self._worker, None
         if worker is not None:
             await worker.aclose()
-        self._llama = None
+        self._llama = self._loaded = None
 
     async def health(self) -> EngineHealth:
         if self._llama is None:
             return EngineHealth(ok=False, detail="model not loaded; call start()")
         return EngineHealth(ok=True, detail=f"GGUF model {self.config.model_path} loaded")
 
-    def _chunks(self, request: LLMRequest) -> Iterable[dict[str, Any]]:
-        """Runs on the worker thread: builds the prompt (encoding images) and starts generating."""
-        options = openai_request(request, openai_messages(request))
-        chunks: Iterable[dict[str, Any]] = self._llama.create_chat_completion(**options)
-        return chunks
+    def _prompt(self, request: LLMRequest) -> str:
+        """The request rendered with the model's chat template (pure: no llama.cpp call)."""
+        loaded = self._loaded
+        assert loaded is not None
+        no_think = loaded.thinks and not self.config.thinking
+        renders_tools = "tools" in loaded.template
+        extra = tool_instructions(request.tools) if request.tools and not renders_tools else ""
+        return render_prompt(
+            loaded.template,
+            template_messages(request, no_think=no_think, extra_system=extra),
+            tools=request.tools if renders_tools else (),
+            bos_token=loaded.bos_token,
+            eos_token=loaded.eos_token,
+            enable_thinking=not no_think,
+        )
+
+    def _chunks(self, request: LLMRequest, cancel: threading.Event) -> Iterator[dict[str, Any]]:
+        """Runs on the worker thread: OpenAI-style chat chunks, from the GGUF's template or (with a
+        ``chat_format`` or a projector) from llama-cpp-python's chat handler."""
+        import llama_cpp
+
+        llama = self._llama
+        began = time.monotonic()
+        first: list[float] = []
+
+        def count(_ids: Any, _logits: Any) -> bool:  # called once per generated token
+            if cancel.is_set():
+                return True
+            self.tokens_generated += 1
+            if not first:
+                first.append(time.monotonic())
+            return cancel.is_set()
+
+        stopping = llama_cpp.StoppingCriteriaList([count])
+        if self.config.chat_format is not None or self.config.clip_model_path is not None:
+            options = openai_request(request, openai_messages(request))
+            yield from llama.create_chat_completion(**options, stopping_criteria=stopping)
+            return
+        tokens = llama.tokenize(self._prompt(request).encode("utf-8"), add_bos=False, special=True)
+        # llama-cpp-python re-evaluates at least the prompt's last token (see Llama.generate).
+        cached = _common_prefix(llama.input_ids, tokens[:-1])
+        completion = llama.create_completion(
+            prompt=tokens,
+            stream=True,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            stop=list(request.stop) or None,
+            stopping_criteria=stopping,
+        )
+        for chunk in completion:
+            if first and self.last_prefill is None:
+                self.last_prefill = PrefillStats(len(tokens), cached, first[0] - began)
+            for choice in chunk.get("choices") or ():
+                yield {
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"content": choice.get("text") or ""},
+                            "finish_reason": choice.get("finish_reason"),
+                        }
+                    ]
+                }
+        if self.last_prefill is None:
+            self.last_prefill = PrefillStats(len(tokens), cached, first[0] - began if first else None)
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
-        """Tokens as llama.cpp produces them, then any tool calls."""
+        """Tokens as llama.cpp produces them (``<think>`` left out), then any tool calls."""
         if request.images and self.config.clip_model_path is None:
             raise EngineError(
                 "this model cannot see images; set llm.options.clip_model_path to its vision projector",
@@ -264,21 +335,38 @@ class LlamaCppLLM:
         await self.start()
         assert self._worker is not None
         stats = self.last_stats = GenerationStats()
+        self.last_prefill = None
         assembler = ChunkAssembler(self.engine)
+        parser = ReplyParser(self.engine)
+        cancel = threading.Event()
         try:
-            async with closing_stream(self._worker.iterate(lambda: self._chunks(request))) as chunks:
+            async with closing_stream(self._worker.iterate(lambda: self._chunks(request, cancel))) as chunks:
                 async for chunk in chunks:
                     for item in assembler.feed(chunk):
-                        if isinstance(item, GeneratedToken):
-                            stats.token()
-                        yield item
+                        for piece in parser.feed(item.text) if isinstance(item, GeneratedToken) else [item]:
+                            if isinstance(piece, GeneratedToken):
+                                stats.token()
+                            yield piece
         except EngineError:
             raise
         except (ValueError, RuntimeError) as exc:  # e.g. a prompt longer than the context window
             raise EngineError(f"llama.cpp failed: {exc}", engine=self.engine, retryable=False) from exc
+        finally:
+            cancel.set()
         stats.finished_at = time.monotonic()
-        for call in assembler.finish():
-            yield call
+        for item in [*parser.finish(), *assembler.finish()]:
+            if isinstance(item, GeneratedToken):
+                stats.token()
+            yield item
 
     async def complete(self, request: LLMRequest) -> str:
         return await complete_text(self.stream(request), self.engine)
+
+
+def _common_prefix(cached: Any, tokens: list[int]) -> int:
+    count = 0
+    for a, b in zip(cached, tokens, strict=False):
+        if a != b:
+            break
+        count += 1
+    return count
