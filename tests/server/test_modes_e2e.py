@@ -77,6 +77,8 @@ async def test_session_lists_every_mode_with_details_and_custom_modes(tmp_path: 
             "inputs": ["text"],
             "outputs": ["text"],
             "watches": False,
+            "available": True,
+            "reason": "",
         }
     finally:
         await stop_server(server, task)

@@ -33,7 +33,16 @@ from aria.engines.base import (
 from aria.errors import AllEnginesFailed
 from aria.types import AudioChunk, Transcription
 
-__all__ = ["FallbackEngine", "FallbackLLM", "FallbackSTT", "FallbackTTS", "FallbackTurn", "primary"]
+__all__ = [
+    "FallbackEngine",
+    "FallbackLLM",
+    "FallbackSTT",
+    "FallbackTTS",
+    "FallbackTurn",
+    "answered_by",
+    "primary",
+    "serving",
+]
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Engine)
@@ -105,6 +114,13 @@ class FallbackEngine(Generic[E]):
         parts.extend(f"{name}: unavailable ({why})" for name, why in self.unavailable.items())
         return EngineHealth(ok=ok, detail="; ".join(parts))
 
+    @property
+    def serving(self) -> E:
+        """The member the next call goes to: the first that started whose breaker lets calls through
+        (the first that started when every breaker is open)."""
+        members = self.chain.engines
+        return next((e for e in members if self.chain.breakers[e.name].state != "open"), members[0])
+
 
 class FallbackLLM(FallbackEngine[LLM]):
     kind = "llm"
@@ -155,3 +171,22 @@ def primary(engine: Engine) -> Engine:
     if isinstance(engine, FallbackEngine):
         return engine.chain.engines[0]  # type: ignore[no-any-return]
     return engine
+
+
+def serving(engine: Engine) -> Engine:
+    """The engine that answers the next call: a chain's serving member, or the engine itself."""
+    if isinstance(engine, FallbackEngine):
+        return engine.serving  # type: ignore[no-any-return]
+    return engine
+
+
+def answered_by(engine: Engine) -> str:
+    """The name of the engine that gave the latest answer (a chain's member that last served, else the one
+    serving now), with its model where it names one (``ollama (llava)``)."""
+    member = serving(engine)
+    if isinstance(engine, FallbackEngine) and engine.chain.last_used is not None:
+        member = next((e for e in engine.chain.engines if e.name == engine.chain.last_used), member)
+    model = getattr(getattr(member, "config", None), "model", None)
+    if isinstance(model, str) and model and model not in member.name:
+        return f"{member.name} ({model})"
+    return member.name

@@ -2,7 +2,9 @@
 
 ==========================  ===============================================================
 ``GET /``                    the browser client (static files, no build step)
-``GET /health``              ``status`` ok / degraded / down / loading and each engine's state
+``GET /health``              ``status`` ok / degraded / down / loading, each engine's state (the member of its
+                             chain that serves), engines of ``limited`` quality with the fix, ``modes``
+                             that cannot work with the engines at hand
 ``GET /models``              the engines per kind, the voices and the language models offered
 ``GET/POST /config``         the settings (secrets redacted); POST hot-reloads what can change
 ``GET /metrics``             Prometheus text: turn stage latencies, turns, errors, connections
@@ -100,6 +102,11 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
             "residency": rt.residency.usage(),
             "breakers": rt.breakers(),
             "probes": probes,
+            "limited": [limitation.as_dict() for limitation in rt.limited()],
+            "modes": {
+                mode: {"available": available, "reason": reason}
+                for mode, (available, reason) in rt.mode_availability().items()
+            },
         }
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 

@@ -195,6 +195,10 @@ class ModeInfo(_Model):
     outputs: list[Literal["transcript", "text", "audio", "notification", "tool_result", "control_signal"]]
     #: Whether the mode watches the camera for a condition (``switch_mode.watch`` / ``set_watch``).
     watches: bool = False
+    #: Whether it can work with the engines at hand (a mode that looks needs a model that can see) ...
+    available: bool = True
+    #: ... and, when not, why and how to fix it.
+    reason: str = ""
 
 
 class SessionMessage(_Model):

@@ -23,13 +23,14 @@ from aria.core.metrics import MetricsRegistry
 from aria.core.modes import ModeSpec
 from aria.engines.base import LLM, STT, TTS, VAD, Engine, EngineKind, TurnDetector
 from aria.engines.factory import create_engine, detect_llm, resolve_backend
-from aria.engines.fallback import FallbackEngine, primary
+from aria.engines.fallback import FallbackEngine, primary, serving
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AriaError
 from aria.pipeline.build import Engines
 from aria.pipeline.memory import gpu_memory_mb, total_memory_mb
 from aria.pipeline.modes import Loadout, engine_key, loadout_slots
 from aria.pipeline.residency import ResidencyError, ResidencyEvent, ResidencyManager
+from aria.server.honesty import LIMITED, Limitation, limitation, mode_availability
 from aria.session.files import FileSnapshotStore
 from aria.session.store import SessionStore
 
@@ -82,6 +83,7 @@ class Runtime:
         self.connections = 0
         self._loader: asyncio.Task[None] | None = None
         self._states: dict[str, dict[str, Any]] = {}
+        self._limited: dict[tuple[str, str, tuple[tuple[str, str], ...]], Limitation | None] = {}
         self.connections_gauge = self.metrics.gauge("aria_active_connections", "Open WebSocket connections")
         self.sessions_gauge = self.metrics.gauge("aria_sessions", "Sessions held in memory")
         self.resident_gauge = self.metrics.gauge("aria_resident_model_mb", "Memory of resident engines (MB)")
@@ -393,7 +395,57 @@ class Runtime:
         return engine
 
     def engine_states(self) -> dict[str, dict[str, Any]]:
-        return {kind: dict(state) for kind, state in self._states.items()}
+        """Each kind's engine: ``name`` is the member of its chain that serves (``chain`` the whole chain
+        where it has more than one member), ``limited`` whether that is a last resort (:meth:`limited`)."""
+        states = {kind: dict(state) for kind, state in self._states.items()}
+        limited = {lim.slot for lim in self.limited()}
+        for kind in MAIN_KINDS:
+            engine = self.residency.engine(kind)
+            if engine is None:
+                continue
+            states[kind]["name"] = serving(engine).name
+            if engine.name != states[kind]["name"]:
+                states[kind]["chain"] = engine.name
+            states[kind]["limited"] = kind in limited
+        return states
+
+    def limited(self) -> list[Limitation]:
+        """The main loadout's engines of limited quality that serve now, each with why and the fix."""
+        found: list[Limitation] = []
+        for kind in MAIN_KINDS:
+            engine = self.residency.engine(kind)
+            if engine is None:
+                continue
+            unavailable = getattr(engine, "unavailable", {}) if isinstance(engine, FallbackEngine) else {}
+            key = (kind, serving(engine).name, tuple(unavailable.items()))
+            if key not in self._limited:
+                self._limited[key] = limitation(
+                    kind, engine, registry=self.registry, options=self._better_options(kind, key[1])
+                )
+            if (known := self._limited[key]) is not None:
+                found.append(known)
+        return found
+
+    def _better_options(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The configured options of the engine that would replace a last resort, when it is configured."""
+        known = LIMITED.get(f"{kind}:{name}")
+        section = getattr(self.engine_settings, kind)
+        if known is None or f"{kind}:{section.backend}" != known.better:
+            return None
+        return dict(section.options)
+
+    def mode_availability(self) -> dict[str, tuple[bool, str]]:
+        """Per mode: whether it can work with the engines loaded now and, when not, why (a mode whose
+        model is not loaded yet counts as available)."""
+        result: dict[str, tuple[bool, str]] = {}
+        for name, spec in self.modes.items():
+            plan = loadout_slots(name, spec, self.engine_settings).get("llm")
+            engine = self.residency.engine(plan.name) if plan is not None else None
+            if plan is not None and engine is None and plan.name in self.problems:
+                result[name] = (False, f"Its language model could not load: {self.problems[plan.name]}")
+                continue
+            result[name] = mode_availability(spec, engine)
+        return result
 
     async def _make_turn_detector(self) -> TurnDetector | None:
         """The end-of-turn model, shared by every connection (it keeps no per-stream state)."""
@@ -432,9 +484,10 @@ class Runtime:
         return vad
 
     def status(self) -> str:
-        """``ok`` when every configured engine works, ``degraded`` when some are missing but a language
-        model works, ``down`` without one (``loading`` before the first load finishes). An engine
-        unloaded to make room for another mode's is not a fault."""
+        """``ok`` when every configured engine works, ``degraded`` when some are missing, failing or of
+        limited quality (:meth:`limited`) but a language model works, ``down`` without one (``loading``
+        before the first load finishes). An engine unloaded to make room for another mode's is not a
+        fault."""
         if not self.ready.is_set():
             return "loading"
         if self.load_error is not None and not any(
@@ -449,7 +502,7 @@ class Runtime:
             return "degraded"
         tripped = any(m.get("state") in ("open", "half_open") for c in self.breakers().values() for m in c)
         unhealthy = any(not probe["ok"] for probe in self.probes.values())
-        return "degraded" if tripped or unhealthy else "ok"
+        return "degraded" if tripped or unhealthy or self.limited() else "ok"
 
     async def aclose(self) -> None:
         if self._prober is not None:

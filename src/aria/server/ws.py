@@ -25,6 +25,7 @@ from aria.core.config import Settings, apply_update
 from aria.core.events import EventBus
 from aria.core.modes import ModeSpec
 from aria.engines.base import LLM, VAD
+from aria.engines.fallback import answered_by
 from aria.errors import AriaError, ChannelClosed, InvalidInput
 from aria.pipeline.echo import EchoGuard
 from aria.pipeline.modes import Loadout, mode_pipeline, watch_command
@@ -228,7 +229,7 @@ class Connection:
                 name = llm.name if llm is not None else "none"
                 raise ModeUnavailable(
                     f"the {mode} mode needs a vision model, and {name} cannot see images; configure one "
-                    '(e.g. [llm] backend = "ollama", options = {{ model = "llava" }}) and try again'
+                    '(e.g. [llm] backend = "ollama", options = { model = "llava" }) and try again'
                 )
             old, waiting = self.pipeline, []
             if old is not None:
@@ -522,6 +523,8 @@ class Connection:
             if isinstance(out, ResponseDone):  # what actually went out, also for an interrupted turn
                 sent_ms = round(self.pacer.sent_seconds(out.turn_id) * 1000, 1)
                 message = message.model_copy(update={"audio_ms": sent_ms})
+            if isinstance(out, MetricsOut) and isinstance(message, proto.MetricsMessage):
+                message = self._with_model(message, pipeline)
             text = proto.encode(message)
             if isinstance(out, MetricsOut) and self.governor is not None:
                 self._watch_latency(out)
@@ -533,6 +536,13 @@ class Connection:
             if isinstance(out, _AFTER_AUDIO) and turn_id and self.pacer.add_after_audio(turn_id, text):
                 continue
             await self._send_text(text)
+
+    @staticmethod
+    def _with_model(message: proto.MetricsMessage, pipeline: VoicePipeline) -> proto.MetricsMessage:
+        """A turn's metrics name the model that gave its answer (``extra.model``)."""
+        if pipeline.llm is None or "model" in message.extra:
+            return message
+        return message.model_copy(update={"extra": {**message.extra, "model": answered_by(pipeline.llm)}})
 
     def save(self) -> None:
         try:
@@ -662,7 +672,12 @@ class Connection:
         await asyncio.gather(*self._background, return_exceptions=True)
 
 
-def mode_details(modes: dict[str, ModeSpec]) -> list[proto.ModeInfo]:
+def mode_details(
+    modes: dict[str, ModeSpec], availability: Mapping[str, tuple[bool, str]] | None = None
+) -> list[proto.ModeInfo]:
+    """The modes for a picker; ``availability`` (mode -> whether it can work, why not) marks those that
+    cannot work with the engines at hand."""
+    known = availability or {}
     return [
         proto.ModeInfo(
             name=name,
@@ -671,6 +686,8 @@ def mode_details(modes: dict[str, ModeSpec]) -> list[proto.ModeInfo]:
             inputs=list(spec.inputs),
             outputs=list(spec.outputs),
             watches=spec.watches,
+            available=known.get(name, (True, ""))[0],
+            reason=known.get(name, (True, ""))[1],
         )
         for name, spec in modes.items()
     ]
@@ -781,7 +798,7 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
                 resumed=resumed,
                 mode=conn.mode,
                 modes=list(runtime.modes),
-                mode_details=mode_details(runtime.modes),
+                mode_details=mode_details(runtime.modes, runtime.mode_availability()),
                 audio_out_rate=conn.out_rate,
                 engines=runtime.engine_states(),
                 limits=conn.protocol.limits,

@@ -1,8 +1,9 @@
 """The built-in responder: a small rule-based last resort for when no language model is configured.
 
 It answers the last user message with a few deterministic rules (greetings, the time, the date, who it is,
-what it can do, thanks, goodbye, simple arithmetic) and otherwise says that no language model is configured
-and how to connect one. Answers are short spoken sentences, streamed word by word like a real model's.
+what it can do, thanks, goodbye, simple arithmetic) and otherwise says, in one short sentence, that no
+language model is available. Answers are short spoken sentences, streamed word by word like a real model's,
+and never name settings, commands or URLs (the page shows how to connect a model, as text).
 Arithmetic is parsed by hand, never evaluated as Python.
 """
 
@@ -26,13 +27,10 @@ __all__ = ["NO_MODEL_MESSAGE", "BuiltinLLM"]
 
 logger = logging.getLogger(__name__)
 
-#: What the responder says to anything it has no rule for.
-NO_MODEL_MESSAGE = (
-    "I can't answer that because no language model is configured. "
-    "To connect one, run a local Ollama with ollama serve, which is detected automatically, "
-    "or set ARIA_LLM__BACKEND=openai and ARIA_LLM__OPTIONS__BASE_URL=http://127.0.0.1:8080/v1 "
-    "for any OpenAI-compatible server. Run aria doctor to see what is available."
-)
+#: What the responder says to anything it has no rule for: one short spoken sentence. How to connect a model
+#: is for the page and ``/health`` to show as text (``aria.server.honesty``), never spoken: no settings,
+#: variable names, commands or URLs here.
+NO_MODEL_MESSAGE = "Sorry, I can't answer that: no language model is available."
 
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
@@ -136,7 +134,7 @@ class BuiltinLLM:
         """Nothing to release."""
 
     async def health(self) -> EngineHealth:
-        return EngineHealth(ok=True, detail="rule-based responder; no language model configured")
+        return EngineHealth(ok=True, detail="rule-based responder; no language model available")
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[GeneratedToken]:
         """The answer as word tokens (each keeps its leading space), stopping before any stop sequence."""
@@ -170,14 +168,12 @@ class BuiltinLLM:
             return f"Today is {_DAYS[now.weekday()]}, {_MONTHS[now.month - 1]} {now.day}, {now.year}."
         if intent == "identity":
             return (
-                f"I'm {name}, a voice assistant running in basic mode because no language model is "
-                "configured."
+                f"I'm {name}, a voice assistant running in basic mode because no language model is available."
             )
         if intent == "help":
             return (
-                "Without a language model I can tell you the time and the date, and do simple arithmetic. "
-                "Connect a model, for example by running ollama serve, and I can do much more. "
-                "Run aria doctor to see what is available."
+                "Without a language model I can only tell you the time and the date, and do simple "
+                "arithmetic."
             )
         if intent == "thanks":
             return "You're welcome."
