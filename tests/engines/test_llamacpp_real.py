@@ -270,3 +270,59 @@ async def test_a_prompt_longer_than_the_context_is_an_engine_error(tiny: Path) -
             await answer(engine, ask("hello " * 100))
     finally:
         await engine.aclose()
+
+
+async def test_a_named_chat_format_uses_llama_cpp_pythons_handler(tiny: Path) -> None:
+    engine = LlamaCppLLM(LlamaCppLLM.Config(model_path=tiny, n_threads=1, chat_format="chatml"))
+    try:
+        text = await answer(engine, ask("hello", max_tokens=8))
+        assert text
+        assert engine.last_stats is not None
+        assert 1 <= engine.last_stats.tokens <= 8
+        async with closing_stream(engine.stream(ask("a long poem", max_tokens=2000))) as tokens:
+            async for _ in tokens:
+                break
+        assert engine._worker is not None
+        await asyncio.wait_for(engine._worker.run(lambda: None), 5)
+        assert engine.tokens_generated < 100
+    finally:
+        await engine.aclose()
+
+
+async def test_an_unknown_vision_handler_is_refused(tiny: Path) -> None:
+    config = LlamaCppLLM.Config(model_path=tiny, clip_model_path=tiny, vision_handler="nope")
+    availability = LlamaCppLLM.check(config)
+    assert not availability.available
+    assert "unknown vision_handler 'nope'" in availability.reason
+    assert "qwen2.5-vl" in availability.fix
+
+
+async def test_a_whole_text_turn_through_a_live_server(tmp_path: Path, tiny: Path) -> None:
+    from aria.engines.fallback import primary
+    from tests.server.conftest import connect, start_server, stop_server
+
+    overrides = {
+        "llm.backend": "llamacpp",
+        "llm.options": {"model_path": str(tiny), "n_threads": 1, "seed": 3},
+        "llm.max_tokens": 12,
+    }
+    live, server, task = await start_server(tmp_path, overrides)
+    try:
+        ws, client = await connect(live)
+        async with ws:
+            for question in ("hello, what time is it?", "and the weather?"):
+                await client.send({"type": "text", "text": question})
+                done = await client.until("response_done", within=30)
+                assert done["text"].strip()
+                assert done["interrupted"] is False
+            tokens = "".join(m["text"] for m in client.of_type("text_token"))
+            assert tokens.strip().startswith(client.of_type("response_done")[0]["text"])
+            assert any(isinstance(m, bytes) for _, m in client.messages)  # spoken by the fake TTS
+        served = live.runtime.residency.engine("llm")
+        assert served is not None
+        llm = primary(served)
+        assert isinstance(llm, LlamaCppLLM)
+        assert llm.last_prefill is not None
+        assert llm.last_prefill.cached_tokens > llm.last_prefill.evaluated_tokens  # the first turn was kept
+    finally:
+        await stop_server(server, task)

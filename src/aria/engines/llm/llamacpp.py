@@ -47,6 +47,7 @@ from aria.engines.base import (
 )
 from aria.engines.llm.llamacpp_chat import (
     CHATML_TEMPLATE,
+    NO_THINK,
     ReplyParser,
     render_prompt,
     template_messages,
@@ -275,28 +276,51 @@ class LlamaCppLLM:
             enable_thinking=not no_think,
         )
 
+    def _handler_messages(self, request: LLMRequest) -> list[dict[str, Any]]:
+        """OpenAI messages (images as data URLs) for llama-cpp-python's chat handlers."""
+        messages = openai_messages(request)
+        loaded = self._loaded
+        if loaded is not None and loaded.thinks and not self.config.thinking:
+            if messages and messages[0]["role"] == "system" and isinstance(messages[0]["content"], str):
+                messages[0]["content"] = f"{messages[0]['content']}\n\n{NO_THINK}"
+            else:
+                messages.insert(0, {"role": "system", "content": NO_THINK})
+        return messages
+
     def _chunks(self, request: LLMRequest, cancel: threading.Event) -> Iterator[dict[str, Any]]:
         """Runs on the worker thread: OpenAI-style chat chunks, from the GGUF's template or (with a
-        ``chat_format`` or a projector) from llama-cpp-python's chat handler."""
+        ``chat_format`` or a projector) from llama-cpp-python's chat handler. Once ``cancel`` is set,
+        llama.cpp stops before its next token."""
         import llama_cpp
 
         llama = self._llama
         began = time.monotonic()
         first: list[float] = []
 
-        def count(_ids: Any, _logits: Any) -> bool:  # called once per generated token
+        def generated() -> bool:  # once per generated token: counts it, or says to stop
             if cancel.is_set():
-                return True
+                return False
             self.tokens_generated += 1
             if not first:
                 first.append(time.monotonic())
-            return cancel.is_set()
+            return True
 
-        stopping = llama_cpp.StoppingCriteriaList([count])
         if self.config.chat_format is not None or self.config.clip_model_path is not None:
-            options = openai_request(request, openai_messages(request))
-            yield from llama.create_chat_completion(**options, stopping_criteria=stopping)
+            eos = llama.token_eos()
+
+            def steer(_ids: Any, scores: Any) -> Any:  # the handlers take no stopping criteria
+                if not generated():
+                    scores[:] = -float("inf")
+                    scores[eos] = 0.0
+                return scores
+
+            options = openai_request(request, self._handler_messages(request))
+            chat = llama.create_chat_completion(
+                **options, logits_processor=llama_cpp.LogitsProcessorList([steer])
+            )
+            yield from chat
             return
+        stopping = llama_cpp.StoppingCriteriaList([lambda _ids, _logits: not generated()])
         tokens = llama.tokenize(self._prompt(request).encode("utf-8"), add_bos=False, special=True)
         # llama-cpp-python re-evaluates at least the prompt's last token (see Llama.generate).
         cached = _common_prefix(llama.input_ids, tokens[:-1])
