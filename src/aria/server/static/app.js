@@ -8,10 +8,11 @@
 //   chat.js        the conversation log          dictation.js  the dictation document
 //   media.js       microphone, image upload, camera
 //   modes.js       mode picker, per-mode UI, watch condition, alerts
-//   status.js      the status pill and the engines line
+//   status.js      the status pill and the engines line    banner.js  the limited-setup banner
 //   settings.js    voice and model pickers        audio.js, waterfall.js  playback, latency charts
 
 import { Player, createAudioContext, resumeAudio } from "./audio.js";
+import { initBanner } from "./banner.js";
 import * as chat from "./chat.js";
 import * as link from "./connection.js";
 import { addParagraph, clearDictation, copyDictation, dictate } from "./dictation.js";
@@ -111,6 +112,7 @@ const handlers = {
   metrics(msg) {
     test.metrics.push(msg);
     chat.showWaterfall(msg, test.metrics.length);
+    chat.showModel(msg.turn_id, msg.extra?.model);
   },
 
   notification(msg) {
@@ -224,6 +226,7 @@ function watchSound() {
 }
 
 initStatus(player);
+initBanner();
 media.initMedia({
   ctx,
   raw: RAW_MIC,

@@ -79,6 +79,15 @@ export function finishAnswer(msg) {
   }
 }
 
+/** Which engine (and model) gave a turn's answer, from its `metrics` message's `extra.model`. */
+export function showModel(turnId, model) {
+  const bubble = assistantBubble(turnId, false);
+  if (!bubble || !model || bubble.root.querySelector(".model")) return;
+  const tag = el("span", "model", `Answered by ${model}`);
+  bubble.root.dataset.model = model;
+  bubble.root.append(tag);
+}
+
 /** An error about a turn: mark its answer, if one is shown. */
 export function markFailed(turnId) {
   assistantBubble(turnId, false)?.root.classList.add("failed");

@@ -14,6 +14,8 @@ export const ui = {
   voice: $("voice-select"), model: $("model-select"), engines: $("engines"), waterfalls: $("waterfalls"),
   monitor: $("monitor"), watchForm: $("watch-form"), watchInput: $("watch-input"),
   watchCurrent: $("watch-current"), monitorAlerts: $("monitor-alerts"),
+  banner: $("banner"), bannerItems: $("banner-items"), bannerClose: $("banner-close"),
+  modeUnavailable: $("mode-unavailable"),
   dictation: $("dictation"), dictationText: $("dictation-text"), copy: $("copy-btn"), clear: $("clear-btn"),
 };
 

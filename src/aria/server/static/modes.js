@@ -25,7 +25,7 @@ export function modeInfo(name) {
   const known = app.modeDetails.find((m) => m.name === name);
   if (known) return known;
   const label = (name || "").replaceAll("_", " ");
-  return { name, label, description: "", inputs: PLAIN_INPUTS, outputs: [], watches: false };
+  return { name, label, description: "", inputs: PLAIN_INPUTS, outputs: [], watches: false, available: true };
 }
 
 /** The mode a reason such as "loading llm:deep_dive for deep dive" names (by name, spelled with spaces, or
@@ -56,8 +56,6 @@ export function sessionModes(session) {
   const details = app.modeDetails.length
     ? app.modeDetails
     : (session.modes?.length ? session.modes : [session.mode]).filter(Boolean).map(modeInfo);
-  ui.mode.replaceChildren(...details.map(option));
-  ui.mode.disabled = details.length < 2;
   // A new connection starts its monitor afresh: after a drop, ask again for what was being watched for,
   // rather than let the monitor go quiet.
   const rewatch = session.resumed && session.mode === app.mode && modeInfo(session.mode).watches && app.watch;
@@ -65,15 +63,49 @@ export function sessionModes(session) {
   app.mode = session.mode;
   app.pendingMode = null;
   app.watch = null;
+  ui.mode.replaceChildren(...details.map(option)); // after the mode: the mode in effect is never disabled
+  ui.mode.disabled = details.length < 2;
   if (rewatch) send({ type: "control", action: "set_watch", watch: rewatch });
   render();
   if (rewatch) ui.watchCurrent.textContent = `Setting: ${rewatch}…`; // until the `mode` message
 }
 
 function option(info) {
-  const o = new Option(info.label || info.name, info.name);
+  const label = info.label || info.name;
+  const o = new Option(info.available === false ? `${label} (unavailable)` : label, info.name);
   if (info.description) o.title = info.description;
+  if (info.available === false) {
+    o.disabled = info.name !== (app.pendingMode || app.mode); // the mode in effect stays shown
+    o.dataset.unavailable = "true";
+    o.title = info.reason || "This mode cannot work with the engines at hand.";
+  }
   return o;
+}
+
+/** Modes that cannot work with the engines at hand, each with why: under the picker, before anyone picks. */
+function renderUnavailable() {
+  const out = app.modeDetails.filter((m) => m.available === false);
+  ui.modeUnavailable.replaceChildren(...out.map((m) => {
+    const li = el("li");
+    li.dataset.mode = m.name;
+    li.append(el("strong", "", `${m.label || m.name} is unavailable`), `: ${m.reason || "not with these engines."}`);
+    return li;
+  }));
+  ui.modeUnavailable.hidden = out.length === 0;
+}
+
+/** `GET /health`'s `modes` ({name: {available, reason}}): the picker follows what the server can do now. */
+export function setModeAvailability(modes) {
+  let changed = false;
+  app.modeDetails = app.modeDetails.map((m) => {
+    const now = modes[m.name];
+    if (!now || (now.available === (m.available !== false) && (now.reason || "") === (m.reason || ""))) return m;
+    changed = true;
+    return { ...m, available: now.available, reason: now.reason || "" };
+  });
+  if (!changed) return;
+  ui.mode.replaceChildren(...app.modeDetails.map(option));
+  render();
 }
 
 function requestSwitch() {
@@ -134,6 +166,7 @@ function render() {
     ui.modeDescription.append(el("span", "mode-engines", `Its own ${words}`));
   }
   ui.modeDescription.hidden = !ui.modeDescription.textContent;
+  renderUnavailable();
   setMicAvailable(info.inputs.includes("audio"));
   setTextAvailable(info.inputs.includes("text"));
   showDictation(isDictation(app.mode));

@@ -53,5 +53,7 @@ export const test = {
   dictation: [], // the dictation document's paragraphs (final transcripts in a dictation mode)
   copied: null, // the text the Copy button last put on the clipboard
   micAvailable: true, // false in a mode without audio input
+  limited: [], // GET /health's `limited`: engines of limited quality that serve now
+  bannerShown: false, // the limited-setup banner is shown (not dismissed)
 };
 window.ariaTest = test;

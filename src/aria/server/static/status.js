@@ -1,8 +1,9 @@
-// The status pill (idle, listening, thinking, speaking; what is loading; a mode switch under way) and the
-// engines line under the settings.
+// The status pill (idle, listening, thinking, speaking; what is loading; a mode switch under way), the
+// engines line under the settings, and what `GET /health` says (breakers, limited engines, modes).
 
-import { engineWords, ui } from "./dom.js";
-import { modeInReason, modeInfo } from "./modes.js";
+import { showLimited } from "./banner.js";
+import { el, engineWords, ui } from "./dom.js";
+import { modeInReason, modeInfo, setModeAvailability } from "./modes.js";
 import { app } from "./state.js";
 
 const STATE_WORDS = { idle: "Idle", listening: "Listening", thinking: "Thinking", speaking: "Speaking" };
@@ -56,22 +57,30 @@ export function renderStatus() {
 
 let lastEngines = {};
 let tripped = [];
+let limitedKinds = new Set();
 
+/** The engines line: per kind, the engine that really answers (a chain's serving member), marked when it
+ * is of limited quality; then engines failing or on trial. */
 export function showEngines(engines) {
   lastEngines = engines;
   const parts = Object.entries(engines).map(([kind, e]) => {
     const what = engineWords(kind);
-    if (e.state === "ready") return `${what}: ${e.name || "ready"}`;
-    if (e.state === "loading") return `${what}: loading…`;
-    return `${what}: unavailable`;
+    if (e.state === "ready") {
+      const name = e.name || "ready";
+      return limitedKinds.has(kind) ? [`${what}: `, el("span", "limited", `${name} (limited)`)] : [`${what}: ${name}`];
+    }
+    if (e.state === "loading") return [`${what}: loading…`];
+    return [`${what}: unavailable`];
   });
-  for (const t of tripped) parts.push(`⚠ ${t.engine} ${t.state === "open" ? "failing, skipped" : "being retried"}`);
-  ui.engines.textContent = parts.join(" · ");
+  for (const t of tripped) parts.push([`⚠ ${t.engine} ${t.state === "open" ? "failing, skipped" : "being retried"}`]);
+  ui.engines.replaceChildren(...parts.flatMap((part, i) => (i ? [" · ", ...part] : part)));
   ui.engines.dataset.tripped = String(tripped.length > 0);
+  ui.engines.dataset.limited = String(limitedKinds.size > 0);
   ui.engines.title = Object.entries(engines).map(([k, e]) => `${k}: ${e.detail || e.state}`).join("\n");
 }
 
-/** Circuit breakers from `GET /health`: engines failing (open) or on trial (half open) are shown. */
+/** `GET /health`: breakers (engines failing, open, or on trial, half open), engines of limited quality (the
+ * banner; `name` there is the member that serves), and modes that cannot work with the engines at hand. */
 export async function pollBreakers() {
   try {
     const res = await fetch("/health", { headers: { Accept: "application/json" }, cache: "no-store" });
@@ -79,7 +88,16 @@ export async function pollBreakers() {
     tripped = Object.entries(health.breakers || {}).flatMap(([slot, members]) =>
       members.filter((m) => m.state === "open" || m.state === "half_open").map((m) => ({ slot, ...m })));
     app.breakers = health.breakers || {};
-    showEngines(lastEngines);
+    const limited = health.limited || [];
+    limitedKinds = new Set(limited.map((l) => l.kind));
+    showLimited(limited);
+    setModeAvailability(health.modes || {});
+    // The serving member can change (a breaker opened): take the name /health gives.
+    const live = Object.fromEntries(Object.entries(lastEngines).map(([kind, e]) => {
+      const now = health.engines?.[kind];
+      return [kind, now && e.state === "ready" && now.name ? { ...e, name: now.name } : e];
+    }));
+    showEngines(live);
   } catch {
     // the server is unreachable: the connection pill already says so
   }
