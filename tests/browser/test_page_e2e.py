@@ -7,6 +7,7 @@ both); speech tests also need espeak-ng for the WAV. Screenshots go to ``artifac
 from __future__ import annotations
 
 import base64
+import json
 import struct
 import time
 import zlib
@@ -16,10 +17,12 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.browser.conftest import require_browser
+from tests.browser.conftest import require_browser, serve
 
 if TYPE_CHECKING:
-    from tests.browser.conftest import AriaServer, OpenPage
+    from collections.abc import Callable, Iterator
+
+    from tests.browser.conftest import AriaPage, AriaServer, OpenPage
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
@@ -28,8 +31,26 @@ require_browser()
 pytestmark = pytest.mark.timeout(90)
 
 QUESTION = "What time is it?"
-# Answered by llm:builtin with its long "no language model is configured" text: many seconds of speech.
 LONG_ANSWER_QUESTION = "Tell me a long story about the ocean."
+#: The answer for the barge-in test: many seconds of espeak speech (the builtin's replies are short).
+LONG_STORY = " ".join(
+    f"Chapter {n}: the waves rolled over the quiet shore while the gulls called above the boats."
+    for n in range(1, 9)
+)
+
+
+@pytest.fixture(scope="module")
+def story_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AriaServer]:
+    """The real offline speech engines (Silero VAD, Smart Turn, PocketSphinx, espeak) with a scripted
+    model whose answer is long, so there is an answer to speak over."""
+    engines = {
+        "ARIA_STT__BACKEND": "pocketsphinx",
+        "ARIA_LLM__BACKEND": "fake",
+        "ARIA_LLM__FALLBACK": "[]",
+        "ARIA_LLM__OPTIONS": json.dumps({"replies": [LONG_STORY, "It is nine o'clock."]}),
+        "ARIA_TTS__BACKEND": "espeak",
+    }
+    yield from serve(tmp_path_factory, engines, "browser-story-server.log")
 
 
 def speech_wav(path: Path, texts: list[str], *, lead_s: float, gap_s: float) -> list[tuple[float, float]]:
@@ -146,12 +167,12 @@ def test_microphone_question_is_transcribed_answered_and_played(open_page: OpenP
 
 
 def test_barge_in_stops_playback_and_reports(
-    open_page: OpenPage, tmp_path: Path, aria_server: AriaServer
+    open_browser: Callable[..., AriaPage], tmp_path: Path, story_server: AriaServer
 ) -> None:
     wav = tmp_path / "barge-in.wav"
     # The question, then 4 s after it ends (while its long answer plays) more speech.
     _, (barge_start, _) = speech_wav(wav, [LONG_ANSWER_QUESTION, QUESTION], lead_s=1.0, gap_s=4.0)
-    aria = open_page(wav, "?rawmic=1")
+    aria = open_browser(story_server, wav, "?rawmic=1")
     page = aria.page
     page.click("#mic-btn")
     page.wait_for_selector("#mic-btn[aria-pressed='true']", timeout=5000)
@@ -188,10 +209,11 @@ def test_barge_in_stops_playback_and_reports(
     done = next(r for r in aria.state()["responses"] if r["turn_id"] == turn_id)
     assert done["interrupted"] is True
     session_id = at_stop["session"]["session_id"]
-    history = httpx.get(f"{aria_server.url}/sessions/{session_id}").json()["history"]
+    history = httpx.get(f"{story_server.url}/sessions/{session_id}").json()["history"]
     assistant = [m for m in history if m["role"] == "assistant"]
     assert assistant
     assert assistant[0]["interrupted"] is True
+    assert LONG_STORY.startswith(assistant[0]["content"])  # word-exact: what had been heard
     assert aria.problems == []
 
 
