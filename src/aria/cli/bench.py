@@ -41,6 +41,9 @@ def add_parser(sub: Any) -> None:
     t = which.add_parser("turns", help="turn-taking of the voice pipeline: end of turn, barge-in, echo")
     t.add_argument("--quick", action="store_true", help="one or two items per set (a few seconds)")
     t.add_argument("--seed", type=int, default=7, help="random seed for voices, pauses and offsets")
+    t.add_argument(
+        "--concurrency", type=int, default=None, help="items run at once (default 4, 8 with --quick)"
+    )
     t.add_argument("--json", action="store_true", help="print only the JSON result")
     t.set_defaults(run=_run_turns)
 
@@ -99,7 +102,7 @@ def _run_soak(args: argparse.Namespace) -> int:
 def _run_turns(args: argparse.Namespace) -> int:
     from aria.bench.turns import TurnsBench, format_report
 
-    result = asyncio.run(TurnsBench(quick=args.quick, seed=args.seed).run())
+    result = asyncio.run(TurnsBench(quick=args.quick, seed=args.seed, concurrency=args.concurrency).run())
     if not args.json:
         print(format_report(result))
     print(json.dumps(result, sort_keys=True))

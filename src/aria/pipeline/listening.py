@@ -98,6 +98,8 @@ class _Utterance:
     forced: bool = False
     #: It took the floor because typed input superseded the answer, not by its own words.
     by_default: bool = False
+    #: It was spoken over an answer and took the floor from it.
+    barged_in: bool = False
     prediction: TurnPrediction | None = None
 
     @property
@@ -234,6 +236,7 @@ class Listener:
         p = self.p
         if utt.over is not None:
             over, utt.over = utt.over, None
+            utt.barged_in = True
             if p.answer_in_progress() is over:
                 p._abort("user started speaking")
         p._begin(utt.turn, TurnState.LISTENING, "speech started")
@@ -394,9 +397,14 @@ class Listener:
                 if p.config.preemptive and utt.held is None:
                     utt.held = p.preempt(turn, text)
                 utt.prediction = await self._prediction(judging)
+                patience = 0.0
                 if not utt.prediction.complete:
-                    waited = (self.clock() - utt.paused_at) * 1000
-                    await asyncio.sleep(max(0.0, self._patience(utt.prediction) - waited) / 1000)
+                    patience = self._patience(utt.prediction)
+                elif utt.barged_in:  # "Stop ... please, that's enough": who cuts in often goes on
+                    patience = p.config.min_wait_ms
+                waited = (self.clock() - utt.paused_at) * 1000
+                if patience > waited:
+                    await asyncio.sleep((patience - waited) / 1000)
             self._end(utt, text)
         finally:
             if judging is not None and not judging.done():
