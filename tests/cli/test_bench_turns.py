@@ -67,10 +67,5 @@ def test_invariants_on_a_small_corpus(result: dict[str, Any]) -> None:
     assert result["echo_guard_us_per_frame"] > 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a barge-in with a pause after its first word ('Wait, ... what about Spain?') becomes two turns: "
-    "the first word ends a turn of its own (see the browser test's xfail on the same split)",
-)
 def test_no_words_lost_at_bargein(result: dict[str, Any]) -> None:
     assert result["words_lost_at_bargein"] == 0

@@ -233,7 +233,7 @@ def test_turn_settings_defaults_and_validation() -> None:
     assert (turn.backend, turn.fallback, turn.pause_ms, turn.max_wait_ms) == (
         "smart_turn",
         ["silence"],
-        200,
+        80,
         2500,
     )
     assert (turn.threshold, turn.interruption, turn.min_interruption_words, turn.resume_ms) == (

@@ -149,8 +149,10 @@ class TurnSettings(EngineSettings):
     backend: str = "smart_turn"
     fallback: list[str] = Field(default_factory=lambda: ["silence"])
     timeout_s: float = Field(default=1.0, gt=0)
-    #: Silence (ms, after the VAD's own end of speech) after which the detector is asked.
-    pause_ms: int = Field(default=200, ge=0, le=5000)
+    #: Silence (ms) the VAD must hear before the detector is asked: the VAD's minimum silence when an
+    #: end-of-turn model runs. Silero's own decay adds 50-100 ms, so the model is asked ~150-200 ms after
+    #: the last word; a short pause is safe because the model, not the silence, ends the turn.
+    pause_ms: int = Field(default=80, ge=0, le=5000)
     #: Silence (ms) after which a turn the detector called incomplete ends anyway.
     max_wait_ms: int = Field(default=2500, ge=0, le=30000)
     #: Silence (ms) after which a turn the detector is unsure about (probability just under the threshold)
