@@ -27,7 +27,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -41,6 +41,7 @@ from aria.pipeline.held import Held
 from aria.pipeline.interruptions import InterruptionMode, InterruptionPolicy, Verdict
 from aria.pipeline.outputs import ResponseDone, StageOut, TranscriptOut
 from aria.pipeline.turn import Turn
+from aria.pipeline.utterance import Utterance
 from aria.types import AudioChunk, Message, Transcription
 
 if TYPE_CHECKING:  # the owner, in the same layer
@@ -49,8 +50,6 @@ if TYPE_CHECKING:  # the owner, in the same layer
 __all__ = ["EchoFilter", "EchoJudgement", "Held", "Listener"]
 
 log = logging.getLogger(__name__)
-#: The end-of-turn model sees at most this much of the utterance.
-MODEL_WINDOW_S = 8.0
 
 
 class EchoJudgement(Protocol):
@@ -77,47 +76,6 @@ class _Unjudged:
     echo: bool = False
 
 
-@dataclass(eq=False)
-class _Utterance:
-    turn: Turn
-    #: The answer this speech started over (it has not taken the floor yet), or None.
-    over: Turn | None
-    started: float
-    frames: deque[np.ndarray] = field(default_factory=deque)
-    frames_s: float = 0.0
-    total_s: float = 0.0
-    segment: Channel[AudioChunk] | None = None
-    listen: asyncio.Task[None] | None = None
-    decide: asyncio.Task[None] | None = None
-    texts: list[str] = field(default_factory=list)
-    partial: str = ""
-    final: Transcription | None = None
-    failed: BaseException | None = None
-    held: Held | None = None
-    paused_at: float = 0.0
-    forced: bool = False
-    #: It took the floor because typed input superseded the answer, not by its own words.
-    by_default: bool = False
-    #: It was spoken over an answer and took the floor from it.
-    barged_in: bool = False
-    prediction: TurnPrediction | None = None
-
-    @property
-    def text(self) -> str:
-        return " ".join(t for t in (*self.texts, self.partial) if t).strip()
-
-    def add(self, samples: np.ndarray, sample_rate: int) -> None:
-        self.frames.append(samples)
-        seconds = len(samples) / sample_rate
-        self.frames_s += seconds
-        self.total_s += seconds
-        while self.frames and self.frames_s - len(self.frames[0]) / sample_rate >= MODEL_WINDOW_S:
-            self.frames_s -= len(self.frames.popleft()) / sample_rate
-
-    def audio(self) -> np.ndarray:
-        return np.concatenate(list(self.frames)) if self.frames else np.zeros(0, np.float32)
-
-
 class Listener:
     """Turns microphone blocks into the person's turns for its pipeline (see the module docstring)."""
 
@@ -132,7 +90,7 @@ class Listener:
     ) -> None:
         self.p = pipeline
         self.detector, self.policy, self.echo, self.clock = detector, policy, echo, clock
-        self._utt: _Utterance | None = None
+        self._utt: Utterance | None = None
         self._preroll: deque[AudioChunk] = deque()
         self._preroll_s = 0.0
 
@@ -207,7 +165,7 @@ class Listener:
         while self._preroll and self._preroll_s - self._preroll[0].duration >= limit:
             self._preroll_s -= self._preroll.popleft().duration
 
-    def _speech_started(self, at: float) -> _Utterance | None:
+    def _speech_started(self, at: float) -> Utterance | None:
         p, utt = self.p, self._utt
         if utt is not None:  # the person goes on after a pause: the same turn
             self._cancel_decision(utt)
@@ -223,7 +181,7 @@ class Listener:
             over = answer
             if self.policy.mode is InterruptionMode.ADAPTIVE:
                 p.pause_answer(answer)
-        utt = self._utt = _Utterance(turn, over, self.clock())
+        utt = self._utt = Utterance(turn, over, self.clock())
         if over is None:
             self._take_floor(utt, at)
         elif self.policy.mode is InterruptionMode.ADAPTIVE:
@@ -231,7 +189,7 @@ class Listener:
         self._open(utt)
         return utt
 
-    def _take_floor(self, utt: _Utterance, at: float | None = None) -> None:
+    def _take_floor(self, utt: Utterance, at: float | None = None) -> None:
         """The utterance becomes the turn with the floor; an answer it was spoken over ends here."""
         p = self.p
         if utt.over is not None:
@@ -244,7 +202,7 @@ class Listener:
         if utt.text:
             p._put(TranscriptOut(utt.turn.id, utt.text, False))
 
-    def _open(self, utt: _Utterance) -> None:
+    def _open(self, utt: Utterance) -> None:
         segment: Channel[AudioChunk] = Channel(None, name="stt-in")
         for frame in self._preroll:
             segment.send_nowait(frame)
@@ -253,7 +211,7 @@ class Listener:
         utt.segment = segment
         utt.listen = self.p._spawn(self._listen(utt, segment), "listen")
 
-    def _paused(self, utt: _Utterance) -> None:
+    def _paused(self, utt: Utterance) -> None:
         assert utt.segment is not None
         utt.segment.close()
         utt.segment = None
@@ -313,7 +271,7 @@ class Listener:
 
     # -- transcripts -------------------------------------------------------------------------------
 
-    async def _listen(self, utt: _Utterance, segment: Channel[AudioChunk]) -> None:
+    async def _listen(self, utt: Utterance, segment: Channel[AudioChunk]) -> None:
         stt = self.p.stt
         assert stt is not None
         final: Transcription | None = None
@@ -338,7 +296,7 @@ class Listener:
         if utt.over is None:
             utt.turn.waterfall.mark("final_transcript")
 
-    def _progress(self, utt: _Utterance, language: str | None) -> None:
+    def _progress(self, utt: Utterance, language: str | None) -> None:
         if utt.over is not None:
             elapsed = (self.clock() - utt.started) * 1000
             if (
@@ -349,14 +307,14 @@ class Listener:
             return
         self.p._put(TranscriptOut(utt.turn.id, utt.text, False))
 
-    async def _resume_unless_words(self, utt: _Utterance) -> None:
+    async def _resume_unless_words(self, utt: Utterance) -> None:
         await asyncio.sleep(self.policy.resume_ms / 1000)
         if self._utt is utt and utt.over is not None and not self.policy.content_words(utt.text):
             self.p.resume_answer(utt.over)
 
     # -- end of turn -------------------------------------------------------------------------------
 
-    def _cancel_decision(self, utt: _Utterance) -> None:
+    def _cancel_decision(self, utt: Utterance) -> None:
         if utt.decide is not None:
             utt.decide.cancel()
             utt.decide = None
@@ -364,7 +322,7 @@ class Listener:
             utt.held.cancel()
             utt.held = None
 
-    async def _decide(self, utt: _Utterance) -> None:
+    async def _decide(self, utt: Utterance) -> None:
         p, turn = self.p, utt.turn
         judging: asyncio.Task[TurnPrediction] | None = None
         try:
@@ -410,7 +368,7 @@ class Listener:
             if judging is not None and not judging.done():
                 judging.cancel()
 
-    def _over_answer(self, utt: _Utterance) -> bool:
+    def _over_answer(self, utt: Utterance) -> bool:
         """Speech over an answer has ended: does it take the floor (True) or was it a backchannel?"""
         assert utt.over is not None
         final = utt.final
@@ -448,7 +406,7 @@ class Listener:
             log.warning("end-of-turn model failed (%s); ending the turn at the pause", exc)
             return TurnPrediction(True, 1.0, "model failed")
 
-    def _end(self, utt: _Utterance, text: str) -> None:
+    def _end(self, utt: Utterance, text: str) -> None:
         p, turn = self.p, utt.turn
         self._utt = None
         turn.waterfall.mark("end_of_turn")
