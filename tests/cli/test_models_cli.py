@@ -243,6 +243,9 @@ def test_catalog_is_consistent() -> None:
         "piper-en_US-lessac-medium",
         "clip-vit-b32",
         "smart-turn",
+        "qwen2.5-1.5b",
+        "qwen3-4b",
+        "qwen2.5-vl-3b",
         "silero-vad",
     }
     assert {entry.name for entry in CATALOG} == expected

@@ -67,8 +67,12 @@ def diagnose(
 
 
 def _run(args: argparse.Namespace) -> int:
+    from aria.server.firstrun import machine_loadout
+
     settings = asyncio.run(detect_llm(settings_from_args(args)))
     report = diagnose(settings, include_fakes=args.all)
+    loadout = machine_loadout()
+    report["loadout"] = {"llm": loadout.llm, "models": list(loadout.models), "reason": loadout.reason}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -82,4 +86,5 @@ def _run(args: argparse.Namespace) -> int:
             print(f"    {'':<{width}} fix: {entry['fix']}")
     for kind, problem in report["problems"].items():
         print(f"!! {kind}: {problem}")
+    print(f"default loadout: {loadout.describe()}")
     return 0

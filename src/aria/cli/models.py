@@ -1,4 +1,6 @@
-"""``aria models list`` and ``aria models pull NAME``: the model files engines need, and fetching them.
+"""``aria models list`` and ``aria models pull NAME`` (or ``--loadout default``: the language model sized to
+this machine, Whisper, the Kokoro voice and the Smart Turn model): the model files engines need, and
+fetching them.
 
 Downloads resume where an interrupted one stopped, are checked against the catalog's size and SHA-256, and
 show a one-line progress bar on stderr.
@@ -18,6 +20,7 @@ from typing import IO, Any
 from aria.engines.catalog import CATALOG, ModelEntry, find_entry
 from aria.engines.downloads import download, file_matches
 from aria.engines.models import models_dir
+from aria.errors import InvalidInput
 
 __all__ = ["ProgressBar", "add_parser", "format_size", "list_models", "pull_model"]
 
@@ -30,7 +33,14 @@ def add_parser(sub: Any) -> None:
     ls.add_argument("--dir", metavar="DIR", help="models folder (default: <data dir>/models)")
     ls.set_defaults(run=_run_list)
     pull = which.add_parser("pull", help="download a model (resumes an interrupted download)")
-    pull.add_argument("name", metavar="NAME", help="a name from `aria models list`, e.g. kokoro or clip")
+    pull.add_argument(
+        "name", metavar="NAME", nargs="?", help="a name from `aria models list`, e.g. kokoro or qwen3-4b"
+    )
+    pull.add_argument(
+        "--loadout",
+        choices=["default"],
+        help="pull the default loadout for this machine (language model, Whisper, Kokoro, Smart Turn)",
+    )
     pull.add_argument("--dir", metavar="DIR", help="models folder (default: <data dir>/models)")
     pull.add_argument("--force", action="store_true", help="download again even when the files are present")
     pull.set_defaults(run=_run_pull)
@@ -61,6 +71,7 @@ def list_models(root: Path, catalog: tuple[ModelEntry, ...] = CATALOG) -> list[d
                 "status": status,
                 "present": status in ("present", "bundled"),
                 "size": None if entry.bundled else entry.size,
+                "sha256": [f.sha256 for f in entry.files],
                 "local_size": entry.local_size(root),
                 "path": None if entry.bundled else str(entry.local_path(root)),
                 "files": [
@@ -195,6 +206,10 @@ async def pull_model(
 
 
 def _run_pull(args: argparse.Namespace) -> int:
+    if (args.name is None) == (args.loadout is None):
+        raise InvalidInput("name a model to pull, or pass --loadout default (not both)")
+    if args.loadout is not None:
+        return _pull_loadout(args)
     entry = find_entry(args.name)
     if entry.bundled:
         print(f"{entry.name} is bundled with its Python package ({entry.engine}); nothing to download")
@@ -206,4 +221,18 @@ def _run_pull(args: argparse.Namespace) -> int:
         print(f"{entry.name}: downloaded {len(fetched)} file(s) to {where} ({format_size(entry.size)})")
     else:
         print(f"{entry.name}: already present in {where}")
+    return 0
+
+
+def _pull_loadout(args: argparse.Namespace) -> int:
+    from aria.server.firstrun import machine_loadout
+
+    loadout = machine_loadout()
+    root = _root(args)
+    print(f"default loadout: {loadout.describe()}: {', '.join(loadout.models)}")
+    for name in loadout.models:
+        entry = find_entry(name)
+        fetched = asyncio.run(pull_model(entry, root, force=args.force))
+        state = f"downloaded {len(fetched)} file(s)" if fetched else "already present"
+        print(f"{entry.name}: {state} in {entry.local_path(root)}")
     return 0

@@ -34,6 +34,7 @@ __all__ = [
     "EngineSettings",
     "LLMSettings",
     "LogSettings",
+    "ModelsSettings",
     "PipelineSettings",
     "ResidencySettings",
     "ResilienceSettings",
@@ -232,6 +233,15 @@ class ResidencySettings(_Section):
     budget_mb: float = Field(default=0.0, ge=0)
 
 
+class ModelsSettings(_Section):
+    """Model files: whether ``aria serve`` fetches the default loadout when it is missing."""
+
+    #: Never download anything (``aria serve --offline``): run with the models already on disk.
+    offline: bool = False
+    #: On start-up, pull the missing models of the default loadout in the background.
+    auto_pull: bool = True
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=1, le=65535)
@@ -266,6 +276,7 @@ class Settings(BaseSettings):
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     residency: ResidencySettings = Field(default_factory=ResidencySettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -41,7 +41,7 @@ class ModelFile:
 @dataclass(frozen=True, slots=True)
 class ModelEntry:
     name: str
-    #: Engine kind (``stt``, ``tts``, ``vision``, ``vad``, ``turn``) and the engine that loads it.
+    #: Engine kind (``stt``, ``llm``, ``tts``, ``vision``, ``vad``, ``turn``) and the engine that loads it.
     kind: str
     engine: str
     description: str
@@ -97,6 +97,19 @@ _CLIP = f"{_HF}/Qdrant/clip-ViT-B-32-vision/resolve/e0c24ed0fa57fa3e4f97f30de74c
 # The revision is the one other projects pin for this file with this size and checksum (found in public
 # sources, not checked against Hugging Face from here); the download is verified by the checksum either way.
 _SMART_TURN = f"{_HF}/pipecat-ai/smart-turn-v3/resolve/f766f81d3cfdf7737ac64aad813d91bbfd56bf93"
+# GGUF chat models for llm:llamacpp. Sizes and SHA-256 (Hugging Face's LFS oids) as several public projects
+# pin them at these revisions; not checked against Hugging Face from here, but every download is verified
+# against them, so a wrong pin fails loudly instead of loading another file.
+_QWEN25_1_5B = f"{_HF}/Qwen/Qwen2.5-1.5B-Instruct-GGUF/resolve/91cad51170dc346986eccefdc2dd33a9da36ead9"
+# Bartowski's quantisation (imatrix) of the publisher's Qwen3-4B-Instruct-2507, at a pinned revision; the
+# publisher has no GGUF of this model, and unsloth's changes under resolve/main (2,497,281,120 bytes,
+# sha256 3605803b...) without a revision we could pin.
+_QWEN3_4B = (
+    f"{_HF}/bartowski/Qwen_Qwen3-4B-Instruct-2507-GGUF/resolve/ae44f08e1392f39c0e474af10c3ff8355c8b6688"
+)
+# ggml-org's conversion of Qwen2.5-VL-3B-Instruct with its vision projector (llama-cpp-python's
+# Qwen25VLChatHandler reads it).
+_QWEN25_VL_3B = f"{_HF}/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF/resolve/5037fcf163dd95d1e41d1974465f0898ed108ca2"
 
 
 # (file name, size, sha256) of the faster-whisper conversions at the pinned revisions.
@@ -210,6 +223,61 @@ CATALOG: tuple[ModelEntry, ...] = (
                 "smart-turn/smart-turn-v3.2-cpu.onnx",
                 8679182,
                 "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+            ),
+        ),
+    ),
+    ModelEntry(
+        name="qwen2.5-1.5b",
+        kind="llm",
+        engine="llm:llamacpp",
+        description="Qwen2.5-1.5B-Instruct, Q4_K_M GGUF: the small chat model (machines under 8 GB of RAM)",
+        location="llm/qwen2.5-1.5b-instruct-q4_k_m.gguf",
+        aliases=("qwen2.5-1.5b-instruct", "small-llm"),
+        files=(
+            ModelFile(
+                f"{_QWEN25_1_5B}/qwen2.5-1.5b-instruct-q4_k_m.gguf",
+                "llm/qwen2.5-1.5b-instruct-q4_k_m.gguf",
+                1117320736,
+                "6a1a2eb6d15622bf3c96857206351ba97e1af16c30d7a74ee38970e434e9407e",
+            ),
+        ),
+    ),
+    ModelEntry(
+        name="qwen3-4b",
+        kind="llm",
+        engine="llm:llamacpp",
+        description="Qwen3-4B-Instruct-2507 (no thinking), Q4_K_M GGUF: the default chat model",
+        location="llm/Qwen3-4B-Instruct-2507-Q4_K_M.gguf",
+        aliases=("qwen3-4b-instruct-2507", "default-llm"),
+        files=(
+            ModelFile(
+                f"{_QWEN3_4B}/Qwen_Qwen3-4B-Instruct-2507-Q4_K_M.gguf",
+                "llm/Qwen3-4B-Instruct-2507-Q4_K_M.gguf",
+                2497280736,
+                "2fde00ce69dd4899c70d020845e2638353015bba0fdf161b3eb965f2bca4464e",
+            ),
+        ),
+    ),
+    ModelEntry(
+        name="qwen2.5-vl-3b",
+        kind="llm",
+        engine="llm:llamacpp",
+        description="Qwen2.5-VL-3B-Instruct, Q4_K_M GGUF with its Q8_0 vision projector (vision_handler "
+        "qwen2.5-vl): sees images",
+        location="llm/Qwen2.5-VL-3B-Instruct-Q4_K_M.gguf",
+        aliases=("qwen2.5-vl", "vision-llm"),
+        files=(
+            ModelFile(
+                f"{_QWEN25_VL_3B}/Qwen2.5-VL-3B-Instruct-Q4_K_M.gguf",
+                "llm/Qwen2.5-VL-3B-Instruct-Q4_K_M.gguf",
+                1929901056,
+                "d02fe9b69ad8cadbbd228e387667af66612c44bed29ffc8eb1e7caf9ac486c12",
+            ),
+            ModelFile(
+                f"{_QWEN25_VL_3B}/mmproj-Qwen2.5-VL-3B-Instruct-Q8_0.gguf",
+                "llm/mmproj-Qwen2.5-VL-3B-Instruct-Q8_0.gguf",
+                844757728,
+                "980c9b2f78c04e6cff93d277ada09e768394f112d75db3b4e9dea8a69f9fb904",
             ),
         ),
     ),

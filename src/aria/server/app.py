@@ -4,7 +4,7 @@
 ``GET /``                    the browser client (static files, no build step)
 ``GET /health``              ``status`` ok / degraded / down / loading, each engine's state (the member of its
                              chain that serves), engines of ``limited`` quality with the fix, ``modes``
-                             that cannot work with the engines at hand
+                             that cannot work with the engines at hand, first-run ``downloads``
 ``GET /models``              the engines per kind, the voices and the language models offered
 ``GET/POST /config``         the settings (secrets redacted); POST hot-reloads what can change
 ``GET /metrics``             Prometheus text: turn stage latencies, turns, errors, connections
@@ -103,6 +103,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
             "breakers": rt.breakers(),
             "probes": probes,
             "limited": [limitation.as_dict() for limitation in rt.limited()],
+            "downloads": rt.downloads(),
             "modes": {
                 mode: {"available": available, "reason": reason}
                 for mode, (available, reason) in rt.mode_availability().items()

@@ -30,6 +30,7 @@ from aria.pipeline.build import Engines
 from aria.pipeline.memory import gpu_memory_mb, total_memory_mb
 from aria.pipeline.modes import Loadout, engine_key, loadout_slots
 from aria.pipeline.residency import ResidencyError, ResidencyEvent, ResidencyManager
+from aria.server.firstrun import FirstRunPull, embedded_llm
 from aria.server.honesty import LIMITED, Limitation, limitation, mode_availability
 from aria.session.files import FileSnapshotStore
 from aria.session.store import SessionStore
@@ -99,6 +100,10 @@ class Runtime:
         #: The last health probe of each loaded slot: ok, detail, when.
         self.probes: dict[str, dict[str, Any]] = {}
         self._prober: asyncio.Task[None] | None = None
+        #: With ``aria serve`` on a machine missing models: the background pull of the default loadout
+        #: (set before start; ``/health`` shows its ``downloads``), and the chat model it prefers.
+        self.first_run: FirstRunPull | None = None
+        self.preferred_llm: str | None = None
         for kind in (*MAIN_KINDS, "vad"):
             self._states[kind] = {"name": None, "state": "loading", "detail": ""}
 
@@ -108,7 +113,8 @@ class Runtime:
 
     async def _load(self) -> None:
         started = time.perf_counter()
-        self.engine_settings = await detect_llm(self.settings)
+        # The language model chain: a detected local server, else the embedded model on disk, else builtin.
+        self.engine_settings = embedded_llm(await detect_llm(self.settings), self.preferred_llm)
         self._register_slots()
         for kind in MAIN_KINDS:
             if not self.residency.registered(kind):
@@ -133,6 +139,9 @@ class Runtime:
             self._states["vad"] = {"name": None, "state": "unavailable", "detail": str(exc)}
         log.info("engines ready in %.0f ms: %s", (time.perf_counter() - started) * 1000, self.engine_states())
         self.ready.set()
+        if self.first_run is not None:
+            self.first_run.keep_used(self.engine_settings)  # e.g. no LLM to pull beside a detected server
+            self.first_run.start(on_done=self._models_pulled)
         if self.settings.resilience.probe_interval_s > 0:
             self._prober = asyncio.create_task(self._probe_forever(), name="engine-prober")
 
@@ -152,15 +161,19 @@ class Runtime:
                 continue
             self.residency.register(
                 slot,
-                self._factory(kind, settings),
+                self._factory(kind, None if slot in MAIN_KINDS else settings),
                 kind=kind,
                 estimate_mb=section.memory_mb,
                 sticky=kind in ("stt", "tts"),
             )
 
-    def _factory(self, kind: EngineKind, settings: Settings) -> Callable[[], Engine]:
+    def _factory(self, kind: EngineKind, settings: Settings | None) -> Callable[[], Engine]:
+        """A slot's engine factory; with ``settings`` None it reads ``engine_settings`` at each load (the
+        main slots, which a finished first-run pull reloads with the models it brought)."""
+
         def create() -> Engine:
-            engine = create_engine(kind, settings, self.registry, on_fallback=self._on_fallback)
+            chosen = settings if settings is not None else self.engine_settings
+            engine = create_engine(kind, chosen, self.registry, on_fallback=self._on_fallback)
             if engine is None:
                 raise AriaError(f"{kind} is disabled")
             return engine
@@ -174,6 +187,32 @@ class Runtime:
                 listener(kind, engine, str(exc))
             except Exception:
                 log.exception("a fallback listener failed")
+
+    async def _models_pulled(self) -> None:
+        """After the first-run pull: load the main engines again, so the models it brought serve."""
+        fetched = self.first_run.fetched_kinds if self.first_run is not None else set()
+        self.engine_settings = embedded_llm(self.engine_settings, self.preferred_llm)
+        for name in MAIN_KINDS:
+            if name not in fetched or name not in self.residency.resident():
+                continue
+            try:
+                await self.residency.reload(name, reason="the downloaded model is ready")
+            except ResidencyError as exc:
+                self.problems[name] = str(exc)
+                log.error("%s could not load after the download: %s", name, exc)
+                continue
+            for listener in list(self.restart_listeners):  # connections rebuild pipelines that used it
+                listener(name)
+        if "turn" in fetched and (
+            self.turn_detector is None or self.turn_detector.name.startswith("silence")
+        ):
+            previous, self.turn_detector = self.turn_detector, await self._make_turn_detector()
+            if previous is not None:
+                await previous.aclose()
+
+    def downloads(self) -> list[dict[str, Any]]:
+        """The first-run pull's files with their progress (empty when nothing is pulled)."""
+        return self.first_run.snapshot() if self.first_run is not None else []
 
     async def recover(self) -> list[str]:
         """After a crash: restart every loaded engine slot with a member that reports itself unhealthy
@@ -505,6 +544,8 @@ class Runtime:
         return "degraded" if tripped or unhealthy or self.limited() else "ok"
 
     async def aclose(self) -> None:
+        if self.first_run is not None:
+            await self.first_run.aclose()
         if self._prober is not None:
             self._prober.cancel()
             await asyncio.gather(self._prober, return_exceptions=True)
