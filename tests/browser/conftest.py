@@ -122,6 +122,7 @@ def _serve(
         **os.environ,
         "ARIA_DATA_DIR": str(tmp_path_factory.mktemp("aria-data")),
         "HF_HUB_OFFLINE": "1",
+        "ARIA_MODELS__OFFLINE": "1",  # no first-run pull: this machine reaches no model host
         **engines,
     }
     env.pop("ARIA_CONFIG", None)

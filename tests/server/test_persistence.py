@@ -16,6 +16,7 @@ import pytest
 from tests.server.conftest import LiveServer, connect, engine, free_port
 
 ENV = {
+    "ARIA_MODELS__OFFLINE": "1",  # no first-run pull in these subprocesses
     "ARIA_VAD__BACKEND": "fake",
     "ARIA_STT__BACKEND": "fake",
     "ARIA_STT__FALLBACK": "[]",
