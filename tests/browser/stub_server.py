@@ -139,6 +139,8 @@ class StubAria:
             return _response(200, b"{}", "application/json")
         if path == "/health":  # the page polls it for breaker states
             return _response(200, b'{"status": "ok", "breakers": {}}', "application/json")
+        if path == "/sessions":  # the page's conversation list
+            return _response(200, b'{"sessions": []}', "application/json")
         file = (STATIC / (path.lstrip("/") or "index.html")).resolve()
         if not file.is_relative_to(STATIC) or not file.is_file():
             return _response(404, b"not found", "text/plain")

@@ -190,12 +190,13 @@ def session_from_snapshot(snapshot: Mapping[str, Any]) -> Session:
     from aria.session.store import Session  # store imports this module; Session lives there
 
     data = parse_snapshot(snapshot)
+    history = History([_message_from_dict(entry) for entry in data["history"]])
     overrides = {key: value for key, value in data["overrides"].items() if key in HOT_RELOADABLE}
     if dropped := sorted(set(data["overrides"]) - set(overrides)):
         log.warning("session %s: ignoring stored overrides of non-live settings %s", data["id"], dropped)
-    return Session(
+    session = Session(
         id=data["id"],
-        history=History([_message_from_dict(entry) for entry in data["history"]]),
+        history=history,
         mode=data["mode"],
         overrides=overrides,
         memory=dict(data["memory"]),
@@ -203,6 +204,11 @@ def session_from_snapshot(snapshot: Mapping[str, Any]) -> Session:
         updated=data["updated"],
         last_seen=data["last_seen"],
     )
+    # A stored title that is not the first user message is one someone gave it (the snapshot keeps one
+    # title field: no schema change, and older snapshots read the same).
+    if data["title"] != session.derived_title:
+        session.custom_title = data["title"]
+    return session
 
 
 def _message_to_dict(message: Message) -> dict[str, Any]:

@@ -57,15 +57,30 @@ class Session:
     last_seen: float = field(default_factory=time.time)
     connections: int = 0
     updated: float = field(default_factory=time.time)
+    #: A title someone gave the conversation (:meth:`rename`); empty: :attr:`title` is the first message.
+    custom_title: str = ""
 
     @property
     def title(self) -> str:
+        """The name given with :meth:`rename`, else the first user message on one line, cut to
+        :data:`TITLE_CHARS` (empty before one)."""
+        return self.custom_title or self.derived_title
+
+    @property
+    def derived_title(self) -> str:
         """The first user message on one line, cut to :data:`TITLE_CHARS` (empty before one)."""
         for message in self.history:
             if message.role == "user" and message.content.strip():
                 text = " ".join(message.content.split())
-                return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
+                return _shorten(text)
         return ""
+
+    def rename(self, title: str) -> None:
+        """Name the conversation (one line, cut to :data:`TITLE_CHARS`); an empty title goes back to the
+        first user message. :class:`InvalidInput` for a title that is not text."""
+        if not isinstance(title, str):
+            raise InvalidInput("a title must be text")
+        self.custom_title = _shorten(" ".join(title.split()))
 
     def summary(self) -> SessionSummary:
         return SessionSummary(self.id, self.title, self.mode, self.created, self.updated, len(self.history))
@@ -98,6 +113,10 @@ class Session:
         settings = apply_update(base, merged)
         self.overrides = merged
         return settings
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
 
 
 def _has_content(session: Session) -> bool:
@@ -174,6 +193,17 @@ class SessionStore:
         self._saved.pop(session_id, None)
         stored = self.snapshots.delete(session_id)
         return live is not None or stored
+
+    def rename(self, session_id: str, title: str) -> Session | None:
+        """Give the session (live or saved) a title and save it; an empty title goes back to the first
+        user message. ``None`` for an unknown session; :class:`InvalidInput` for a bad id or title."""
+        check_session_id(session_id)
+        session = self.get(session_id)
+        if session is None:
+            return None
+        session.rename(title)
+        self.save(session, force=True)
+        return session
 
     def list(self) -> builtins.list[SessionSummary]:
         """Every saved session, and every live one with content, most recently updated first."""

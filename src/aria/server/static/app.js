@@ -6,15 +6,18 @@
 //   dom.js         elements, toasts, the screen-reader announcer, error words
 //   connection.js  the WebSocket: reconnect and resume, send, ping
 //   chat.js        the conversation log          dictation.js  the dictation document
+//   conversations.js  the list of conversations: new, open, rename, export, delete
 //   media.js       microphone, image upload, camera
 //   modes.js       mode picker, per-mode UI, watch condition, alerts
 //   status.js      the status pill and the engines line    banner.js  the limited-setup banner
-//   settings.js    voice and model pickers        audio.js, waterfall.js  playback, latency charts
+//   settings.js    voice and model pickers (voices.js: voice names and languages)
+//   audio.js, waterfall.js  playback, latency charts
 
 import { Player, createAudioContext, resumeAudio } from "./audio.js";
 import { initBanner } from "./banner.js";
 import * as chat from "./chat.js";
 import * as link from "./connection.js";
+import * as conversations from "./conversations.js";
 import { addParagraph, clearDictation, copyDictation, dictate } from "./dictation.js";
 import { friendly, localError, notify, ui } from "./dom.js";
 import * as media from "./media.js";
@@ -60,9 +63,11 @@ const handlers = {
     ui.camera.disabled = !(msg.video_in?.max_fps > 0);
     modes.sessionModes(msg);
     if (!msg.resumed) ui.log.dataset.session = msg.session_id; // nothing to replay into this page
-    if (msg.resumed) notify("Reconnected: the conversation continues.", "info");
+    if (msg.resumed && !opening.length) notify("Reconnected: the conversation continues.", "info");
     else if (before && before !== msg.session_id) notify("Started a new conversation.", "info");
     if (media.micActive()) link.send({ type: "control", action: "start" });
+    conversations.setCurrent(msg.session_id);
+    for (const resolve of opening.splice(0)) resolve(msg.session_id);
   },
 
   history(msg) {
@@ -95,6 +100,7 @@ const handlers = {
     test.responses.push(msg);
     player.endTurn(msg.turn_id);
     chat.finishAnswer(msg);
+    conversations.refreshSoon(); // a first message gives it a title; the list is newest first
   },
 
   state(msg) {
@@ -113,6 +119,7 @@ const handlers = {
     test.metrics.push(msg);
     chat.showWaterfall(msg, test.metrics.length);
     chat.showModel(msg.turn_id, msg.extra?.model);
+    conversations.refreshSoon(); // the turn is saved by now: its message count
   },
 
   notification(msg) {
@@ -193,6 +200,21 @@ function interrupt() {
   link.send({ type: "control", action: "interrupt" });
 }
 
+// -- conversations -----------------------------------------------------------------------------------------
+
+const opening = []; // resolvers waiting for the next `session` message
+
+/** Show another conversation (null: a new one): stop what plays, empty the log, reconnect with its id.
+ * Resolves with the session id once the server has started it. */
+function openConversation(sessionId, { push = true } = {}) {
+  if (player.playing) stopPlayback();
+  chat.clearLog();
+  const started = new Promise((resolve) => opening.push(resolve));
+  link.openSession(sessionId, { push });
+  return started;
+}
+test.openConversation = openConversation;
+
 // -- typed text ------------------------------------------------------------------------------------------
 
 function sendText(event) {
@@ -235,6 +257,7 @@ media.initMedia({
 });
 modes.initModes({ onChange: renderStatus });
 initSettings();
+conversations.initConversations({ onOpen: openConversation });
 
 ui.mic.addEventListener("click", media.toggleMic);
 ui.stop.addEventListener("click", interrupt);

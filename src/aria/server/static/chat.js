@@ -155,3 +155,11 @@ export function showWaterfall(msg, number) {
   ui.waterfalls.prepend(figure);
   while (ui.waterfalls.children.length > 3) ui.waterfalls.lastElementChild.remove();
 }
+
+/** Another conversation opens: an empty log (its `history` fills it) and no waterfalls of the last one. */
+export function clearLog() {
+  bubbles.clear();
+  delete ui.log.dataset.session;
+  ui.log.replaceChildren(...(ui.empty ? [ui.empty] : []));
+  ui.waterfalls.replaceChildren(el("p", "muted small", "Timings of each turn appear here."));
+}

@@ -1,4 +1,5 @@
-// The WebSocket to `/ws`: connect, reconnect with backoff and resume the session, send, ping.
+// The WebSocket to `/ws`: connect, reconnect with backoff and resume the session, send, ping. The session
+// in use is in the address (`?session_id=`, so a conversation has a URL) and in sessionStorage (a reload).
 
 import { ui } from "./dom.js";
 import { test } from "./state.js";
@@ -8,6 +9,41 @@ const PING_EVERY_MS = 20000;
 
 const backoff = { attempt: 0, timer: null, countdown: null, baseMs: 500, maxMs: 15000 };
 const link = { ws: null, ready: false, pingTimer: null, pingSent: 0, handlers: null };
+
+// A conversation opened by its URL: that session, whatever this tab had before.
+const urlSession = new URLSearchParams(location.search).get("session_id");
+if (urlSession) sessionStorage.setItem(SESSION_KEY, urlSession);
+
+/** Show `sessionId` in the address bar (or none), keeping the other parameters (token, rawmic). */
+function showInAddress(sessionId, push = false) {
+  const url = new URL(location.href);
+  if (url.searchParams.get("session_id") === (sessionId || null)) return;
+  if (sessionId) url.searchParams.set("session_id", sessionId);
+  else url.searchParams.delete("session_id");
+  if (push) history.pushState({ sessionId }, "", url);
+  else history.replaceState(history.state, "", url);
+}
+
+/** The session this page shows (null before the first `session` message of a new conversation). */
+export function currentSession() {
+  return sessionStorage.getItem(SESSION_KEY);
+}
+
+/** Leave the current conversation for `sessionId` (null: a new one): close the socket and connect at once
+ * (no backoff); the server resumes that session and sends its `history`. */
+export function openSession(sessionId, { push = true } = {}) {
+  if (sessionId) sessionStorage.setItem(SESSION_KEY, sessionId);
+  else sessionStorage.removeItem(SESSION_KEY);
+  showInAddress(sessionId, push);
+  const old = link.ws;
+  link.ws = null; // its close event is not a drop: no reconnect scheduled
+  link.ready = false;
+  clearInterval(link.pingTimer);
+  old?.close(1000, "switching conversation");
+  if (old) link.handlers.onClose();
+  backoff.attempt = 0;
+  connect();
+}
 
 function wsUrl() {
   const url = new URL("/ws", location.href);
@@ -82,6 +118,7 @@ export function disconnect() {
 export function sessionStarted(sessionId) {
   const before = sessionStorage.getItem(SESSION_KEY);
   sessionStorage.setItem(SESSION_KEY, sessionId);
+  showInAddress(sessionId);
   backoff.attempt = 0;
   link.ready = true;
   setConn("open", "Connected");
@@ -96,6 +133,7 @@ export function sessionStarted(sessionId) {
 /** The session could not be resumed: the next connection starts a new one. */
 export function forgetSession() {
   sessionStorage.removeItem(SESSION_KEY);
+  showInAddress(null);
 }
 
 export function pong() {

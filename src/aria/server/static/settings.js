@@ -2,6 +2,8 @@
 
 import { send } from "./connection.js";
 import { ui } from "./dom.js";
+import { test } from "./state.js";
+import { groupVoices } from "./voices.js";
 
 export function initSettings() {
   ui.voice.addEventListener("change", () => pick(ui.voice, "tts.voice"));
@@ -31,7 +33,8 @@ async function loadPickers() {
     ...(Array.isArray(data.llm_models) ? data.llm_models : []),
     ...rows.filter((r) => r?.kind === "llm"),
   ];
-  fillPicker(ui.voice, voices);
+  if (voices.every((v) => typeof v === "string")) fillVoices(voices);
+  else fillPicker(ui.voice, voices);
   fillPicker(ui.model, models);
 }
 
@@ -53,6 +56,25 @@ function fillPicker(select, items) {
   }
   select.replaceChildren(...options);
   select.disabled = options.length < 2;
+}
+
+/** Voice ids as names grouped by language (one group per language; a lone voice of a language too). */
+function fillVoices(ids) {
+  const options = [new Option("Default", "")];
+  const groups = groupVoices([...new Set(ids)]);
+  test.voiceGroups = groups.map(([language, voices]) => ({ language, voices: voices.map((v) => ({ ...v })) }));
+  for (const [language, voices] of groups) {
+    const group = document.createElement("optgroup");
+    group.label = language;
+    for (const voice of voices) {
+      const option = new Option(voice.name, voice.id);
+      option.title = voice.id;
+      group.append(option);
+    }
+    options.push(group);
+  }
+  ui.voice.replaceChildren(...options);
+  ui.voice.disabled = ids.length < 1;
 }
 
 function pick(select, key) {
