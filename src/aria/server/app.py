@@ -8,8 +8,9 @@
 ``GET /models``              the engines per kind, the voices and the language models offered
 ``GET/POST /config``         the settings (secrets redacted); POST hot-reloads what can change
 ``GET /metrics``             Prometheus text: turn stage latencies, turns, errors, connections
-``GET /sessions``            the saved sessions, newest first
-``GET /sessions/{id}``       a session's history (``DELETE`` removes it, ``/export?format=`` json|markdown)
+``GET /sessions``            the saved sessions, newest first: id, title, mode, created, updated, messages
+``GET /sessions/{id}``       a session's title and history (``PATCH {"title"}`` renames it, ``DELETE``
+                             removes it, ``/export?format=`` json|markdown)
 ``WS /ws``                   the conversation protocol (``docs/protocol.md``)
 ==========================  ===============================================================
 """
@@ -181,6 +182,40 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
             return JSONResponse({"code": "unknown_session", "message": f"no session {session_id!r}"}, 404)
         return JSONResponse({"deleted": session_id})
 
+    @app.patch("/sessions/{session_id}")
+    async def rename_session(session_id: str, request: Request) -> JSONResponse:
+        """``{"title": "..."}`` names the conversation; an empty title goes back to its first message."""
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return JSONResponse({"code": "invalid_json", "message": "send application/json"}, 415)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("title"), str):
+            return JSONResponse(
+                {"code": "invalid_message", "message": 'send {"title": "..."} (text; empty resets it)'}, 400
+            )
+        try:
+            found = rt.sessions.rename(session_id, body["title"])
+        except InvalidInput as exc:
+            return JSONResponse({"code": "invalid_session", "message": str(exc)}, 400)
+        except OSError as exc:
+            log.error("could not save session %s after renaming it: %s", session_id, exc)
+            return JSONResponse({"code": "internal_error", "message": "could not save the session"}, 500)
+        if found is None:
+            return JSONResponse({"code": "unknown_session", "message": f"no session {session_id!r}"}, 404)
+        summary = found.summary()
+        return JSONResponse(
+            {
+                "session_id": summary.id,
+                "title": summary.title,
+                "mode": summary.mode,
+                "created": summary.created,
+                "updated": summary.updated,
+                "messages": summary.messages,
+            }
+        )
+
     @app.get("/sessions/{session_id}/export")
     async def export_session(session_id: str, format: str = "markdown") -> Response:
         found = rt.sessions.get(session_id)
@@ -198,7 +233,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         if found is None:
             return JSONResponse({"code": "unknown_session", "message": f"no session {session_id!r}"}, 404)
         history = [entry.model_dump(mode="json") for entry in history_message(found).messages]
-        return JSONResponse({"session_id": found.id, "mode": found.mode, "history": history})
+        return JSONResponse(
+            {"session_id": found.id, "title": found.title, "mode": found.mode, "history": history}
+        )
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
