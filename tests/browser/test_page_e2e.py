@@ -187,10 +187,14 @@ def test_barge_in_stops_playback_and_reports(
     time.sleep(0.6)
     later = aria.state()
 
-    # Playback stopped at once: nothing more played in the next 0.6 s (the next answer comes later).
+    # Playback stopped at once: nothing more played in the next 0.6 s, unless it is the next answer (with
+    # adaptive interruption the answer is cut when the speech over it is judged, often at its end, and the
+    # answer to it may follow within the 0.6 s).
     assert at_stop["playing"] is False
     grew = later["samplesPlayed"] - at_stop["samplesPlayed"]
-    assert grew < 0.05 * at_stop["session"]["audio_out"]["sample_rate"], f"{grew} samples played after it"
+    next_answer = [r for r in later["playbackReports"] if r["turn_id"] != turn_id and r["played_ms"] > 0]
+    if not next_answer:
+        assert grew < 0.05 * at_stop["session"]["audio_out"]["sample_rate"], f"{grew} samples played after it"
     # The final playback report of the cut turn went out, and nothing about that turn after it.
     finals = [r for r in at_stop["playbackReports"] if r["final"] and r["turn_id"] == turn_id]
     assert len(finals) == 1, at_stop["playbackReports"]

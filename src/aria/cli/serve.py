@@ -19,7 +19,7 @@ from aria.core.config import Settings
 from aria.engines.models import models_dir
 from aria.errors import ConfigError
 
-__all__ = ["add_parser", "is_loopback"]
+__all__ = ["TerminalProgress", "add_parser", "is_loopback"]
 
 
 def add_parser(sub: Any) -> None:

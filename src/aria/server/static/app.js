@@ -85,7 +85,7 @@ const handlers = {
   transcript(msg) {
     test.transcripts.push(msg);
     if (msg.final) test.finalTranscripts.push(msg.text);
-    if (player.playing && msg.turn_id !== player.turnId) bargeIn();
+    if (answerHeld() && msg.turn_id !== player.turnId) bargeIn();
     if (modes.isDictation()) dictate(msg);
     else chat.showTranscript(msg);
   },
@@ -98,6 +98,8 @@ const handlers = {
 
   response_done(msg) {
     test.responses.push(msg);
+    // Cut short while ducked (speech over it took the floor): drop what is left of it now.
+    if (msg.interrupted && player.ducked && msg.turn_id === player.turnId) bargeIn();
     player.endTurn(msg.turn_id);
     chat.finishAnswer(msg);
     conversations.refreshSoon(); // a first message gives it a title; the list is newest first
@@ -106,7 +108,7 @@ const handlers = {
   state(msg) {
     test.states.push(msg.state);
     if (msg.state === "responding") player.setTurn(msg.turn_id);
-    if (msg.state === "listening" && player.playing) bargeIn();
+    if (msg.state === "listening" && answerHeld()) bargeIn();
     app.stateTurn = msg.turn_id;
     setServerState(msg.state, msg.loading || [], msg.reason || "");
   },
@@ -185,6 +187,11 @@ function stopPlayback() {
   test.interrupts += 1;
   player.stop(); // sends the final playback report of each turn it cuts
   renderStatus();
+}
+
+/** An answer is playing, or held (ducked) while the server judges speech over it. */
+function answerHeld() {
+  return player.playing || player.ducked;
 }
 
 /** The person started talking over the answer: the server stops it; silence it here at once. */
