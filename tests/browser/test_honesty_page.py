@@ -61,7 +61,7 @@ def test_the_banner_says_what_is_limited_and_can_be_dismissed(open_limited_page:
     assert "Whisper could not start" in text
     commands = page.locator("#banner code").all_inner_texts()
     assert "aria models pull whisper-base.en" in commands
-    assert "ollama pull llama3.2" in commands
+    assert "aria models pull --loadout default" in commands
     # The engine line names what answers (PocketSphinx, not Whisper), marked limited.
     engines = page.locator("#engines")
     assert "speech recognition: pocketsphinx (limited)" in engines.inner_text()

@@ -42,10 +42,10 @@ LIMITED: Mapping[str, LimitedEngine] = {
         what="No language model is available: the built-in responder only tells the time and the date "
         "and does simple arithmetic.",
         better="",
-        command="ollama pull llama3.2",
-        fix="Install Ollama (https://ollama.com) and run `ollama pull llama3.2`, then restart Aria: it "
-        'finds a local Ollama at start. Or set llm.backend = "llamacpp" with options.model_path naming a '
-        "GGUF file.",
+        command="aria models pull --loadout default",
+        fix="Run `aria models pull --loadout default` (an embedded model sized to this machine; `aria serve` "
+        "does it by itself when online), then restart Aria. Or run a local Ollama (`ollama pull llama3.2`): "
+        'Aria finds it at start. Or set llm.backend = "llamacpp" with options.model_path naming a GGUF file.',
     ),
     "stt:pocketsphinx": LimitedEngine(
         what="Speech is recognised by PocketSphinx, a small offline recogniser that often mishears.",
