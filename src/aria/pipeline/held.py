@@ -11,6 +11,7 @@ from aria.core.aio import closing_stream
 from aria.core.channels import Channel
 from aria.pipeline.outputs import Output
 from aria.pipeline.turn import Turn
+from aria.types import Message
 
 __all__ = ["Held"]
 
@@ -19,8 +20,10 @@ class Held:
     """An answer prepared before the turn was confirmed: its text waits in a channel, its side effects
     (tool runs, notices, errors) wait until :meth:`release`."""
 
-    def __init__(self, turn: Turn) -> None:
+    def __init__(self, turn: Turn, question: Message) -> None:
         self.turn = turn
+        #: The person's message it answers (with its picture): the history records this one on release.
+        self.question = question
         self.text: Channel[str] = Channel(None, name="held-answer")
         self._outputs: list[Output] = []
         self._forward: Callable[[Output], None] | None = None

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -324,49 +324,42 @@ class Listener:
 
     async def _decide(self, utt: Utterance) -> None:
         p, turn = self.p, utt.turn
-        judging: asyncio.Task[TurnPrediction] | None = None
-        try:
-            if utt.listen is not None:
-                await asyncio.wait({utt.listen})  # the stretch's final transcript (not cancelled with us)
-            if utt.failed is not None:
-                self._utt = None
-                if utt.over is not None:
-                    p.resume_answer(utt.over)
-                    return
-                p.not_understood(turn, utt.failed)
+        if utt.listen is not None:
+            await asyncio.wait({utt.listen})  # the stretch's final transcript (not cancelled with us)
+        if utt.failed is not None:
+            self._utt = None
+            if utt.over is not None:
+                p.resume_answer(utt.over)
                 return
-            if utt.over is not None and not self._over_answer(utt):
-                return
-            text = utt.text
-            if utt.by_default and not self.policy.content_words(text):
-                text = ""  # a backchannel that only took the floor because the answer was superseded
-            if not text:
-                self._utt = None
-                p._put(TranscriptOut(turn.id, "", True))
-                p.close_turn(turn, "nothing recognised")
-                p._next()
-                return
-            if self.detector is not None and not utt.forced and p.answering:
-                # The model hears the audio and reads the words: "I would like to know," sounds finished
-                # to an audio model, and its trailing comma says it is not. A barge-in that took the floor
-                # is judged too: "Wait," over an answer is the start of a turn, not all of it.
-                judging = asyncio.get_running_loop().create_task(self.detector.predict(utt.audio(), text))
-            if judging is not None:
-                if p.config.preemptive and utt.held is None:
-                    utt.held = p.preempt(turn, text)
-                utt.prediction = await self._prediction(judging)
-                patience = 0.0
-                if not utt.prediction.complete:
-                    patience = self._patience(utt.prediction)
-                elif utt.barged_in:  # "Stop ... please, that's enough": who cuts in often goes on
-                    patience = p.config.min_wait_ms
-                waited = (self.clock() - utt.paused_at) * 1000
-                if patience > waited:
-                    await asyncio.sleep((patience - waited) / 1000)
-            self._end(utt, text)
-        finally:
-            if judging is not None and not judging.done():
-                judging.cancel()
+            p.not_understood(turn, utt.failed)
+            return
+        if utt.over is not None and not self._over_answer(utt):
+            return
+        text = utt.text
+        if utt.by_default and not self.policy.content_words(text):
+            text = ""  # a backchannel that only took the floor because the answer was superseded
+        if not text:
+            self._utt = None
+            p._put(TranscriptOut(turn.id, "", True))
+            p.close_turn(turn, "nothing recognised")
+            p._next()
+            return
+        if self.detector is not None and not utt.forced and p.answering:
+            if p.config.preemptive and utt.held is None:
+                utt.held = p.preempt(turn, text)
+            # The model hears the audio and reads the words: "I would like to know," sounds finished to an
+            # audio model, and its trailing comma says it is not. A barge-in that took the floor is judged
+            # too: "Wait," over an answer is the start of a turn, not all of it.
+            utt.prediction = await self._prediction(self.detector.predict(utt.audio(), text))
+            patience = 0.0
+            if not utt.prediction.complete:
+                patience = self._patience(utt.prediction)
+            elif utt.barged_in:  # "Stop ... please, that's enough": who cuts in often goes on
+                patience = p.config.min_wait_ms
+            waited = (self.clock() - utt.paused_at) * 1000
+            if patience > waited:
+                await asyncio.sleep((patience - waited) / 1000)
+        self._end(utt, text)
 
     def _over_answer(self, utt: Utterance) -> bool:
         """Speech over an answer has ended: does it take the floor (True) or was it a backchannel?"""
@@ -397,7 +390,7 @@ class Listener:
         unsure = min(1.0, max(0.0, prediction.probability / threshold)) if threshold > 0 else 0.0
         return self.p.config.max_wait_ms * (1.0 - unsure) + self.p.config.min_wait_ms * unsure
 
-    async def _prediction(self, judging: asyncio.Task[TurnPrediction]) -> TurnPrediction:
+    async def _prediction(self, judging: Awaitable[TurnPrediction]) -> TurnPrediction:
         try:
             return await judging
         except asyncio.CancelledError:

@@ -189,8 +189,9 @@ class VoicePipeline:
         in progress is stopped as heard. Returns the typed inputs that were waiting, not yet started,
         for the next pipeline to take."""
         waiting = [text for _turn, text in self._queued]
-        self._queued.clear()
+        self._queued.clear()  # none of it may start on this pipeline while the speech is concluded
         await self.listener.conclude(reason)
+        waiting += [text for _turn, text in self._queued]  # typed meanwhile: kept too
         self._queued.clear()
         self._abort(reason)
         return waiting
@@ -203,18 +204,18 @@ class VoicePipeline:
         self.state.reset("new turn", turn_id=turn.id)
         self._set_state(state, reason, turn)
 
+    def _question(self, text: str, modality: str) -> Message:
+        """The person's message for ``text``, with the newest picture when the mode sees."""
+        picture = self.pictures() if self.pictures is not None else None
+        images = (picture,) if picture is not None else ()
+        return Message(
+            "user", text, "audio" if modality == "audio" else "text", mode=self.config.mode, images=images
+        )
+
     def _start_response(self, turn: Turn, text: str, *, modality: str, held: Held | None = None) -> None:
         turn.user_text = text
-        picture = self.pictures() if self.pictures is not None else None
-        self.history.append(
-            Message(
-                "user",
-                text,
-                "audio" if modality == "audio" else "text",
-                mode=self.config.mode,
-                images=(picture,) if picture is not None else (),
-            )
-        )
+        # A held answer was asked with its question (and picture) already: the history records that one.
+        self.history.append(held.question if held is not None else self._question(text, modality))
         said = held.release(self._put) if held is not None else self.answerer().answer(turn, self.request())
         self._response_task = self._spawn(self._respond(turn, said), "respond")
 
@@ -231,13 +232,9 @@ class VoicePipeline:
 
     def preempt(self, turn: Turn, text: str) -> Held:
         """Start answering ``text`` before the turn is confirmed; the answer is held (see :class:`Held`)."""
-        picture = self.pictures() if self.pictures is not None else None
-        pending = Message(
-            "user", text, "audio", mode=self.config.mode, images=(picture,) if picture is not None else ()
-        )
         turn.user_text = text
-        held = Held(turn)
-        held.start(self.answerer(hold=held).answer(turn, self.request(pending=pending)), self._spawn)
+        held = Held(turn, self._question(text, "audio"))
+        held.start(self.answerer(hold=held).answer(turn, self.request(pending=held.question)), self._spawn)
         return held
 
     def request(self, *, pending: Message | None = None) -> LLMRequest:
