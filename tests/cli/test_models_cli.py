@@ -20,6 +20,7 @@ from aria.cli.models import ProgressBar, format_size, pull_model
 from aria.engines.catalog import CATALOG, ModelEntry, ModelFile, find_entry
 from aria.engines.models import model_location, models_dir
 from aria.errors import InvalidInput
+from tests.http_range import send_range
 
 WEIGHTS = bytes(range(256)) * 1200  # 307,200 bytes
 CONFIG = b'{"dim": 32}'
@@ -34,17 +35,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if data is None:
             self.send_error(404)
             return
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if match:
-            start = int(match[1])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        self.wfile.write(data[start:])
+        self.wfile.write(send_range(self, data))
 
     def log_message(self, format: str, *args: object) -> None:
         pass

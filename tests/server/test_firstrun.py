@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import http.server
-import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from aria.engines.models import Loadout, models_dir
 from aria.server import firstrun
 from aria.server.app import create_app
 from aria.server.firstrun import FirstRunPull, embedded_llm, missing_entries
+from tests.http_range import send_range
 from tests.server.conftest import FAST_FAKES, free_port, stop_server
 
 GOOD = bytes(range(256)) * 1200  # 307,200 bytes
@@ -47,17 +47,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if data is None:
             self.send_error(404)
             return
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if match:
-            start = int(match[1])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        body = data[start:]
+        body = send_range(self, data)
         if self.path in srv.cut_once:  # send half, then drop the connection
             srv.cut_once.discard(self.path)
             self.wfile.write(body[: len(body) // 2])
