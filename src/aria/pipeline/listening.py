@@ -250,25 +250,6 @@ class Listener:
             p._put(ResponseDone(turn.id, "", interrupted=True))
         p.close_turn(turn, reason)
 
-    def drop(self, reason: str) -> None:
-        """Typed input supersedes speech being listened to: it ends here (its words so far are shown as
-        final) and the VAD starts afresh."""
-        utt, self._utt = self._utt, None
-        if utt is None:
-            return
-        self._cancel_decision(utt)
-        if utt.listen is not None:
-            utt.listen.cancel()
-        if utt.segment is not None:
-            utt.segment.close()
-        if self.p.vad is not None:
-            self.p.vad.reset()
-        if utt.over is None:
-            self.p._put(TranscriptOut(utt.turn.id, utt.text, True))
-            self.p.close_turn(utt.turn, reason)
-        else:
-            self.p.resume_answer(utt.over)
-
     # -- transcripts -------------------------------------------------------------------------------
 
     async def _listen(self, utt: Utterance, segment: Channel[AudioChunk]) -> None:

@@ -170,7 +170,6 @@ class VoicePipeline:
         if self.config.busy_input == "queue" and self.answer_in_progress() is not None:
             self._queued.append((turn, text))
             return turn
-        self.listener.drop("new text input")
         self._abort("new text input")
         self._begin(turn, TurnState.PROCESSING, "text input")
         self._start_response(turn, text, modality="text")
