@@ -71,9 +71,12 @@ async def test_voice_turn_emits_outputs_and_events_in_order() -> None:
         event_types = [
             e.type for e in h.events if e.correlation_id == tid and e.type != EventType.STATE_CHANGED
         ]
-        assert event_types[:3] == ["speech_started", "transcript_partial", "transcript_partial"] or (
-            event_types[0] == "speech_started"
-        )
+        # Every partial transcript comes after the speech starts and before the final one, one event each.
+        partials = [i for i, t in enumerate(event_types) if t == "transcript_partial"]
+        assert event_types[0] == "speech_started"
+        assert partials
+        assert all(0 < i < event_types.index("transcript_final") for i in partials)
+        assert len(partials) == len(transcripts) - 1
         ordered = [t for t in event_types if t != "transcript_partial"]
         assert ordered == [
             "speech_started",
