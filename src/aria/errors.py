@@ -8,16 +8,23 @@
     ├── ChannelClosed               send/receive on a closed channel
     ├── StateError                  an illegal turn-state transition
     ├── RegistryError               unknown engine name, broken plugin, incompatible version
+    ├── ModeUnavailable             a mode cannot run here (its model failed to load, or lacks vision)
+    ├── ResidencyError              engines cannot be made resident (unknown, over budget, failed to load)
     └── EngineError                 an engine failed; ``retryable`` says whether trying again may help
         ├── EngineUnavailable       not installed, model missing, backend unreachable (not retryable)
         ├── EngineTimeout           a call ran past its deadline (retryable)
+        ├── EngineBusy              every slot of its bulkhead stayed taken for the whole wait (retryable)
+        ├── EngineCrashed           its process died or ran out of memory: restart it (retryable)
         ├── CircuitOpenError        the engine's circuit breaker is open (not retryable now)
-        └── AllEnginesFailed        every engine of a fallback chain failed; ``errors`` holds each
+        ├── AllEnginesFailed        every engine of a fallback chain failed; ``errors`` holds each
+        └── DownloadError           a model download failed (HTTP error, broken transfer, bad checksum)
 
 Vendor errors are translated at the adapter boundary with ``raise EngineError(...) from exc``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "AllEnginesFailed",
@@ -25,13 +32,16 @@ __all__ = [
     "ChannelClosed",
     "CircuitOpenError",
     "ConfigError",
+    "DownloadError",
     "EngineBusy",
     "EngineCrashed",
     "EngineError",
     "EngineTimeout",
     "EngineUnavailable",
     "InvalidInput",
+    "ModeUnavailable",
     "RegistryError",
+    "ResidencyError",
     "StateError",
 ]
 
@@ -69,6 +79,32 @@ class StateError(AriaError):
 
 class RegistryError(AriaError):
     code = "unknown_engine"
+
+
+class ModeUnavailable(AriaError):
+    """A mode cannot run here (its model could not load, or it needs vision the model lacks)."""
+
+    code = "mode_unavailable"
+
+
+class ResidencyError(AriaError):
+    """Engines cannot be made resident: unknown names, a required set bigger than the budget
+    (``over_by_mb`` says by how much), or engines that failed to load (``errors``, by name)."""
+
+    code = "residency_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        engines: Sequence[str] = (),
+        over_by_mb: float = 0.0,
+        errors: Mapping[str, BaseException] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.engines = tuple(engines)
+        self.over_by_mb = over_by_mb
+        self.errors = dict(errors or {})
 
 
 class EngineError(AriaError):
@@ -121,3 +157,9 @@ class AllEnginesFailed(EngineError):
         detail = "; ".join(f"{type(e).__name__}: {e}" for e in errors) or "no engine configured"
         super().__init__(f"every {kind} engine failed ({detail})", engine=kind, retryable=False)
         self.errors = errors
+
+
+class DownloadError(EngineError):
+    """A download failed: an HTTP error status, a broken transfer, or a file that does not verify."""
+
+    code = "download_failed"

@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-from aria.errors import EngineError, EngineTimeout, EngineUnavailable
+from aria.errors import DownloadError, EngineTimeout, EngineUnavailable
 
 __all__ = ["DownloadError", "ProgressCallback", "download", "file_matches", "sha256_file"]
 
@@ -38,12 +38,6 @@ ProgressCallback = Callable[[int, int | None], None]
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 _HASH_BLOCK = 1 << 20
-
-
-class DownloadError(EngineError):
-    """A download failed: an HTTP error status, a broken transfer, or a file that does not verify."""
-
-    code = "download_failed"
 
 
 def _httpx() -> ModuleType:
