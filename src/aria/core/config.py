@@ -621,8 +621,11 @@ def apply_update(settings: Settings, updates: Mapping[str, Any]) -> Settings:
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """``settings.model_dump(mode="json")`` with secrets (api_key, token, secret, password) masked."""
-    result: dict[str, Any] = _redact(settings.model_dump(mode="json"))
+    """``settings.model_dump(mode="json")`` with secrets (api_key, token, secret, password) masked, and
+    credentials in any URL too (:func:`aria.core.redact.redact_tree`)."""
+    from aria.core.redact import redact_tree  # one redaction for the dump, /health, errors and logs
+
+    result: dict[str, Any] = redact_tree(_redact(settings.model_dump(mode="json")))
     return result
 
 

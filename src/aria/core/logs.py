@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import sys
 from typing import Any, TextIO
+
+from aria.core.redact import redact
 
 __all__ = ["PLAIN_FORMAT", "JsonLinesFormatter", "SecretFilter", "configure_logging", "redact_secrets"]
 
@@ -41,30 +42,30 @@ class JsonLinesFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _RECORD_ATTRS:
                 payload[key if key not in payload else f"extra_{key}"] = value
-        if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        if record.exc_text:  # set (and redacted) by SecretFilter
             payload["exc"] = record.exc_text
+        elif record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
         if record.stack_info:
             payload["stack"] = self.formatStack(record.stack_info)
         return json.dumps(payload, default=repr, ensure_ascii=False)
 
 
-_SECRETS = re.compile(
-    r"(?i)((?:[?&]|\b)(?:token|access_token|api_key|apikey|key|password|secret)=)[^&\s\"']+"
-    r"|((?:authorization|proxy-authorization|x-api-key)[\"']?\s*[:=,]\s*[\"']?(?:bearer\s+|basic\s+)?)[^\s\"',)]+"
-)
 #: Loggers of the libraries under the server, which log request lines and headers.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "websockets", "websockets.server", "httpx")
 
 
 def redact_secrets(text: str) -> str:
-    """``text`` with credentials masked: ``token=``/``api_key=``... values and ``Authorization`` headers."""
-    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
+    """``text`` with credentials masked (:func:`aria.core.redact.redact`): ``token=``/``api_key=``...
+    values, ``Authorization`` headers and passwords in URLs."""
+    return redact(text)
 
 
 class SecretFilter(logging.Filter):
-    """Masks credentials in a record's message (request lines with ``?token=``, logged headers)."""
+    """Masks credentials in a record's message and traceback (request lines with ``?token=``, logged
+    headers, URLs with a password)."""
+
+    _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -74,6 +75,10 @@ class SecretFilter(logging.Filter):
         clean = redact_secrets(message)
         if clean != message:
             record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:  # handlers reuse exc_text once it is set
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_secrets(record.exc_text)
         return True
 
     @classmethod
@@ -99,6 +104,7 @@ def configure_logging(level: str = "INFO", json_lines: bool = False, stream: Tex
         old.close()
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(JsonLinesFormatter() if json_lines else logging.Formatter(PLAIN_FORMAT))
+    handler.addFilter(SecretFilter())  # every aria.* record passes this handler, child loggers' too
     setattr(handler, _HANDLER_MARK, True)
     logger.addHandler(handler)
     logger.setLevel(numeric)
