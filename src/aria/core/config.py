@@ -252,6 +252,17 @@ class ServerSettings(_Section):
     #: Host names the server answers besides loopback ones (against DNS rebinding), e.g. ``aria.lan``.
     allowed_hosts: list[str] = Field(default_factory=list)
     max_connections: int = Field(default=32, ge=1)
+    #: WebSocket connections one client address may hold (beyond it, its idlest one makes room or the
+    #: new one is refused).
+    max_connections_per_client: int = Field(default=16, ge=1)
+    #: A WebSocket with no turn-related message for this long is closed; pings do not count (0: never).
+    idle_timeout_s: float = Field(default=900.0, ge=0)
+    #: When a connection limit is reached, a connection idle at least this long gives up its seat.
+    idle_evict_s: float = Field(default=60.0, ge=0)
+    #: HTTP request bodies over this many bytes are refused (413) before they are read.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: Seconds a client has to send a request's headers (against slowloris); then 408 and disconnected.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
     #: How far answer audio may run ahead of the listener's playback.
     audio_lead_ms: int = Field(default=300, ge=20, le=2000)
 
