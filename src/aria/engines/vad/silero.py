@@ -34,6 +34,11 @@ longer than ``min_speech_ms`` or ``min_silence_ms``), the first is returned and 
 returned, in order, by the next calls. :meth:`SileroVAD.process_all` returns them all at once instead.
 An event's ``timestamp`` is the time of the first sample of the window that decided it, counted from the
 ``timestamp`` of the chunk that completed that window.
+
+One onnxruntime session per model file (and thread count) serves every :class:`SileroVAD` in the process
+(``InferenceSession.run`` may be called from several threads at once): each instance keeps only its own
+recurrent state, context and buffers (a few KB), so a server's connections share one ~10 MB model. The
+session is freed when the last instance using it is closed or collected.
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import threading
 import time
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -79,6 +87,19 @@ _BUNDLED = (("silero_vad", ("data", "silero_vad.onnx")), ("faster_whisper", ("as
 _ONLY_16K = frozenset({"faster_whisper"})
 
 _Signature = Literal["state", "hc"]
+
+
+@dataclass(eq=False)
+class _Shared:
+    """One loaded model, shared by every instance that uses the same file, threads and rate."""
+
+    session: Any
+    signature: _Signature
+
+
+#: Loaded models by (file, threads, sample rate); an entry lives while some instance holds it.
+_LOADED: weakref.WeakValueDictionary[tuple[str, int, int], _Shared] = weakref.WeakValueDictionary()
+_LOADING = threading.Lock()
 
 
 def _package_file(package: str, parts: tuple[str, ...]) -> Path | None:
@@ -148,6 +169,7 @@ class SileroVAD:
             rates="16000 or 8000",
         )
         self._session: Any = None
+        self._shared: _Shared | None = None
         self._signature: _Signature = "state"
         self._output_names: list[str] = []
         self._feeds: dict[str, npt.NDArray[Any]] = {}
@@ -184,11 +206,23 @@ class SileroVAD:
         path, origin = find_model(self.config.model_path)
         if path is None:
             raise EngineUnavailable(f"{origin}; {_MODEL_FIX}", engine=_ENGINE)
-        session, signature = await asyncio.to_thread(self._load, path)
-        self._session, self._signature, self.model_path = session, signature, path
-        self._output_names = [output.name for output in session.get_outputs()]
+        shared = await asyncio.to_thread(self._shared_model, path)
+        self._shared = shared
+        self._session, self._signature, self.model_path = shared.session, shared.signature, path
+        self._output_names = [output.name for output in shared.session.get_outputs()]
         self.reset()
-        log.info("Silero VAD loaded from %s (%s, %s signature)", path, origin, signature)
+        log.debug("Silero VAD ready from %s (%s, %s signature)", path, origin, shared.signature)
+
+    def _shared_model(self, path: Path) -> _Shared:
+        """The process's loaded model for ``path`` (loaded now if no instance holds it)."""
+        key = (str(path.resolve()), self.config.threads, self.config.sample_rate)
+        with _LOADING:
+            shared = _LOADED.get(key)
+            if shared is None:
+                shared = _Shared(*self._load(path))
+                _LOADED[key] = shared
+                log.info("Silero VAD loaded from %s (%s signature)", path, shared.signature)
+            return shared
 
     def _load(self, path: Path) -> tuple[Any, _Signature]:
         session = cpu_session(path, threads=self.config.threads, engine=_ENGINE, fix=_MODEL_FIX)
@@ -217,8 +251,8 @@ class SileroVAD:
         )
 
     async def aclose(self) -> None:
-        """Release the model; ``start()`` loads it again."""
-        self._session = None
+        """Let go of the model (freed once no instance holds it); ``start()`` takes it again."""
+        self._session = self._shared = None
         self.reset()
 
     async def health(self) -> EngineHealth:
