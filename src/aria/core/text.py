@@ -13,11 +13,16 @@ wait for the following character.
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["ClauseChunker"]
 
 _SENTENCE_END = frozenset(".!?…")
 _CLAUSE_END = frozenset(",;:—–")
 _CLOSERS = frozenset("\"')]}»”’")
+#: A boundary character, and the closers and sentence ends that may follow one (``?!"``, ``...)``).
+_BOUNDARY = re.compile("[" + re.escape("".join(sorted(_SENTENCE_END | _CLAUSE_END))) + "]")
+_RUN = re.compile("[" + re.escape("".join(sorted(_CLOSERS | _SENTENCE_END))) + "]*")
 _ABBREVIATIONS = frozenset(
     {
         "mr",
@@ -56,16 +61,15 @@ class ClauseChunker:
         self.long_clause_chars = long_clause_chars
         self.max_chars = max_chars
         self._buf = ""
+        self._scan = 0  # every boundary before this index was passed over for good
         self.emitted = 0
 
     def push(self, token: str) -> list[str]:
         self._buf += token
         ready: list[str] = []
-        while True:
-            cut = self._find_cut()
-            if cut is None:
-                break
+        while (cut := self._find_cut()) is not None:
             chunk, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
+            self._scan = 0
             if chunk:
                 ready.append(chunk)
                 self.emitted += 1
@@ -73,6 +77,7 @@ class ClauseChunker:
 
     def flush(self) -> list[str]:
         chunk, self._buf = self._buf.strip(), ""
+        self._scan = 0
         if chunk:
             self.emitted += 1
             return [chunk]
@@ -81,31 +86,36 @@ class ClauseChunker:
     # -- internals ---------------------------------------------------------------------------------
 
     def _find_cut(self) -> int | None:
+        """Where the next chunk ends, or None. Incremental: a boundary followed by a character is
+        decided for good (cut, or never), so the scan resumes at ``_scan``, the first boundary that
+        still waits for what follows it (one at the end of the buffer); only new text is read."""
         buf = self._buf
+        size = len(buf)
         first = self.emitted == 0
         sentence_min = self.first_min_chars if first else self.min_chars
         clause_min = self.first_min_chars if first else self.long_clause_chars
-        for i, ch in enumerate(buf):
-            if ch in _SENTENCE_END:
-                needed = sentence_min
-            elif ch in _CLAUSE_END:
-                needed = clause_min
-            else:
-                continue
-            end = i + 1
-            while end < len(buf) and (buf[end] in _CLOSERS or buf[end] in _SENTENCE_END):
-                end += 1
+        pos, settled = self._scan, True
+        while (match := _BOUNDARY.search(buf, pos)) is not None:
+            i = match.start()
+            pos = i + 1
+            needed = sentence_min if buf[i] in _SENTENCE_END else clause_min
+            end = _RUN.match(buf, pos).end()  # type: ignore[union-attr]  # always matches
             length = len(buf[:end].strip())
             if length > self.max_chars:
                 break  # this and every later boundary make too long a chunk: cut at a space below
-            if length < needed:
-                continue
-            if end < len(buf):
-                if buf[end].isspace() and not self._is_abbreviation(buf, i):
+            if end < size:
+                if length >= needed and buf[end].isspace() and not self._is_abbreviation(buf, i):
                     return end
-            elif self._confident_at_end(buf, i):
-                return end
-        if len(buf) >= self.max_chars:
+                if settled:
+                    self._scan = pos  # passed over for good
+            else:  # at the end: what follows may change the answer, so it is read again next time
+                if length >= needed and self._confident_at_end(buf, i):
+                    return end
+                if settled:
+                    self._scan, settled = i, False
+        if settled and match is None:
+            self._scan = size
+        if size >= self.max_chars:
             space = buf.rfind(" ", 0, self.max_chars)
             return space if space > 0 else self.max_chars
         return None
