@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, tzinfo
 
+from aria.session.model import Session
 from aria.session.serialize import session_to_snapshot
-from aria.session.store import Session
 from aria.types import Message
 
 __all__ = ["SPEAKERS", "export_json", "export_markdown"]
@@ -20,26 +20,27 @@ SPEAKERS = {"user": "You", "assistant": "Aria", "system": "System", "tool": "Too
 
 
 def export_json(session: Session) -> str:
-    """The session's snapshot (schema 1) as indented JSON; ``session_from_snapshot(json.loads(text))``
-    reads it back."""
-    return json.dumps(session_to_snapshot(session), ensure_ascii=False, indent=2) + "\n"
+    """The session's snapshot (schema 1) as indented JSON, archived messages included;
+    ``session_from_snapshot(json.loads(text))`` reads it back."""
+    return json.dumps(session_to_snapshot(session, whole=True), ensure_ascii=False, indent=2) + "\n"
 
 
 def export_markdown(session: Session, *, tz: tzinfo | None = None) -> str:
     """A readable transcript; times are shown in ``tz`` (the local time zone when ``None``)."""
     started = _time(session.created, tz)
+    messages = session.all_messages()
     lines = [
         f"# {session.title or 'Untitled conversation'}",
         "",
         f"- Session: `{session.id}`",
         f"- Started: {started:%Y-%m-%d %H:%M} {started.tzname() or ''}".rstrip(),
         f"- Mode: {session.mode}",
-        f"- Messages: {len(session.history)}",
+        f"- Messages: {len(messages)}",
         "",
         "---",
     ]
     day = started.date()
-    for message in session.history:
+    for message in messages:
         when = _time(message.timestamp, tz)
         stamp = f"{when:%H:%M:%S}" if when.date() == day else f"{when:%Y-%m-%d %H:%M:%S}"
         day = when.date()

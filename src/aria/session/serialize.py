@@ -23,8 +23,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 from pydantic_core import PydanticSerializationError
@@ -32,10 +31,14 @@ from pydantic_core import PydanticSerializationError
 from aria.core.config import HOT_RELOADABLE
 from aria.core.history import History
 from aria.errors import InvalidInput
+from aria.session.model import (
+    MAX_MEMORY_KEY_CHARS,
+    MAX_MEMORY_KEYS,
+    MAX_MEMORY_VALUE_CHARS,
+    Session,
+    SessionSummary,
+)
 from aria.types import Message, ToolCall
-
-if TYPE_CHECKING:
-    from aria.session.store import Session
 
 __all__ = [
     "MAX_MEMORY_KEYS",
@@ -45,6 +48,10 @@ __all__ = [
     "SESSION_ID",
     "SessionSummary",
     "check_session_id",
+    "header_of",
+    "message_from_dict",
+    "message_to_dict",
+    "parse_messages",
     "parse_snapshot",
     "session_from_snapshot",
     "session_to_snapshot",
@@ -54,9 +61,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-MAX_MEMORY_KEYS = 200
-MAX_MEMORY_KEY_CHARS = 100
-MAX_MEMORY_VALUE_CHARS = 2000
 #: Session ids are safe as file names, URL parts and log fields.
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _MAX_DEPTH = 32
@@ -67,18 +71,6 @@ def check_session_id(session_id: str) -> str:
     if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):  # "$" allows a final "\n"
         raise InvalidInput("session_id must be 8-64 letters, digits, '-' or '_'")
     return session_id
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSummary:
-    """What a session list shows, without the history."""
-
-    id: str
-    title: str
-    mode: str
-    created: float
-    updated: float
-    messages: int
 
 
 # -- the schema ---------------------------------------------------------------------------------------
@@ -113,6 +105,14 @@ class _SnapshotModel(_Model):
     overrides: dict[str, JsonValue]
     memory: Annotated[dict[_MemoryKey, _MemoryValue], Field(max_length=MAX_MEMORY_KEYS)]
     history: list[_MessageModel]
+    #: Optional (older snapshots have neither): messages moved to the archive before ``history[0]``,
+    #: and other layers' small metadata.
+    archived: Annotated[int, Field(ge=0)] = 0
+    meta: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class _MessagesModel(_Model):
+    messages: list[_MessageModel]
 
 
 def parse_snapshot(data: object) -> dict[str, Any]:
@@ -149,6 +149,30 @@ def _validated_json(data: Mapping[str, Any]) -> str:
         raise _LoneSurrogate from exc
 
 
+def parse_messages(messages: object) -> list[dict[str, Any]]:
+    """Checked, normalised message dicts (a journal record's, an archive's): lone surrogates become
+    U+FFFD as in :func:`parse_snapshot`; :class:`InvalidInput` names what is malformed."""
+    try:
+        text = _validated_messages({"messages": messages})
+    except _LoneSurrogate:
+        text = _validated_messages(_valid_unicode({"messages": messages}, 0))
+    checked: list[dict[str, Any]] = json.loads(text)["messages"]
+    return checked
+
+
+def _validated_messages(data: Mapping[str, Any]) -> str:
+    try:
+        return _MessagesModel.model_validate(data).model_dump_json()
+    except ValidationError as exc:
+        if any(error["type"] == "string_unicode" for error in exc.errors()):
+            raise _LoneSurrogate from exc
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidInput(f"record field {where}: {first['msg']}") from exc
+    except PydanticSerializationError as exc:
+        raise _LoneSurrogate from exc
+
+
 def summarize(snapshot: Mapping[str, Any]) -> SessionSummary:
     """The summary of a checked snapshot (see :func:`parse_snapshot`)."""
     return SessionSummary(
@@ -157,19 +181,32 @@ def summarize(snapshot: Mapping[str, Any]) -> SessionSummary:
         mode=snapshot["mode"],
         created=snapshot["created"],
         updated=snapshot["updated"],
-        messages=len(snapshot["history"]),
+        messages=snapshot.get("archived", 0) + len(snapshot["history"]),
     )
 
 
 # -- session <-> snapshot -----------------------------------------------------------------------------
 
 
-def session_to_snapshot(session: Session) -> dict[str, Any]:
-    """The session as a checked snapshot dict (JSON-safe; see the module docstring for what is left out).
+def session_to_snapshot(session: Session, *, whole: bool = False) -> dict[str, Any]:
+    """The session as a checked snapshot dict (JSON-safe; see the module docstring for what is left out);
+    with ``whole``, the archived messages too (an export: ``archived`` is then 0).
 
     Memory over the limits (filled in without :meth:`Session.remember`) is cut to fit, with a warning.
     """
+    messages = session.all_messages() if whole else session.history
     snapshot = {
+        **header_of(session),
+        "history": [message_to_dict(message) for message in messages],
+        "archived": 0 if whole else session.archived,
+    }
+    return parse_snapshot(snapshot)
+
+
+def header_of(session: Session) -> dict[str, Any]:
+    """Everything of a snapshot but the history and ``archived`` (JSON-safe, unchecked): what a
+    journal record carries when it changed."""
+    return {
         "schema": SCHEMA_VERSION,
         "id": session.id,
         "title": session.title,
@@ -179,18 +216,15 @@ def session_to_snapshot(session: Session) -> dict[str, Any]:
         "last_seen": session.last_seen,
         "overrides": _json_dict(session.overrides),
         "memory": _bounded_memory(session.id, session.memory),
-        "history": [_message_to_dict(message) for message in session.history],
+        "meta": _json_dict(session.meta),
     }
-    return parse_snapshot(snapshot)
 
 
 def session_from_snapshot(snapshot: Mapping[str, Any]) -> Session:
     """A session from a snapshot (checked here too). Override keys that can no longer be changed live
     are dropped with a warning, so a snapshot from an older Aria cannot break the settings."""
-    from aria.session.store import Session  # store imports this module; Session lives there
-
     data = parse_snapshot(snapshot)
-    history = History([_message_from_dict(entry) for entry in data["history"]])
+    history = History([message_from_dict(entry) for entry in data["history"]])
     overrides = {key: value for key, value in data["overrides"].items() if key in HOT_RELOADABLE}
     if dropped := sorted(set(data["overrides"]) - set(overrides)):
         log.warning("session %s: ignoring stored overrides of non-live settings %s", data["id"], dropped)
@@ -203,6 +237,8 @@ def session_from_snapshot(snapshot: Mapping[str, Any]) -> Session:
         created=data["created"],
         updated=data["updated"],
         last_seen=data["last_seen"],
+        archived=data["archived"],
+        meta=dict(data["meta"]),
     )
     # A stored title that is not the first user message is one someone gave it (the snapshot keeps one
     # title field: no schema change, and older snapshots read the same).
@@ -211,7 +247,7 @@ def session_from_snapshot(snapshot: Mapping[str, Any]) -> Session:
     return session
 
 
-def _message_to_dict(message: Message) -> dict[str, Any]:
+def message_to_dict(message: Message) -> dict[str, Any]:
     metadata = dict(message.metadata)
     calls = metadata.get("tool_calls")
     if isinstance(calls, list | tuple):
@@ -230,7 +266,7 @@ def _message_to_dict(message: Message) -> dict[str, Any]:
     }
 
 
-def _message_from_dict(entry: Mapping[str, Any]) -> Message:
+def message_from_dict(entry: Mapping[str, Any]) -> Message:
     metadata = dict(entry["metadata"])
     calls = metadata.get("tool_calls")
     if isinstance(calls, list) and calls and all(_is_openai_call(call) for call in calls):
