@@ -40,6 +40,7 @@ __all__ = [
     "ResilienceSettings",
     "STTSettings",
     "ServerSettings",
+    "SessionSettings",
     "Settings",
     "TTSSettings",
     "TurnSettings",
@@ -267,6 +268,24 @@ class ServerSettings(_Section):
     audio_lead_ms: int = Field(default=300, ge=20, le=2000)
 
 
+class SessionSettings(_Section):
+    """Where conversations are kept, for how long, and how much of each."""
+
+    #: ``false``: a private server, nothing is written anywhere (conversations live in memory only).
+    persist: bool = True
+    #: ``file`` (``data_dir/sessions``), ``redis`` (shared by several servers: ``redis_url``) or ``memory``.
+    store: Literal["file", "redis", "memory"] = "file"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Seconds a server's claim on a session lasts without renewal (Redis: one server serves it at a time).
+    lease_s: float = Field(default=15.0, gt=0, le=3600)
+    #: Sessions not updated for this many days are deleted, at start-up and every hour (0: kept forever).
+    retention_days: float = Field(default=0.0, ge=0)
+    #: Messages of a conversation kept in memory and in its snapshot; older ones are archived (0: all).
+    max_messages: int = Field(default=2000, ge=0)
+    #: Saves between two snapshots (each save appends one record to the session's journal).
+    compact_every: int = Field(default=64, ge=1)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -288,6 +307,7 @@ class Settings(BaseSettings):
     residency: ResidencySettings = Field(default_factory=ResidencySettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
+    session: SessionSettings = Field(default_factory=SessionSettings)
 
     @field_validator("data_dir")
     @classmethod
