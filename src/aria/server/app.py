@@ -32,6 +32,7 @@ from aria.core.config import Settings, apply_update, redacted
 from aria.core.logs import SecretFilter
 from aria.core.metrics import CONTENT_TYPE
 from aria.errors import AriaError, ConfigError, InvalidInput
+from aria.server import dashboard, models_api
 from aria.server.runtime import Runtime
 from aria.server.ws import history_message, host_allowed, origin_allowed, serve_connection, token_ok
 from aria.session.export import export_json, export_markdown
@@ -241,5 +242,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     async def ws(websocket: WebSocket) -> None:
         await serve_connection(websocket, rt)
 
+    app.include_router(models_api.router)  # /models/llm: the model picker
+    app.include_router(dashboard.router)  # /dashboard, /metrics/json
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
     return app

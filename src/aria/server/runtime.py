@@ -210,6 +210,26 @@ class Runtime:
             if previous is not None:
                 await previous.aclose()
 
+    async def switch_llm(self, settings: Settings) -> Engine:
+        """Serve new turns with the language model of ``settings``: the main ``llm`` slot loads it and
+        pipelines using the slot are rebuilt (the restart listeners). When it cannot start (a chain that
+        passed over it counts), the previous model is loaded back and :class:`ResidencyError` raised."""
+        previous, self.engine_settings = self.engine_settings, settings
+        try:
+            engine = await self.residency.reload("llm", reason="switching the language model")
+            first = getattr(engine, "engines", [engine])[0].name
+            if first in (failed := getattr(engine, "unavailable", {})):
+                raise ResidencyError(f"{first} could not start: {failed[first]}", engines=("llm",))
+        except ResidencyError:
+            self.engine_settings = previous
+            await self.residency.reload("llm", reason="the chosen language model could not start")
+            raise
+        finally:
+            for listener in list(self.restart_listeners):  # connections rebuild pipelines that used it
+                listener("llm")
+        self.problems.pop("llm", None)
+        return engine
+
     def downloads(self) -> list[dict[str, Any]]:
         """The first-run pull's files with their progress (empty when nothing is pulled)."""
         return self.first_run.snapshot() if self.first_run is not None else []
