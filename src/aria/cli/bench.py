@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 __all__ = ["add_parser"]
@@ -46,6 +47,19 @@ def add_parser(sub: Any) -> None:
     )
     t.add_argument("--json", action="store_true", help="print only the JSON result")
     t.set_defaults(run=_run_turns)
+    m = which.add_parser(
+        "embedded",
+        help="default-loadout-shaped Whisper, Qwen2.5-1.5B GGUF and Kokoro: stage latencies, voice to voice",
+    )
+    m.add_argument("--quick", action="store_true", help="tiny shapes, one run (CI smoke: seconds)")
+    m.add_argument("--runs", type=int, default=None, help="measured runs per stage (default 3; 1 quick)")
+    m.add_argument(
+        "--cache-dir", type=Path, default=None, help="made models (default ~/.cache/aria/bench-shapes)"
+    )
+    m.add_argument("--llm-threads", type=int, default=None, help="llm n_threads (default: the engine's)")
+    m.add_argument("--stt-threads", type=int, default=0, help="whisper cpu_threads (0: the engine's default)")
+    m.add_argument("--json", action="store_true", help="print only the JSON result")
+    m.set_defaults(run=_run_embedded)
 
 
 def _run_overhead(args: argparse.Namespace) -> int:
@@ -103,6 +117,24 @@ def _run_turns(args: argparse.Namespace) -> int:
     from aria.bench.turns import TurnsBench, format_report
 
     result = asyncio.run(TurnsBench(quick=args.quick, seed=args.seed, concurrency=args.concurrency).run())
+    if not args.json:
+        print(format_report(result))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def _run_embedded(args: argparse.Namespace) -> int:
+    from aria.bench.embedded import format_report, run_embedded_bench
+
+    result = asyncio.run(
+        run_embedded_bench(
+            quick=args.quick,
+            cache_dir=args.cache_dir,
+            runs=args.runs,
+            llm_threads=args.llm_threads,
+            stt_threads=args.stt_threads,
+        )
+    )
     if not args.json:
         print(format_report(result))
     print(json.dumps(result, sort_keys=True))

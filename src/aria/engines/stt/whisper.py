@@ -81,6 +81,9 @@ class WhisperSTT:
         #: partial nor the final contradicts a committed word.
         prefix_committed: bool = True
         cpu_threads: int = Field(default=0, ge=0)
+        #: Most tokens one decode may generate (None: Whisper's 448-token window). A cap bounds the cost of a
+        #: decode that loops (noise heard as speech); also how benchmarks fix decode lengths.
+        max_new_tokens: int | None = Field(default=None, ge=1)
         #: Never go to the network: a model that is not on disk is unavailable.
         local_files_only: bool = False
         data_dir: Path | None = None
@@ -253,6 +256,8 @@ class WhisperSTT:
             options.update(beam_size=self.config.beam_size, temperature=list(self.config.temperatures))
         if prefix:
             options["prefix"] = prefix
+        if self.config.max_new_tokens is not None:
+            options["max_new_tokens"] = self.config.max_new_tokens
         try:
             segments_iter, info = model.transcribe(samples, condition_on_previous_text=False, **options)
             segments = list(segments_iter)  # decoding happens while iterating

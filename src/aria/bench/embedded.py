@@ -1,0 +1,310 @@
+"""``aria bench embedded``: the default loadout's engines at their real sizes, on this machine.
+
+Models of the loadout's exact shapes with random weights are made locally and cached
+(:mod:`aria.testing.shapes`: a Whisper base.en-shaped CTranslate2 model, a Qwen2.5-1.5B-shaped Q4_K_M
+GGUF, a Kokoro-sized ONNX), then run through Aria's own engine classes (``WhisperSTT``,
+``LlamaCppLLM`` with its KV-cache prefix reuse, ``KokoroTTS``) with fixed decode lengths:
+
+* ``stt_final_ms``: ``WhisperSTT.transcribe`` of a 3 s utterance (the final decode after the speech
+  ends: a 30 s window encoded, beam 5, a fixed number of tokens);
+* LLM: a new turn after a realistic conversation (a system prompt and four exchanges) prefilled cold
+  (``uncached``: nothing of it in the KV cache) and warm (``cached``: the conversation up to the new user
+  message is already in the KV cache, as it is when the previous turn was answered by the same model);
+  time to first token, decode tokens/s, and the time to the first clause (the first
+  :data:`FIRST_CLAUSE_TOKENS` tokens: where the pipeline hands the first clause to the TTS);
+* ``tts_first_audio_ms``: ``KokoroTTS.synthesize`` of that first clause to its first audio block;
+* ``voice_to_voice_ms`` = ``stt_final_ms`` + ``llm_first_clause_ms`` (cached) + ``tts_first_audio_ms``:
+  from the end of the user's speech to the first answer audio, if the stages ran back to back with
+  nothing else on the machine (end-of-turn detection and playback buffering not included).
+
+Medians over ``runs`` after one warm-up each. ``quick`` runs tiny shapes (CI smoke: seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aria.core.aio import closing_stream
+from aria.engines.base import LLMRequest
+from aria.engines.llm.llamacpp import LlamaCppLLM
+from aria.engines.stt.whisper import WhisperSTT
+from aria.engines.tts.kokoro import KokoroTTS
+from aria.testing.shapes import ShapedModels, default_cache_dir, make_models
+from aria.testing.speech import say
+from aria.types import AudioChunk, GeneratedToken, Message
+
+__all__ = ["FIRST_CLAUSE_TOKENS", "FORMULA", "GOAL_MS", "format_report", "run_embedded_bench", "script_words"]
+
+GOAL_MS = 1200.0
+#: Tokens up to the first clause boundary of a typical spoken answer ("Sure, for a day trip to the
+#: coast," is 9 Qwen tokens): the pipeline sends a clause to the TTS once it has one.
+FIRST_CLAUSE_TOKENS = 8
+FORMULA = (
+    "stt_final_ms + llm_first_clause_ms (cached prefix: TTFT + the tokens to the first clause)"
+    " + tts_first_audio_ms"
+)
+UTTERANCE = "What should I pack for a day trip to the coast tomorrow?"
+UTTERANCE_S = 3.0
+STT_TOKENS = 12  # about a 3 s utterance's words, and its timestamps
+FIRST_CLAUSE = "Sure, for a day trip to the coast,"
+
+SYSTEM = (
+    "You are Aria, a friendly voice assistant running on this computer. You speak with the user out loud, "
+    "so keep every answer short and natural: one to three sentences, no lists, no tables, no markdown, no "
+    "emoji and no links. Say numbers, dates and times the way a person would say them. If you are not sure "
+    "what the user means, ask one short question instead of guessing. If the user asks for something you "
+    "cannot do, say so plainly and suggest what they can do instead. Never read out code, file paths or "
+    "configuration. The user's name is Sam. Sam lives near the coast, likes walking and cooking, and "
+    "prefers metric units. Today is Saturday, the weather is mild and it is late in the afternoon."
+)
+HISTORY = (
+    (
+        "Good afternoon. Can you tell me what the weather will be like tomorrow morning?",
+        "Good afternoon, Sam. Tomorrow morning should be cool and bright, around twelve degrees, with a "
+        "light wind from the west. It will warm up to about eighteen degrees by the afternoon, and rain is "
+        "not expected until late in the evening.",
+    ),
+    (
+        "Great. I was thinking of going for a long walk along the cliffs. How long is the path to the "
+        "lighthouse?",
+        "The cliff path from the harbour to the lighthouse is about nine kilometres each way. At an easy "
+        "pace that is around two hours there, so plan on four to five hours for the round trip with a stop "
+        "for lunch. The last part is steep, so good shoes will help.",
+    ),
+    (
+        "That sounds lovely. What could I cook tonight with potatoes, leeks and some cheese?",
+        "You could make a leek and potato gratin. Slice the potatoes thinly, soften the leeks in butter, "
+        "layer them in a dish with cream and grated cheese, and bake it for about an hour until the top is "
+        "golden. A green salad on the side would go well with it.",
+    ),
+    (
+        "Thanks. Remind me, how long should I rest the gratin before serving it?",
+        "Let it rest for about ten minutes after it comes out of the oven. The cream settles and it is "
+        "much easier to cut into neat portions, and nobody burns their mouth on the first bite.",
+    ),
+)
+NEW_TURNS = (UTTERANCE, "And will I need a jacket in the evening if I come back late?")
+
+
+def script_words() -> list[str]:
+    """Every word of the benchmark's conversation (the shaped GGUF gives each one a token)."""
+    texts = [SYSTEM, UTTERANCE, FIRST_CLAUSE, *NEW_TURNS, *(t for pair in HISTORY for t in pair), "Session"]
+    found = {w for text in texts for w in re.findall(r"[A-Za-z']+|\d+", text)}
+    return sorted(found | {f"S{i}" for i in range(10)})
+
+
+def _messages(session: int, turns: Sequence[tuple[str, str]], question: str) -> tuple[Message, ...]:
+    out = [Message("system", f"Session S{session}. {SYSTEM}")]
+    for user, assistant in [*HISTORY, *turns]:
+        out += [Message("user", user), Message("assistant", assistant)]
+    return (*out, Message("user", question))
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _median(values: Sequence[float]) -> float:
+    return round(statistics.median(values), 1)
+
+
+async def _llm_turn(llm: LlamaCppLLM, messages: tuple[Message, ...], max_tokens: int) -> dict[str, Any]:
+    request = LLMRequest(messages=messages, temperature=0.0, max_tokens=max_tokens)
+    began = time.perf_counter()
+    stamps: list[float] = []
+    text: list[str] = []
+    async with closing_stream(llm.stream(request)) as pieces:
+        async for piece in pieces:
+            if isinstance(piece, GeneratedToken):
+                stamps.append(time.perf_counter() - began)
+                text.append(piece.text)
+    prefill = llm.last_prefill
+    assert prefill is not None and stamps, "the model generated nothing"
+    k = min(FIRST_CLAUSE_TOKENS, len(stamps)) - 1
+    decode_s = stamps[-1] - stamps[0]
+    return {
+        "prompt_tokens": prefill.prompt_tokens,
+        "cached_tokens": prefill.cached_tokens,
+        "prefilled_tokens": prefill.evaluated_tokens,
+        "ttft_ms": _ms(stamps[0]),
+        "first_clause_ms": _ms(stamps[k]),
+        "tokens": len(stamps),
+        "tokens_per_s": round((len(stamps) - 1) / decode_s, 2) if decode_s > 0 else None,
+        "text": "".join(text),
+    }
+
+
+async def _bench_llm(models: ShapedModels, runs: int, decode: int, threads: int | None) -> dict[str, Any]:
+    llm = LlamaCppLLM(LlamaCppLLM.Config(model_path=models.gguf, n_ctx=4096, n_threads=threads, seed=0))
+    began = time.perf_counter()
+    await llm.start()
+    load_ms = _ms(time.perf_counter() - began)
+    try:
+        await _llm_turn(llm, (Message("user", "Hello there."),), 4)  # warm-up (pages the weights in)
+        cold, warm = [], []
+        for run in range(runs):
+            first = await _llm_turn(llm, _messages(run, (), NEW_TURNS[0]), decode)
+            cold.append(first)
+            second = _messages(run, ((NEW_TURNS[0], first["text"]),), NEW_TURNS[1])
+            warm.append(await _llm_turn(llm, second, decode))
+    finally:
+        await llm.aclose()
+
+    def summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
+        last = turns[-1]
+        figures = {key: _median([t[key] for t in turns]) for key in ("ttft_ms", "first_clause_ms")}
+        rates = [t["tokens_per_s"] for t in turns if t["tokens_per_s"]]
+        keys = ("prompt_tokens", "cached_tokens", "prefilled_tokens", "tokens")
+        return figures | {k: last[k] for k in keys} | {"tokens_per_s": _median(rates) if rates else None}
+
+    cached, uncached = summary(warm), summary(cold)
+    prefill_rate = uncached["prefilled_tokens"] / max(uncached["ttft_ms"] / 1000, 1e-9)
+    return {
+        "load_ms": load_ms,
+        "n_threads": threads,
+        "uncached": uncached,
+        "cached": cached,
+        "prefill_tokens_per_s": round(prefill_rate, 1),
+        "tokens_per_s": _median([t for t in (cached["tokens_per_s"], uncached["tokens_per_s"]) if t]),
+        "prefix_saving_ms": round(uncached["ttft_ms"] - cached["ttft_ms"], 1),
+    }
+
+
+async def _bench_stt(models: ShapedModels, runs: int, threads: int) -> dict[str, Any]:
+    rate = 16000
+    speech = say(UTTERANCE, sample_rate=rate)[: int(UTTERANCE_S * rate)]
+    audio = np.zeros(int(UTTERANCE_S * rate), np.float32)
+    audio[: speech.size] = speech
+    config = WhisperSTT.Config(
+        model=str(models.whisper),
+        device="cpu",
+        compute_type="int8",
+        language="en",
+        temperatures=(0.0,),  # a real model on clear speech passes on the first temperature
+        max_new_tokens=STT_TOKENS,
+        local_files_only=True,
+        cpu_threads=threads,
+    )
+    stt = WhisperSTT(config)
+    await stt.start()
+    times = []
+    try:
+        for run in range(runs + 1):
+            began = time.perf_counter()
+            await stt.transcribe(AudioChunk(audio, rate))
+            if run:  # the first is a warm-up
+                times.append(time.perf_counter() - began)
+    finally:
+        await stt.aclose()
+    return {
+        "final_ms": _median([_ms(t) for t in times]),
+        "audio_s": UTTERANCE_S,
+        "beam_size": config.beam_size,
+        "decode_tokens": STT_TOKENS,
+        "compute_type": config.compute_type,
+        "cpu_threads": threads,
+    }
+
+
+async def _bench_tts(models: ShapedModels, runs: int) -> dict[str, Any]:
+    tts = KokoroTTS(KokoroTTS.Config(model_path=models.kokoro_model, voices_path=models.kokoro_voices))
+    await tts.start()
+    firsts, audio_s = [], 0.0
+    try:
+        for run in range(runs + 1):
+            began = time.perf_counter()
+            first = None
+            audio_s = 0.0
+            async with closing_stream(tts.synthesize(FIRST_CLAUSE)) as chunks:
+                async for chunk in chunks:
+                    first = first if first is not None else time.perf_counter() - began
+                    audio_s += chunk.duration
+            if run and first is not None:
+                firsts.append(first)
+    finally:
+        await tts.aclose()
+    return {
+        "first_audio_ms": _median([_ms(t) for t in firsts]),
+        "text": FIRST_CLAUSE,
+        "audio_s": round(audio_s, 2),
+    }
+
+
+async def run_embedded_bench(
+    *,
+    quick: bool = False,
+    cache_dir: Path | None = None,
+    runs: int | None = None,
+    llm_threads: int | None = None,
+    stt_threads: int = 0,
+) -> dict[str, Any]:
+    """Make (or reuse) the shaped models and measure; see the module docstring."""
+    runs = runs or (1 if quick else 3)
+    cache_dir = cache_dir or default_cache_dir()
+    models = await asyncio.to_thread(make_models, cache_dir, quick=quick, words=script_words())
+    decode = 12 if quick else 32
+    stt = await _bench_stt(models, runs, stt_threads)
+    llm = await _bench_llm(models, runs, decode, llm_threads)
+    tts = await _bench_tts(models, runs)
+    stages = {
+        "stt_final_ms": stt["final_ms"],
+        "llm_ttft_ms": llm["cached"]["ttft_ms"],
+        "llm_to_first_clause_ms": round(llm["cached"]["first_clause_ms"] - llm["cached"]["ttft_ms"], 1),
+        "tts_first_audio_ms": tts["first_audio_ms"],
+    }
+    total = round(sum(stages.values()), 1)
+    uncached_total = round(total - llm["cached"]["ttft_ms"] + llm["uncached"]["ttft_ms"], 1)
+    return {
+        "bench": "embedded",
+        "quick": quick,
+        "voice_to_voice_ms": total,
+        "voice_to_voice_uncached_ms": uncached_total,
+        "formula": FORMULA,
+        "goal_ms": GOAL_MS,
+        "goal_met": total < GOAL_MS,
+        "stages": stages,
+        "share": {k: round(v / total, 3) for k, v in stages.items()} if total > 0 else {},
+        "stt": stt,
+        "llm": llm | {"first_clause_tokens": FIRST_CLAUSE_TOKENS, "decode_tokens": decode},
+        "tts": tts,
+        "models": {"shapes": models.shapes, "cache_dir": str(cache_dir), "made_s": round(models.made_s, 1)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """A human-readable table of where the time goes."""
+    llm, lines = result["llm"], []
+    lines.append(
+        f"aria bench embedded{' --quick' if result['quick'] else ''} on {result['machine']['cpus']} CPUs"
+    )
+    lines.append(f"{'stage':<34}{'ms':>10}{'share':>8}")
+    for key, value in result["stages"].items():
+        lines.append(f"{key:<34}{value:>10.1f}{result['share'].get(key, 0):>8.0%}")
+    lines.append(f"{'voice_to_voice_ms':<34}{result['voice_to_voice_ms']:>10.1f}")
+    verdict = "met" if result["goal_met"] else "NOT met"
+    lines.append(f"goal < {result['goal_ms']:.0f} ms with the cached prefix: {verdict}")
+    lines.append(f"  ({result['formula']})")
+    for name in ("uncached", "cached"):
+        t = llm[name]
+        lines.append(
+            f"LLM {name:<9} prompt {t['prompt_tokens']:>5} tok, prefilled {t['prefilled_tokens']:>5}: "
+            f"TTFT {t['ttft_ms']:>8.1f} ms, first clause {t['first_clause_ms']:>8.1f} ms, "
+            f"{t['tokens_per_s']} tok/s"
+        )
+    lines.append(f"voice_to_voice without the cached prefix: {result['voice_to_voice_uncached_ms']:.1f} ms")
+    return "\n".join(lines)
