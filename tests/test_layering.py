@@ -9,7 +9,7 @@ inside a function or under ``if TYPE_CHECKING:``)::
     aria.pipeline
     aria.testing, aria.bench
     aria.session
-    aria.cli, aria.server, aria.__main__
+    aria.cli, aria.server, aria.talk, aria.__main__
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "aria.session": 5,
     "aria.cli": 6,
     "aria.server": 6,
+    "aria.talk": 6,
     "aria.__main__": 6,
 }
 

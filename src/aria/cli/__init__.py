@@ -1,4 +1,4 @@
-"""The ``aria`` command line: chat, doctor, say, transcribe, models, bench, ``--version``."""
+"""The ``aria`` command line: chat, doctor, say, transcribe, models, bench, talk, ``--version``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aria.cli import bench, chat, doctor, models, serve, speech
+    from aria.cli import bench, chat, doctor, models, serve, speech, talk
 
     parser = argparse.ArgumentParser(
         prog="aria", description="Aria: a local-first streaming voice assistant."
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     speech.add_parsers(sub)
     models.add_parser(sub)
     bench.add_parser(sub)
+    talk.add_parser(sub)
     return parser
 
 

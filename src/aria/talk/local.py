@@ -1,0 +1,100 @@
+"""The server ``aria talk`` runs for itself, and where it remembers sessions for ``--resume``.
+
+:func:`local_server` starts the same application as ``aria serve`` (``aria.server.app.create_app``: same
+pipeline, session store and engines) in this process, with uvicorn on an ephemeral port of 127.0.0.1,
+and yields its ``/ws`` URL. Nothing else can reach it (loopback only, a random port).
+
+:class:`SessionMemory` keeps, per server URL, the last session ``aria talk`` held there and its resume
+key (``talk-sessions.json`` in the data directory), so ``aria talk --resume`` continues it, locally or
+with ``--server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from aria.core.config import Settings
+from aria.server.app import create_app
+
+__all__ = ["LocalServer", "SessionMemory", "local_server"]
+
+log = logging.getLogger(__name__)
+
+LOCAL = "local"
+
+
+class LocalServer:
+    """A running in-process server: its URL and its runtime (engines, sessions)."""
+
+    def __init__(self, url: str, runtime: Any) -> None:
+        self.url = url
+        self.runtime = runtime
+
+
+@contextlib.asynccontextmanager
+async def local_server(settings: Settings, *, resume_id: str | None = None) -> AsyncIterator[LocalServer]:
+    app = create_app(settings)
+    runtime = app.state.runtime
+    runtime.resume_id = resume_id
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        log_level="warning",
+        ws="websockets-sansio",
+        lifespan="on",
+        ws_max_size=4 * 1024 * 1024,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(), name="aria-talk-server")
+    try:
+        while not server.started:
+            if task.done():
+                await task  # raises what stopped it
+                raise RuntimeError("the local server stopped while starting")
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield LocalServer(f"ws://127.0.0.1:{port}/ws", runtime)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 15)
+
+
+class SessionMemory:
+    """The last session per server, in ``<data_dir>/talk-sessions.json``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / "talk-sessions.json"
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def last(self, server: str | None) -> tuple[str | None, str | None]:
+        """(session id, resume key) of the last session held with ``server`` (None: the local one)."""
+        entry = self._read().get(server or LOCAL)
+        if not isinstance(entry, dict):
+            return None, None
+        return entry.get("session_id"), entry.get("key")
+
+    def remember(self, server: str | None, session_id: str, key: str | None) -> None:
+        data = self._read()
+        data[server or LOCAL] = {"session_id": session_id, "key": key}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(tmp, self.path)
