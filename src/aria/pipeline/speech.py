@@ -1,9 +1,12 @@
 """Speech output: the answer's text in clauses, each clause to TTS, the audio out with its word timings.
 
 The first clause goes to TTS as soon as it is long enough (``first_clause_min_chars``), while the model is
-still writing; later ones in whole sentences. Each audio block is recorded on the turn (its clause, its
-duration, the word timings its engine gave) before it goes out, so what the person heard can be told word
-by word when the answer is interrupted.
+still writing; later ones in whole sentences. The task that answers the turn reads the model's stream
+itself, shows each piece and cuts the clauses as it goes; only whole clauses cross to the speaking task.
+So a piece of text wakes one task, and cancelling the turn's task stops the model's stream at once.
+
+Each audio block is recorded on the turn (its clause, its duration, the word timings its engine gave)
+before it goes out, so what the person heard can be told word by word when the answer is interrupted.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from aria.core.aio import closing_stream
-from aria.core.streams import buffer_until, split
+from aria.core.channels import Channel
 from aria.core.text import ClauseChunker
 from aria.engines.base import TTS
 from aria.pipeline.outputs import AudioOut, ErrorOut, Output, StageOut, TextOut
@@ -47,12 +50,16 @@ class Speaker:
         self.first_min_chars, self.min_chars, self.max_chars = first_min_chars, min_chars, max_chars
         self.voice = voice
 
-    async def speak(self, turn: Turn, tokens: AsyncIterable[str]) -> None:
-        chunker = ClauseChunker(
+    def chunker(self) -> ClauseChunker:
+        """Cuts the answer's text into the clauses :meth:`speak` takes."""
+        return ClauseChunker(
             first_min_chars=self.first_min_chars, min_chars=self.min_chars, max_chars=self.max_chars
         )
+
+    async def speak(self, turn: Turn, clauses: AsyncIterable[str]) -> None:
+        """Speak each clause in turn (see :meth:`chunker`), until ``clauses`` ends or the turn stops."""
         seq = 0
-        async for clause in buffer_until(tokens, chunker):
+        async for clause in clauses:
             if turn.stopped():
                 return
             self._responding(turn)
@@ -105,27 +112,32 @@ async def deliver(
     ``playback`` tracker the answer lasts until its audio has gone out: a barge-in until then still
     interrupts it, and ``response_done`` comes as the last audio plays."""
 
-    async def show(tokens: AsyncIterable[str]) -> None:
-        async for text in tokens:
-            if turn.stopped():
-                return
-            responding(turn)
-            turn.generated.append(text)
-            await send(TextOut(turn.id, text))
-
-    async with closing_stream(said) as tokens:
-        if speaker is None:
-            await show(tokens)
+    clauses: Channel[str] | None = None
+    speaking: asyncio.Task[None] | None = None
+    if speaker is not None:
+        chunker = speaker.chunker()
+        clauses = Channel(None, name="clauses")  # unbounded: the display never waits for speech
+        speaking = asyncio.get_running_loop().create_task(speaker.speak(turn, clauses), name="pipeline-speak")
+    try:
+        async with closing_stream(said) as tokens:
+            async for text in tokens:
+                if turn.stopped():
+                    return
+                responding(turn)
+                turn.generated.append(text)
+                await send(TextOut(turn.id, text))
+                if clauses is not None:
+                    for clause in chunker.push(text):
+                        clauses.send_nowait(clause)
+        if clauses is None or speaking is None:
             return
-        async with split(tokens, 2) as (display, speech):
-            speaking = asyncio.get_running_loop().create_task(
-                speaker.speak(turn, speech), name="pipeline-speak"
-            )
-            try:
-                await show(display)
-                await speaking
-                if playback is not None:
-                    await playback.wait_sent(turn.id, sum(turn.clause_audio))
-            finally:
-                speaking.cancel()
-                await asyncio.gather(speaking, return_exceptions=True)
+        for clause in chunker.flush():
+            clauses.send_nowait(clause)
+        clauses.close()
+        await speaking
+        if playback is not None:
+            await playback.wait_sent(turn.id, sum(turn.clause_audio))
+    finally:
+        if speaking is not None:
+            speaking.cancel()
+            await asyncio.gather(speaking, return_exceptions=True)

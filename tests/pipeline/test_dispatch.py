@@ -1,0 +1,108 @@
+"""How few steps of the event loop the pipeline takes: a token wakes one task, and stopping an answer
+stops the model's stream in the very next step (not after a chain of tasks each cancelling the next)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from aria.engines.base import LLMChunk, LLMRequest
+from aria.pipeline.interruptions import InterruptionMode, InterruptionPolicy
+from aria.pipeline.outputs import AudioOut, Output, ResponseDone, TextOut
+from aria.pipeline.voice import VoicePipeline
+from aria.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD
+from aria.types import AudioChunk, GeneratedToken
+
+
+class GatedLLM(FakeLLM):
+    """Streams the tokens the test hands it, one per ``feed``; records when its stream is cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: asyncio.Queue[str] = asyncio.Queue()
+        self.streaming = asyncio.Event()
+        self.cancelled = False
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        self.calls += 1
+        self.streaming.set()
+        try:
+            while True:
+                yield GeneratedToken(await self.tokens.get())
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+async def steps_until(predicate: object, limit: int = 20) -> int:
+    """Event-loop steps (``sleep(0)``) until ``predicate()`` holds."""
+    for step in range(limit):
+        if predicate():  # type: ignore[operator]
+            return step
+        await asyncio.sleep(0)
+    raise AssertionError("never happened")
+
+
+def pipeline_with(llm: GatedLLM, **kw: object) -> VoicePipeline:
+    return VoicePipeline(llm=llm, stt=FakeSTT(), vad=FakeVAD(), tts=FakeTTS(), **kw)  # type: ignore[arg-type]
+
+
+async def drain(pipeline: VoicePipeline, into: list[Output]) -> None:
+    async for out in pipeline.outputs:
+        into.append(out)
+
+
+@pytest.mark.parametrize("how", ["interrupt", "new_text", "barge_in"])
+async def test_stopping_an_answer_cancels_the_model_stream_in_the_next_step(how: str) -> None:
+    llm = GatedLLM()
+    immediate = InterruptionPolicy(mode=InterruptionMode.IMMEDIATE)
+    async with pipeline_with(llm, interruption=immediate) as pipeline:
+        outs: list[Output] = []
+        consumer = asyncio.create_task(drain(pipeline, outs))
+        turn = pipeline.push_text("tell me a story")
+        await asyncio.wait_for(llm.streaming.wait(), 5)
+        for token in ("Once", " upon", " a", " time", ","):
+            llm.tokens.put_nowait(token)
+        await steps_until(lambda: sum(isinstance(o, TextOut) for o in outs) == 5)
+        if how == "interrupt":
+            assert await pipeline.interrupt("stop")
+        elif how == "new_text":
+            pipeline.push_text("something else")
+        else:
+            pipeline.push_audio(AudioChunk(np.full(320, 8000, dtype=np.int16), 16000))
+        assert turn.interrupted
+        assert not llm.cancelled
+        assert await steps_until(lambda: llm.cancelled) == 1
+        await steps_until(lambda: any(isinstance(o, ResponseDone) and o.turn_id == turn.id for o in outs))
+        done = [o for o in outs if isinstance(o, ResponseDone) and o.turn_id == turn.id]
+        assert done[0].interrupted
+    await consumer
+
+
+async def test_each_token_is_shown_in_the_step_it_arrives_and_clauses_reach_speech() -> None:
+    """The answering task reads the model itself: a token is on the screen in the step after the model
+    gave it (no relay task), and the first clause is spoken while the model is still writing."""
+    llm = GatedLLM()
+    async with pipeline_with(llm) as pipeline:
+        outs: list[Output] = []
+        consumer = asyncio.create_task(drain(pipeline, outs))
+        pipeline.push_text("hello")
+        await asyncio.wait_for(llm.streaming.wait(), 5)
+        tokens = ("Sure", ",", " here", " is", " the", " answer", ".", " More", " words")
+        for shown, token in enumerate(tokens, 1):
+            llm.tokens.put_nowait(token)
+
+            def on_screen(shown: int = shown) -> bool:
+                return sum(isinstance(o, TextOut) for o in outs) == shown
+
+            # one step: the stream resumes, the text goes out; one more: the consumer takes it
+            assert await steps_until(on_screen) <= 2
+        await steps_until(lambda: any(isinstance(o, AudioOut) for o in outs), limit=50)
+        audio = [o for o in outs if isinstance(o, AudioOut)]
+        assert {o.clause for o in audio} == {0}  # "Sure, here is the answer." while "More words" waits
+        assert not llm.cancelled
+        await pipeline.interrupt()
+    await consumer
