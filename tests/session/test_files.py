@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ import pytest
 from aria.errors import InvalidInput
 from aria.session import files
 from aria.session.files import FileSnapshotStore, MemorySnapshotStore, SnapshotStore
+from aria.session.journal import JournalFileStore
+from aria.session.redis_store import RedisSnapshotStore
 from aria.session.serialize import session_to_snapshot
 from aria.session.store import Session, SessionStore
 from aria.types import Message
@@ -51,9 +53,19 @@ def store(tmp_path: Path) -> FileSnapshotStore:
 # -- both stores --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "file"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> SnapshotStore:
-    return MemorySnapshotStore() if request.param == "memory" else FileSnapshotStore(tmp_path)
+@pytest.fixture(params=["memory", "file", "journal", "redis"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SnapshotStore]:
+    """Every snapshot store: the Redis one over a real redis-server (see tests/redis_server.py)."""
+    if request.param == "memory":
+        yield MemorySnapshotStore()
+    elif request.param == "file":
+        yield FileSnapshotStore(tmp_path)
+    elif request.param == "journal":
+        yield JournalFileStore(tmp_path)
+    else:
+        store = RedisSnapshotStore(request.getfixturevalue("redis_store_url"))
+        yield store
+        store.close()
 
 
 def test_both_stores_implement_the_interface(any_store: SnapshotStore) -> None:

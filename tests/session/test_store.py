@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,9 @@ import pytest
 from aria.core.config import Settings
 from aria.core.history import History
 from aria.errors import ConfigError, InvalidInput
-from aria.session.files import MemorySnapshotStore
+from aria.session.files import MemorySnapshotStore, SnapshotStore
+from aria.session.journal import JournalFileStore
+from aria.session.redis_store import RedisSnapshotStore
 from aria.session.serialize import (
     MAX_MEMORY_KEYS,
     MAX_MEMORY_VALUE_CHARS,
@@ -39,6 +43,19 @@ def chat(session: Session, *pairs: tuple[str, str], interrupted: bool = False) -
 
 def contents(session: Session) -> list[str]:
     return [m.content for m in session.history]
+
+
+@pytest.fixture(params=["memory", "journal", "redis"])
+def snapshots(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SnapshotStore]:
+    """The stores sessions are saved in: the same tests for each (Redis: a real redis-server)."""
+    if request.param == "memory":
+        yield MemorySnapshotStore()
+    elif request.param == "journal":
+        yield JournalFileStore(tmp_path, compact_every=3)
+    else:
+        store = RedisSnapshotStore(request.getfixturevalue("redis_store_url"), compact_every=3)
+        yield store
+        store.close()
 
 
 # -- the API the server uses --------------------------------------------------------------------------
@@ -151,14 +168,14 @@ def test_max_sessions_must_be_positive(max_sessions: int) -> None:
 # -- saving and restarting ----------------------------------------------------------------------------
 
 
-def test_a_saved_session_survives_a_new_store() -> None:
-    snapshots = MemorySnapshotStore()
+def test_a_saved_session_survives_a_new_store(snapshots: SnapshotStore) -> None:
     store = SessionStore(snapshots)
     session, _ = store.open("kept-session", mode="voice_chat")
     chat(session, ("what time is it", "noon"))
     session.remember("name", "Ada")
     session.overrides["tts.voice"] = "af_bella"
     assert store.save(session)
+    store.flush()  # over a journaled store the writer thread writes it
 
     restarted = SessionStore(snapshots)
     back, resumed = restarted.open("kept-session", mode="other")
@@ -171,12 +188,12 @@ def test_a_saved_session_survives_a_new_store() -> None:
     assert restarted.get("kept-session") is back
 
 
-def test_get_loads_a_saved_session() -> None:
-    snapshots = MemorySnapshotStore()
+def test_get_loads_a_saved_session(snapshots: SnapshotStore) -> None:
     store = SessionStore(snapshots)
     session, _ = store.open("kept-session", mode="voice_chat")
     chat(session, ("hi", "hello"))
     store.save(session)
+    store.flush()
     found = SessionStore(snapshots).get("kept-session")
     assert found is not None
     assert contents(found) == ["hi", "hello"]
@@ -199,12 +216,12 @@ def test_save_writes_only_changes_and_bumps_updated() -> None:
     assert store.save(session)
 
 
-def test_a_loaded_session_is_not_rewritten_until_it_changes() -> None:
-    snapshots = MemorySnapshotStore()
+def test_a_loaded_session_is_not_rewritten_until_it_changes(snapshots: SnapshotStore) -> None:
     store = SessionStore(snapshots)
     session, _ = store.open("some-session", mode="voice_chat")
     chat(session, ("a", "b"))
     store.save(session)
+    store.flush()
     restarted = SessionStore(snapshots)
     back, _ = restarted.open("some-session", mode="voice_chat")
     assert not restarted.save(back)
@@ -212,19 +229,18 @@ def test_a_loaded_session_is_not_rewritten_until_it_changes() -> None:
     assert restarted.save(back)
 
 
-def test_unsaved_turns_are_not_in_the_snapshot() -> None:
-    snapshots = MemorySnapshotStore()
+def test_unsaved_turns_are_not_in_the_snapshot(snapshots: SnapshotStore) -> None:
     store = SessionStore(snapshots)
     session, _ = store.open("some-session", mode="voice_chat")
     chat(session, ("saved", "yes"))
     store.save(session)
     chat(session, ("not saved", "no"))
+    store.flush()
     back, _ = SessionStore(snapshots).open("some-session", mode="voice_chat")
     assert contents(back) == ["saved", "yes"]
 
 
-def test_delete_forgets_live_and_saved() -> None:
-    snapshots = MemorySnapshotStore()
+def test_delete_forgets_live_and_saved(snapshots: SnapshotStore) -> None:
     store = SessionStore(snapshots)
     session, _ = store.open("doomed-session", mode="voice_chat")
     chat(session, ("a", "b"))
@@ -236,12 +252,12 @@ def test_delete_forgets_live_and_saved() -> None:
     assert SessionStore(snapshots).list() == []
 
 
-def test_list_and_latest_id_cover_saved_and_live_sessions() -> None:
-    snapshots = MemorySnapshotStore()
+def test_list_and_latest_id_cover_saved_and_live_sessions(snapshots: SnapshotStore) -> None:
     old = SessionStore(snapshots)
     first, _ = old.open("first-session", mode="voice_chat")
     chat(first, ("first question", "first answer"))
     old.save(first)
+    old.flush()
 
     store = SessionStore(snapshots)
     assert store.latest_id() == "first-session"

@@ -9,7 +9,8 @@ move to the session's archive, from which exports still read them.
 Records (JSON objects, one a line on disk, one a list entry in Redis)::
 
     {"at": 120, "messages": [...], "header": {...}}    messages number 120, 121, ... of the conversation
-    {"snapshot": {...}}                                   the whole session (a rewrite: history cleared)
+    {"snapshot": {...}}                                   the whole session (a rewrite: history cleared;
+                                                          stores write it as the snapshot at once)
 
 Replaying is idempotent, so a crash between writing a snapshot and emptying the journal is harmless: a
 record's messages that the state already holds are skipped, and a record that would leave a gap ends the
@@ -254,6 +255,7 @@ class JournalFileStore(FileSnapshotStore):
 
     def save(self, session_id: str, snapshot: Mapping[str, Any]) -> None:
         """Write a whole snapshot (archiving what is over ``max_messages``) and empty the journal."""
+        check_session_id(session_id)
         state, moved = fold_archive(parse_snapshot(snapshot), self.max_messages)
         if state.get("id") != session_id:
             raise InvalidInput(f"snapshot of session {state.get('id')!r} saved as {session_id!r}")
@@ -269,8 +271,13 @@ class JournalFileStore(FileSnapshotStore):
         self._records[session_id] = 0
 
     def append(self, session_id: str, record: Mapping[str, Any]) -> None:
+        """Append a message record; a snapshot record is written as the new snapshot instead."""
+        checked = parse_record(record)
+        if "snapshot" in checked:
+            self.save(session_id, checked["snapshot"])
+            return
         path = self.journal_path(session_id)
-        data = _line(parse_record(record))
+        data = _line(checked)
         _cut_torn_tail(path)
         _append(path, data)
         count = self._records.get(session_id, 0) + 1
