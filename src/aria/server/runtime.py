@@ -32,8 +32,7 @@ from aria.pipeline.modes import Loadout, engine_key, loadout_slots
 from aria.pipeline.residency import ResidencyError, ResidencyEvent, ResidencyManager
 from aria.server.firstrun import FirstRunPull, embedded_llm
 from aria.server.honesty import LIMITED, Limitation, limitation, mode_availability
-from aria.session.files import FileSnapshotStore
-from aria.session.store import SessionStore
+from aria.session.backends import prune_forever, session_store
 
 __all__ = ["FAST_SLOT", "ModeUnavailable", "Runtime"]
 
@@ -56,7 +55,7 @@ class Runtime:
         self.settings = settings
         self.registry = registry or default_registry()
         self.modes: dict[str, ModeSpec] = settings.all_modes()
-        self.sessions = SessionStore(FileSnapshotStore(settings.data_dir / "sessions"))
+        self.sessions = session_store(settings.session, settings.data_dir)
         #: With ``aria serve --resume``: the session a client without a session id continues.
         self.resume_id: str | None = None
         self.metrics = MetricsRegistry()
@@ -100,6 +99,7 @@ class Runtime:
         #: The last health probe of each loaded slot: ok, detail, when.
         self.probes: dict[str, dict[str, Any]] = {}
         self._prober: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
         #: With ``aria serve`` on a machine missing models: the background pull of the default loadout
         #: (set before start; ``/health`` shows its ``downloads``), and the chat model it prefers.
         self.first_run: FirstRunPull | None = None
@@ -110,6 +110,8 @@ class Runtime:
     async def start(self) -> None:
         """Start loading engines in the background; returns at once."""
         self._loader = asyncio.create_task(self._load(), name="engine-loader")
+        retention = prune_forever(self.sessions, self.settings.session.retention_days)
+        self._retention = asyncio.create_task(retention, name="session-retention")
 
     async def _load(self) -> None:
         started = time.perf_counter()
@@ -572,6 +574,10 @@ class Runtime:
         if self._loader is not None:
             self._loader.cancel()
             await asyncio.gather(self._loader, return_exceptions=True)
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
+        await asyncio.to_thread(self.sessions.close)  # what is queued is written; leases given back
         await self.residency.aclose()
         if self.turn_detector is not None:
             await self.turn_detector.aclose()
