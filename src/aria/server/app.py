@@ -32,7 +32,7 @@ from aria.core.config import Settings, apply_update, redacted
 from aria.core.logs import SecretFilter
 from aria.core.metrics import CONTENT_TYPE
 from aria.errors import AriaError, ConfigError, InvalidInput
-from aria.server import dashboard, models_api
+from aria.server import dashboard, models_api, openai_api
 from aria.server.runtime import Runtime
 from aria.server.ws import history_message, host_allowed, origin_allowed, serve_connection, token_ok
 from aria.session.export import export_json, export_markdown
@@ -42,7 +42,9 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 #: Routes that need the token when one is configured (the page itself and /health stay open).
-PROTECTED = ("/models", "/config", "/metrics", "/sessions", "/docs", "/openapi.json")
+PROTECTED = ("/models", "/config", "/metrics", "/sessions", "/docs", "/openapi.json", "/v1/")
+#: POST routes that take a file upload (multipart) instead of JSON.
+MULTIPART = ("/v1/audio/transcriptions",)
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
@@ -74,7 +76,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
                     {"code": "forbidden_origin", "message": "cross-origin change refused"}, 403
                 )
             if request.method == "POST" and not headers.get("content-type", "").startswith(
-                "application/json"
+                ("application/json", "multipart/form-data") if path in MULTIPART else "application/json"
             ):
                 return JSONResponse({"code": "invalid_json", "message": "send application/json"}, 415)
         if path.startswith(PROTECTED) and not token_ok(request.query_params, headers, server.token):
@@ -244,5 +246,6 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
 
     app.include_router(models_api.router)  # /models/llm: the model picker
     app.include_router(dashboard.router)  # /dashboard, /metrics/json
+    app.include_router(openai_api.router)  # /v1/realtime, /v1/audio/*, /v1/models: OpenAI-compatible
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
     return app

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import soxr
+import soxr  # type: ignore[import-untyped]
 
 from aria.errors import InvalidInput
 
@@ -58,7 +58,7 @@ def _ulaw_encode_table() -> npt.NDArray[np.uint8]:
     magnitude = np.minimum(np.abs(pcm), 32635) + 0x84
     exponent = np.floor(np.log2(magnitude)).astype(np.int32) - 7
     mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+    return np.asarray(~(sign | (exponent << 4) | mantissa) & 0xFF, dtype=np.uint8)
 
 
 def _alaw_encode_table() -> npt.NDArray[np.uint8]:
@@ -67,7 +67,7 @@ def _alaw_encode_table() -> npt.NDArray[np.uint8]:
     magnitude = np.minimum(np.where(pcm < 0, -pcm - 1, pcm), 32767) >> 3
     exponent = np.where(magnitude < 32, 0, np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int32) - 4)
     mantissa = np.where(exponent == 0, magnitude >> 1, magnitude >> exponent) & 0x0F
-    return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8)
+    return np.asarray((sign | (exponent << 4) | mantissa) ^ 0x55, dtype=np.uint8)
 
 
 _ULAW_DEC, _ALAW_DEC = _ulaw_decode_table(), _alaw_decode_table()

@@ -21,7 +21,7 @@ No sockets, no engines, no asyncio: the tests drive it with JSON text and check 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -29,8 +29,9 @@ from pydantic import TypeAdapter, ValidationError
 from aria.errors import InvalidInput
 from aria.server.realtime import events as ev
 from aria.server.realtime import server_events as se
+from aria.server.realtime.answering import Answering
 from aria.server.realtime.codecs import Decoder, b64decode_audio
-from aria.server.realtime.state import Conversation, Item, SessionState, Spoken, image_of, item_json, new_id
+from aria.server.realtime.state import Conversation, Item, SessionState, image_of, item_json, new_id
 
 __all__ = [
     "AudioIn",
@@ -47,6 +48,8 @@ Json = dict[str, Any]
 _CLIENT: TypeAdapter[Any] = TypeAdapter(ev.ClientEvent)
 #: The engines hear 16 kHz.
 ENGINE_RATE = 16000
+#: The shortest input buffer a client may commit.
+MIN_COMMIT_MS = 100
 #: Union tags pydantic puts in an error's location: not field names.
 _TAGS = {"server_vad", "semantic_vad", "audio/pcm", "audio/pcmu", "audio/pcma", "function", "int", "str"}
 
@@ -103,28 +106,16 @@ class Cancel:
     reason: str
 
 
-@dataclass
-class _Response:
-    id: str
-    modalities: tuple[str, ...]
-    output_format: str
-    voice: str | None
-    metadata: dict[str, str] | None
-    output: list[Item] = field(default_factory=list)
-    #: The message item being written, its content type, its text so far, its audio seconds so far.
-    open: Item | None = None
-    text: str = ""
-    audio_s: float = 0.0
-
-
 class RealtimeProtocol:
     def __init__(self, *, model: str, kind: str = "realtime", voices: tuple[str, ...] = ()) -> None:
         self.session = SessionState(model=model, kind=kind, voices=voices)
         self.conversation = Conversation()
         self.decoder = Decoder(self.session.input_format, ENGINE_RATE)
-        self.response: _Response | None = None
+        self.answers = Answering(self.event, self.session, self.conversation)
         #: The item id the input buffer will become (announced with ``speech_started``).
         self.pending_item: str | None = None
+        #: How much audio the input buffer holds (as the client sent it).
+        self.buffered_ms = 0.0
         self._events = 0
 
     # -- output helpers ------------------------------------------------------------------------------
@@ -212,21 +203,27 @@ class RealtimeProtocol:
 
     def _on_input_audio_buffer_append(self, event: ev.InputAudioBufferAppend) -> list[Any]:
         data = b64decode_audio(event.audio)
+        self.buffered_ms += self.decoder.samples_of(data) * 1000 / self.decoder.wire_rate
         return [AudioIn(self.decoder.decode(data))]
 
-    def _on_input_audio_buffer_commit(self, _event: ev.InputAudioBufferCommit) -> list[Any]:
+    def _on_input_audio_buffer_commit(self, event: ev.InputAudioBufferCommit) -> list[Any]:
+        if self.buffered_ms < MIN_COMMIT_MS:
+            message = (
+                f"the input audio buffer holds {self.buffered_ms:.0f} ms; commit needs {MIN_COMMIT_MS} ms"
+            )
+            return [self.error("input_audio_buffer_commit_empty", message, event_id=event.event_id)]
         return self.commit()
 
     def _on_input_audio_buffer_clear(self, _event: ev.InputAudioBufferClear) -> list[Any]:
-        self.pending_item = None
+        self.pending_item, self.buffered_ms = None, 0.0
         return [ClearInput(), self.event(se.BufferCleared)]
 
     def _on_output_audio_buffer_clear(self, _event: ev.OutputAudioBufferClear) -> list[Any]:
-        if self.response is None:
+        if self.answers.response is None:
             return [self.error("no_active_response", "there is no response audio to clear")]
         return [
-            Cancel(self.response.id, "client_cancelled"),
-            self.event(se.OutputBufferCleared, response_id=self.response.id),
+            Cancel(self.answers.response.id, "client_cancelled"),
+            self.event(se.OutputBufferCleared, response_id=self.answers.response.id),
         ]
 
     def _on_conversation_item_create(self, event: ev.ConversationItemCreate) -> list[Any]:
@@ -296,18 +293,18 @@ class RealtimeProtocol:
     def _on_response_create(self, event: ev.ResponseCreate) -> list[Any]:
         if self.session.kind == "transcription":
             raise InvalidInput("type: a transcription session makes no responses")
-        if self.response is not None:
+        if self.answers.response is not None:
             return [
                 self.error(
                     "conversation_already_has_active_response",
-                    f"response {self.response.id} is still in progress",
+                    f"response {self.answers.response.id} is still in progress",
                     event_id=event.event_id,
                 )
             ]
         return self.start_response(event.response or ev.ResponseParams())
 
     def _on_response_cancel(self, event: ev.ResponseCancel) -> list[Any]:
-        response = self.response
+        response = self.answers.response
         if response is None or (event.response_id is not None and event.response_id != response.id):
             return [
                 self.error(
@@ -343,6 +340,7 @@ class RealtimeProtocol:
     def commit(self) -> list[Any]:
         """The input buffer becomes a user item (``committed``, ``item.added``, ``item.done``)."""
         item_id, self.pending_item = self.pending_item or new_id("item"), None
+        self.buffered_ms = 0.0
         content = [{"type": "input_audio", "transcript": None}]
         item = Item(
             {
@@ -402,8 +400,7 @@ class RealtimeProtocol:
         if (params.tool_choice or cfg["tool_choice"]) == "none":
             tool_json = ()
         limit = params.max_output_tokens if params.max_output_tokens is not None else cfg["max_output_tokens"]
-        response = _Response(new_id("resp"), modalities, output_format, voice, params.metadata)
-        self.response = response
+        response = self.answers.begin(modalities, output_format, params.metadata)
         instructions = params.instructions if params.instructions is not None else cfg["instructions"]
         action = Respond(
             response.id,
@@ -416,172 +413,7 @@ class RealtimeProtocol:
             None if limit == "inf" else int(limit),
         )
         return [
-            self.event(se.ResponseCreated, response=self._response_json(response, "in_progress")),
+            self.event(se.ResponseCreated, response=self.answers.response_json(response, "in_progress")),
             self.event(se.RateLimitsUpdated, rate_limits=[]),
             action,
         ]
-
-    def _response_json(self, response: _Response, status: str, details: Json | None = None) -> Json:
-        return {
-            "object": "realtime.response",
-            "id": response.id,
-            "status": status,
-            "status_details": details,
-            "output": [i.json for i in response.output],
-            "conversation_id": "conv_" + self.session.id[5:],
-            "output_modalities": list(response.modalities),
-            "max_output_tokens": self.session.config["max_output_tokens"],
-            "audio": {
-                "output": {
-                    "format": {"type": response.output_format}
-                    | ({"rate": 24000} if response.output_format == "audio/pcm" else {}),
-                    "voice": self.session.config["audio"]["output"]["voice"],
-                }
-            },
-            "usage": None,
-            "metadata": response.metadata,
-        }
-
-    def _part_fields(self, response: _Response, item: Item) -> Json:
-        return {
-            "response_id": response.id,
-            "item_id": item.id,
-            "output_index": response.output.index(item),
-            "content_index": 0,
-        }
-
-    def _open(self) -> tuple[_Response, Item, list[Json]]:
-        response = self.response
-        assert response is not None, "no response in progress"
-        if response.open is not None:
-            return response, response.open, []
-        audio = "audio" in response.modalities
-        item = Item(
-            {
-                "id": new_id("item"),
-                "type": "message",
-                "object": "realtime.item",
-                "status": "in_progress",
-                "role": "assistant",
-                "content": [],
-            }
-        )
-        response.output.append(item)
-        response.open, response.text, response.audio_s = item, "", 0.0
-        previous = self.conversation.insert(item)
-        part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
-        return (
-            response,
-            item,
-            [
-                self.event(
-                    se.OutputItemAdded,
-                    response_id=response.id,
-                    output_index=len(response.output) - 1,
-                    item=item.json,
-                ),
-                self.event(se.ItemAdded, previous_item_id=previous, item=item.json),
-                self.event(se.ContentPartAdded, **self._part_fields(response, item), part=part),
-            ],
-        )
-
-    def text(self, delta: str) -> list[Json]:
-        """A piece of the answer's text (a text response)."""
-        response, item, out = self._open()
-        response.text += delta
-        return [*out, self.event(se.OutputTextDelta, **self._part_fields(response, item), delta=delta)]
-
-    def transcript(self, delta: str) -> list[Json]:
-        """A piece of the spoken answer's transcript (before its audio)."""
-        response, item, out = self._open()
-        response.text += delta
-        return [*out, self.event(se.TranscriptDelta, **self._part_fields(response, item), delta=delta)]
-
-    def audio(self, b64: str, seconds: float) -> list[Json]:
-        response, item, out = self._open()
-        response.audio_s += seconds
-        return [*out, self.event(se.OutputAudioDelta, **self._part_fields(response, item), delta=b64)]
-
-    def spoken(self, clause: Spoken) -> None:
-        """A clause's audio was all sent: kept for truncation."""
-        if self.response is not None and self.response.open is not None:
-            self.response.open.spoken.append(clause)
-
-    def function_call(self, call_id: str, name: str, arguments: str) -> list[Json]:
-        response = self.response
-        assert response is not None, "no response in progress"
-        out = self._close(response, "completed")
-        item = Item(
-            {
-                "id": new_id("item"),
-                "type": "function_call",
-                "object": "realtime.item",
-                "status": "in_progress",
-                "call_id": call_id,
-                "name": name,
-                "arguments": "",
-            }
-        )
-        response.output.append(item)
-        previous = self.conversation.insert(item)
-        index = len(response.output) - 1
-        fields = {"response_id": response.id, "item_id": item.id, "output_index": index, "call_id": call_id}
-        out += [
-            self.event(se.OutputItemAdded, response_id=response.id, output_index=index, item=dict(item.json)),
-            self.event(se.ItemAdded, previous_item_id=previous, item=dict(item.json)),
-            self.event(se.ArgumentsDelta, **fields, delta=arguments),
-            self.event(se.ArgumentsDone, **fields, name=name, arguments=arguments),
-        ]
-        item.json.update(arguments=arguments, status="completed")
-        return [
-            *out,
-            self.event(se.OutputItemDone, response_id=response.id, output_index=index, item=item.json),
-            self.event(se.ItemDone, previous_item_id=previous, item=item.json),
-        ]
-
-    def _close(self, response: _Response, status: str) -> list[Json]:
-        item, response.open = response.open, None
-        if item is None:
-            return []
-        fields = self._part_fields(response, item)
-        if "audio" in response.modalities:
-            part = {"type": "output_audio", "transcript": response.text}
-            item.json["content"] = [part]
-            done = [
-                self.event(se.OutputAudioDone, **fields),
-                self.event(se.TranscriptDone, **fields, transcript=response.text),
-                self.event(se.ContentPartDone, **fields, part={"type": "audio", "transcript": response.text}),
-            ]
-        else:
-            item.json["content"] = [{"type": "output_text", "text": response.text}]
-            done = [
-                self.event(se.OutputTextDone, **fields, text=response.text),
-                self.event(se.ContentPartDone, **fields, part={"type": "text", "text": response.text}),
-            ]
-        item.json["status"] = status
-        index = response.output.index(item)
-        previous = (
-            self.conversation.items[self.conversation.items.index(item) - 1].id
-            if (self.conversation.get(item.id) is not None and self.conversation.items.index(item) > 0)
-            else None
-        )
-        return [
-            *done,
-            self.event(se.OutputItemDone, response_id=response.id, output_index=index, item=item.json),
-            self.event(se.ItemDone, previous_item_id=previous, item=item.json),
-        ]
-
-    def finish(
-        self, status: str = "completed", *, reason: str | None = None, error: Json | None = None
-    ) -> list[Json]:
-        """The response ended: ``completed``, ``cancelled`` (``reason`` ``turn_detected`` or
-        ``client_cancelled``) or ``failed`` (``error``); what is open is closed first."""
-        response = self.response
-        if response is None:
-            return []
-        out = self._close(response, "completed" if status == "completed" else "incomplete")
-        self.response = None
-        details: Json | None = None
-        if status != "completed":
-            details = {"type": status, "reason": reason, "error": error}
-        return [*out, self.event(se.ResponseDone, response=self._response_json(response, status, details))]
