@@ -103,6 +103,7 @@ async def test_switching_to_ollama_answers_new_turns_on_open_connections_and_bac
         assert switched.json() == {
             "current": "ollama:tiny-chat",
             "label": "tiny-chat (Ollama)",
+            "model": "tiny-chat",
             "serving": "ollama",
         }
         listed = await models(http)

@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from aria.core.config import Settings
+from aria.core.config import LLMSettings, Settings
 from aria.engines.catalog import CATALOG, ModelEntry
 from aria.engines.models import models_dir
 from aria.errors import AriaError
@@ -56,10 +56,19 @@ class ModelChoice:
     vision: bool = False
     size: int | None = None
 
+    @property
+    def model(self) -> str | None:
+        """The model's own name (an Ollama tag, a GGUF's catalog name or file stem), None for builtin."""
+        if self.source == "gguf":
+            return self.label.removesuffix(" (GGUF)")
+        given = self.options.get("model") or self.options.get("model_path")
+        return Path(str(given)).stem if self.backend == "llamacpp" and given else given
+
     def as_dict(self, current: bool) -> dict[str, Any]:
         return {
             "name": self.name,
             "label": self.label,
+            "model": self.model,
             "backend": self.backend,
             "source": self.source,
             "vision": self.vision,
@@ -162,15 +171,14 @@ async def choices(rt: Runtime, started: Settings) -> tuple[list[ModelChoice], di
 
 def with_model(settings: Settings, choice: ModelChoice, *, ollama: str) -> Settings:
     """``settings`` answering with ``choice`` (options kept where the backend stays the same)."""
-    data = settings.model_dump()
     options = dict(choice.options)
     if choice.backend == "ollama":
         options.setdefault("base_url", ollama)
-    if choice.backend == settings.llm.backend and choice.name != "configured":
+    if choice.backend == settings.llm.backend:
         options = {**settings.llm.options, **options}
-    data["llm"]["backend"] = choice.backend
-    data["llm"]["options"] = options
-    return type(settings).model_validate(data)
+    # Validated as a section, not as Settings (which would read the environment's options back in).
+    llm = settings.llm.model_dump() | {"backend": choice.backend, "options": options}
+    return settings.model_copy(update={"llm": LLMSettings.model_validate(llm)})
 
 
 def _started(request: Request, rt: Runtime) -> Settings:
@@ -189,10 +197,13 @@ async def list_llms(request: Request) -> dict[str, Any]:
     offered, sources = await choices(rt, started)
     current_settings = rt.engine_settings
     marked = [c for c in offered[1:] if _is_current(c, current_settings)]
-    current = marked[0].name if marked else "configured"
+    chosen = marked[0] if marked else offered[0]
+    current = chosen.name
     engine = rt.engine_states().get("llm", {})
     return {
         "current": current,
+        "label": chosen.label,
+        "model": chosen.model,
         "serving": engine.get("name"),
         "state": engine.get("state"),
         "switched_at": getattr(request.app.state, "llm_switched_at", None),
@@ -234,6 +245,7 @@ async def switch_llm(request: Request) -> JSONResponse:
         try:
             await rt.switch_llm(settings)
         except ResidencyError as exc:
+            state.llm_switched_at = time.time()  # the slot was reloaded all the same (pages say why)
             log.warning("switching the language model to %s failed: %s", name, exc)
             serving = rt.engine_states().get("llm", {}).get("name")
             return JSONResponse(
@@ -245,7 +257,9 @@ async def switch_llm(request: Request) -> JSONResponse:
                 },
                 422,
             )
-    request.app.state.llm_switched_at = time.time()
+    state.llm_switched_at = time.time()
     log.info("language model switched to %s in %.0f ms", name, (time.perf_counter() - began) * 1000)
     engine = rt.engine_states().get("llm", {})
-    return JSONResponse({"current": name, "label": choice.label, "serving": engine.get("name")})
+    return JSONResponse(
+        {"current": name, "label": choice.label, "model": choice.model, "serving": engine.get("name")}
+    )

@@ -10,7 +10,7 @@
 //   media.js       microphone, image upload, camera
 //   modes.js       mode picker, per-mode UI, watch condition, alerts
 //   status.js      the status pill and the engines line    banner.js  the limited-setup banner
-//   settings.js    voice and model pickers (voices.js: voice names and languages)
+//   settings.js    the voice picker (voices.js: voice names and languages)   models.js  the model picker
 //   audio.js, waterfall.js  playback, latency charts
 
 import { Player, createAudioContext, resumeAudio } from "./audio.js";
@@ -23,6 +23,7 @@ import { friendly, localError, notify, ui } from "./dom.js";
 import * as media from "./media.js";
 import * as modes from "./modes.js";
 import { initSettings } from "./settings.js";
+import { describeRestart, initModels } from "./models.js";
 import { app, test } from "./state.js";
 import { initStatus, pollBreakers, renderStatus, serverState, setServerState, showEngines } from "./status.js";
 
@@ -128,6 +129,11 @@ const handlers = {
     test.notifications.push(msg);
     if (modes.onMonitorAlert(msg)) return;
     if (typeof msg.data?.mode === "string") modes.modeFromNotification(msg.data.mode);
+    if (msg.data?.kind === "restarted" && msg.data?.slot === "llm") {
+      // A model switch reloads the slot like a restart does: say which it was.
+      describeRestart(msg).then((text) => { if (text) notify(text, text === msg.text ? "warning" : "info"); });
+      return;
+    }
     notify(msg.text, msg.level === "warning" ? "warning" : "info");
   },
 
@@ -264,6 +270,7 @@ media.initMedia({
 });
 modes.initModes({ onChange: renderStatus });
 initSettings();
+initModels({ onChange: pollBreakers });
 conversations.initConversations({ onOpen: openConversation });
 
 ui.mic.addEventListener("click", media.toggleMic);

@@ -11,7 +11,7 @@ export const ui = {
   text: $("text-input"), send: $("send-btn"), image: $("image-input"), camera: $("camera-btn"),
   cameraPanel: $("camera-panel"), preview: $("camera-preview"), mode: $("mode-select"),
   modeDescription: $("mode-description"), modeHint: $("mode-hint"),
-  voice: $("voice-select"), model: $("model-select"), engines: $("engines"), waterfalls: $("waterfalls"),
+  voice: $("voice-select"), model: $("model-select"), modelNote: $("model-note"), engines: $("engines"), waterfalls: $("waterfalls"),
   monitor: $("monitor"), watchForm: $("watch-form"), watchInput: $("watch-input"),
   watchCurrent: $("watch-current"), monitorAlerts: $("monitor-alerts"),
   banner: $("banner"), bannerItems: $("banner-items"), bannerClose: $("banner-close"),

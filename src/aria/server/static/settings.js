@@ -1,4 +1,5 @@
-// The voice and model pickers: filled from `GET /models`; picking one sends a live `update_config`.
+// The voice picker: filled from `GET /models`; picking one sends a live `update_config` (models.js: the
+// language model picker).
 
 import { send } from "./connection.js";
 import { ui } from "./dom.js";
@@ -7,12 +8,11 @@ import { groupVoices } from "./voices.js";
 
 export function initSettings() {
   ui.voice.addEventListener("change", () => pick(ui.voice, "tts.voice"));
-  ui.model.addEventListener("change", () => pick(ui.model, "llm.options.model"));
   loadPickers();
 }
 
-/** `GET /models`, read loosely: a list of rows, or {voices, models, llm, tts, ...}; rows are strings or
- * objects with a name/id and a kind. Missing or unreadable: the pickers stay on "Default". */
+/** `GET /models`, read loosely: a list of rows, or {voices, tts, ...}; rows are strings or objects with a
+ * name/id and a kind. Missing or unreadable: the picker stays on "Default". */
 async function loadPickers() {
   let data;
   try {
@@ -29,13 +29,8 @@ async function loadPickers() {
     ...["llm", "tts"].flatMap((k) => (Array.isArray(data[k]) ? data[k].map((r) => withKind(r, k)) : [])),
   ];
   const voices = [...(Array.isArray(data.voices) ? data.voices : []), ...rows.filter((r) => r?.kind === "tts")];
-  const models = [
-    ...(Array.isArray(data.llm_models) ? data.llm_models : []),
-    ...rows.filter((r) => r?.kind === "llm"),
-  ];
   if (voices.every((v) => typeof v === "string")) fillVoices(voices);
   else fillPicker(ui.voice, voices);
-  fillPicker(ui.model, models);
 }
 
 function withKind(row, kind) {

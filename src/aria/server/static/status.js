@@ -66,7 +66,9 @@ export function showEngines(engines) {
   const parts = Object.entries(engines).map(([kind, e]) => {
     const what = engineWords(kind);
     if (e.state === "ready") {
-      const name = e.name || "ready";
+      let name = e.name || "ready";
+      // The language model's own model (picked with the model picker): "ollama (llama3.2)".
+      if (kind === "llm" && app.llmModel && !name.includes(app.llmModel)) name = `${name} (${app.llmModel})`;
       return limitedKinds.has(kind) ? [`${what}: `, el("span", "limited", `${name} (limited)`)] : [`${what}: ${name}`];
     }
     if (e.state === "loading") return [`${what}: loading…`];

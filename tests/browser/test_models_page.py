@@ -1,0 +1,131 @@
+"""The model picker switches the live model: the real ``aria serve`` with the fake engines, a real HTTP
+server speaking Ollama's API on 127.0.0.1 (``OLLAMA_HOST``) and a GGUF file that cannot load in its models
+folder, driven by Debian's Chromium. The picker lists them with the configured model selected; choosing
+Ollama's model makes the next answer come from it (the answer and the engine line say so); choosing the
+broken GGUF is refused with the reason and the picker goes back to the model still answering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import (
+    FAKE_ENGINES,
+    AriaPage,
+    AriaServer,
+    OpenPage,
+    _launch,
+    _serve,
+    require_browser,
+)
+from tests.engines.llm_servers import OllamaServer, Script
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts"
+require_browser()
+
+pytestmark = pytest.mark.timeout(90)
+FAKE_REPLY = "YES A person stands at the door."
+
+
+@pytest.fixture(scope="module")
+def ollama() -> Iterator[OllamaServer]:
+    with OllamaServer(Script(tokens=["Bonjour", " from", " Ollama", "."], models=["tiny-chat"])) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def picker_server(tmp_path_factory: pytest.TempPathFactory, ollama: OllamaServer) -> Iterator[AriaServer]:
+    data = tmp_path_factory.mktemp("picker-data")
+    (data / "models" / "llm").mkdir(parents=True)
+    (data / "models" / "llm" / "broken.gguf").write_bytes(b"GGUF" + b"\0" * 64)
+    engines = {**FAKE_ENGINES, "ARIA_DATA_DIR": str(data), "OLLAMA_HOST": ollama.base_url}
+    yield from _serve(tmp_path_factory, engines, "browser-models-server.log")
+
+
+@pytest.fixture
+def open_picker_page(playwright_driver: Any, picker_server: AriaServer) -> Iterator[OpenPage]:
+    browsers: list[Any] = []
+
+    def open_(viewport: tuple[int, int] = (1280, 800)) -> AriaPage:
+        return _launch(playwright_driver, browsers, f"{picker_server.url}/", None, viewport)
+
+    yield open_
+    for browser in browsers:
+        browser.close()
+
+
+def ask(aria: AriaPage, text: str, answers: int) -> dict[str, Any]:
+    aria.page.fill("#text-input", text)
+    aria.page.press("#text-input", "Enter")
+    aria.wait_for(f"t.metrics.length >= {answers}", 15, f"answer {answers}")
+    return aria.state()["responses"][-1]  # type: ignore[no-any-return]
+
+
+def test_picking_a_model_switches_what_answers_and_a_broken_one_is_refused(
+    open_picker_page: OpenPage,
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    aria = open_picker_page()
+    page = aria.page
+    aria.wait_for("t.models && t.models.models.length >= 4", 10, "the model list")
+    picker = page.locator("#model-select")
+    assert picker.is_enabled()
+    values = picker.locator("option").evaluate_all("(os) => os.map((o) => o.value)")
+    assert values == ["configured", "ollama:tiny-chat", "gguf:llm/broken.gguf", "builtin"]
+    assert picker.input_value() == "configured"
+    groups = picker.locator("optgroup").evaluate_all("(gs) => gs.map((g) => g.label)")
+    assert groups == ["Configured", "Ollama", "Downloaded (GGUF)", "Without a model"]
+
+    ask(aria, "hello", 1)
+    first = page.locator("#log li.assistant").last
+    assert FAKE_REPLY in first.inner_text()
+    assert first.get_attribute("data-model") == "fake"
+
+    picker.select_option("ollama:tiny-chat")
+    aria.wait_for("t.models.current === 'ollama:tiny-chat'", 15, "the switch to Ollama")
+    assert picker.input_value() == "ollama:tiny-chat"
+    page.wait_for_function(
+        "() => document.querySelector('#engines').textContent.includes('ollama (tiny-chat)')", timeout=5000
+    )
+    assert "New answers come from tiny-chat (Ollama)" in page.locator("#alerts").inner_text()
+    assert "crashed" not in page.locator("#alerts").inner_text()  # a switch is not a crash
+    ask(aria, "and now?", 2)
+    second = page.locator("#log li.assistant").last
+    assert "Bonjour from Ollama." in second.inner_text()
+    assert second.get_attribute("data-model") == "ollama (tiny-chat)"
+    page.screenshot(path=str(ARTIFACTS / "models-picker-switched.png"), full_page=True)
+
+    picker.select_option("gguf:llm/broken.gguf")
+    aria.wait_for("(t.modelErrors || []).length === 1", 15, "the refused switch")
+    error = aria.state()["modelErrors"][0]
+    assert error["code"] == "model_failed"
+    assert "still answers" in page.locator("#alerts").inner_text()
+    aria.wait_for("t.models.current === 'ollama:tiny-chat'", 5, "the picker back on the model answering")
+    assert picker.input_value() == "ollama:tiny-chat"
+    assert picker.is_enabled()
+    page.screenshot(path=str(ARTIFACTS / "models-picker-refused.png"), full_page=True)
+    ask(aria, "still you?", 3)
+    assert "Bonjour from Ollama." in page.locator("#log li.assistant").last.inner_text()
+    unexpected = [p for p in aria.problems if "status of 422" not in p]  # the refused switch's own answer
+    assert not unexpected, unexpected
+
+
+def test_another_page_hears_of_the_switch_as_a_switch(open_picker_page: OpenPage) -> None:
+    watcher, switcher = open_picker_page(), open_picker_page()
+    for aria in (watcher, switcher):
+        aria.wait_for("t.models && t.models.models.length >= 4", 10, "the model list")
+    target = "configured" if switcher.state()["models"]["current"] != "configured" else "builtin"
+    switcher.page.locator("#model-select").select_option(target)
+    switcher.wait_for(f"t.models.current === '{target}'", 15, "the switch")
+    watcher.wait_for(
+        "t.notifications.some((n) => n.data && n.data.kind === 'restarted')", 10, "the restart notification"
+    )
+    watcher.page.wait_for_function(
+        "() => document.querySelector('#alerts').textContent.includes('switched on the server')", timeout=5000
+    )
+    assert "crashed" not in watcher.page.locator("#alerts").inner_text()
+    assert watcher.page.locator("#model-select").input_value() == target
