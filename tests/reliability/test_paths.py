@@ -14,6 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from aria.session.journal import JournalFileStore
 from tests.reliability.live import CLIENT_OPTIONS, ServerThread, SyncClient
 
 
@@ -57,7 +58,9 @@ def victims(plain: ServerThread) -> Iterator[tuple[Path, list[Path]]]:
         client.until("response_done")
         session_id = client.session["session_id"]
     plain.quiet()
-    snapshot = (data_dir / "sessions" / f"{session_id}.json").read_text()
+    plain.runtime.sessions.flush()  # the writer thread has written what was saved
+    saved = JournalFileStore(data_dir / "sessions").load(session_id)  # the snapshot and its journal
+    snapshot = json.dumps(saved)
     with httpx.Client(base_url=plain.url) as http:
         assert http.delete(f"/sessions/{session_id}").status_code == 200
     planted = [data_dir / "victim-session.json", data_dir.parent / "victim-session.json"]
@@ -144,4 +147,5 @@ def test_saving_sessions_writes_only_inside_the_sessions_dir(plain: ServerThread
         session_id = client.session["session_id"]
     plain.quiet()
     added = set(files_under(root)) - before
-    assert added == {f"data/sessions/{session_id}.json"}
+    assert f"data/sessions/{session_id}.json" in added
+    assert added <= {f"data/sessions/{session_id}{suffix}" for suffix in (".json", ".journal", ".archive")}

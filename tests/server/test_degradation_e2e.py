@@ -4,7 +4,6 @@ again, a crashed engine is restarted, and no turn is lost."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import httpx
 
 from aria.pipeline.answer import APOLOGY_MID
 from aria.pipeline.voice import NOT_UNDERSTOOD
+from aria.session.journal import JournalFileStore
 from tests.engines.llm_servers import OpenAIServer, Script
 from tests.server.conftest import Client, LiveServer, connect, engine, start_server, stop_server
 from tests.server.test_endpoint import pcm_frames
@@ -25,12 +25,12 @@ async def ask(client: Client, text: str) -> dict[str, Any]:
 
 
 async def saved_history(info: LiveServer, session_id: str) -> list[dict[str, Any]]:
-    path = info.settings.data_dir / "sessions" / f"{session_id}.json"
-    for _ in range(100):  # the snapshot follows response_done
-        if path.exists():
-            break
-        await asyncio.sleep(0.01)
-    return list(json.loads(path.read_text())["history"])
+    """What is on disk: the snapshot and its journal (the session store's writer thread has written
+    what was saved by the time it runs the flush)."""
+    await asyncio.to_thread(info.runtime.sessions.flush)
+    snapshot = JournalFileStore(info.settings.data_dir / "sessions").load(session_id)
+    assert snapshot is not None
+    return list(snapshot["history"])
 
 
 async def test_a_failing_llm_opens_its_breaker_the_fallback_answers_and_it_closes_after_recovery(
