@@ -47,6 +47,11 @@ def add_parser(sub: Any) -> None:
     )
     t.add_argument("--json", action="store_true", help="print only the JSON result")
     t.set_defaults(run=_run_turns)
+    k = which.add_parser("talk", help="aria talk voice-to-voice through real (virtual PulseAudio) devices")
+    k.add_argument("--turns", type=int, default=5, help="spoken questions (default 5)")
+    k.add_argument("--no-echo", action="store_true", help="answers on speakers the microphone does not hear")
+    k.add_argument("--json", action="store_true", help="print only the JSON result")
+    k.set_defaults(run=_run_talk)
     m = which.add_parser(
         "embedded",
         help="default-loadout-shaped Whisper, Qwen2.5-1.5B GGUF and Kokoro: stage latencies, voice to voice",
@@ -135,6 +140,16 @@ def _run_embedded(args: argparse.Namespace) -> int:
             stt_threads=args.stt_threads,
         )
     )
+    if not args.json:
+        print(format_report(result))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def _run_talk(args: argparse.Namespace) -> int:
+    from aria.bench.talk import TalkBench, format_report
+
+    result = TalkBench(args.config, turns=args.turns, echo=not args.no_echo).run()
     if not args.json:
         print(format_report(result))
     print(json.dumps(result, sort_keys=True))

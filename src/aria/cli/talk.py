@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,14 @@ async def talk(args: argparse.Namespace, settings: Settings) -> int:
                     f"cannot open the microphone {args.input or '(default)'}: {exc}"
                     " (aria talk --list-devices)"
                 ) from exc
-        await _interface(args, session, source)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, session.stop)
+        try:
+            await _interface(args, session, source)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
         if session.client.session_id:
             memory.remember(args.server, session.client.session_id, session.client.key)
             print(

@@ -212,6 +212,7 @@ class Microphone(_Watched):
             channels=1,
             dtype="float32",
             blocksize=int(rate * BLOCK_S),
+            latency="low",
             callback=callback,
             finished_callback=self._ended.set,
         )
@@ -252,6 +253,7 @@ class Speaker(_Watched):
             channels=1,
             dtype="float32",
             blocksize=int(self.rate * BLOCK_S),
+            latency="low",
             callback=self._callback,
             finished_callback=self._ended.set,
         )

@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ async def local_server(settings: Settings, *, resume_id: str | None = None) -> A
         lifespan="on",
         ws_max_size=4 * 1024 * 1024,
     )
-    server = uvicorn.Server(config)
+    server = _QuietServer(config)
     task = asyncio.create_task(server.serve(), name="aria-talk-server")
     try:
         while not server.started:
@@ -69,6 +69,15 @@ async def local_server(settings: Settings, *, resume_id: str | None = None) -> A
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 15)
+
+
+class _QuietServer(uvicorn.Server):
+    """Leaves SIGINT and SIGTERM to ``aria talk``, which ends the conversation cleanly (saving it)
+    and then stops this server; uvicorn's own handlers would stop the server under it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class SessionMemory:
