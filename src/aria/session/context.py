@@ -280,6 +280,17 @@ class ContextWindow:
         )
         return dataclasses.replace(message, content=content)
 
+    def _shifted(self, messages: Sequence[Message]) -> bool:
+        """Follow the summary when the oldest messages were cut from the history (the session store
+        archives them past ``session.max_messages``): ``True`` when its last message is still there."""
+        for index in range(min(self._summarized_upto, len(messages)) - 1, -1, -1):
+            if messages[index] is self._anchor:
+                shift = self._summarized_upto - 1 - index
+                self._summarized_upto -= shift
+                self._check_from = max(0, self._check_from - shift)
+                return True
+        return False
+
     def _check_history(self, messages: Sequence[Message]) -> None:
         """Forget the summary when the history it covers was replaced (cleared, another session)."""
         if len(self._costs) > 2 * len(messages) + 256:
@@ -294,6 +305,8 @@ class ContextWindow:
                 return
             if _same(messages[upto - 1], self._anchor):
                 return
+        if self._anchor is not None and self._shifted(messages):
+            return
         log.info("the history changed under the summary; dropping the summary")
         self._cancel_task()
         self._generation += 1

@@ -99,6 +99,7 @@ class SessionStore:
         max_sessions: int = 1000,
         max_messages: int = 0,
         persist: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if max_sessions < 1:
             raise InvalidInput(f"max_sessions must be at least 1, got {max_sessions}")
@@ -109,6 +110,8 @@ class SessionStore:
         self.max_messages = max_messages
         #: ``False``: a private server, nothing is written anywhere.
         self.persist = persist
+        #: UNIX time now: when sessions were updated, and what retention counts from.
+        self.clock = clock
         self._sessions: dict[str, Session] = {}
         self._marks: dict[str, _Mark] = {}  # live id -> what was last saved or loaded
         self._journaled = persist and isinstance(self.snapshots, JournalStore)
@@ -154,9 +157,10 @@ class SessionStore:
         if session_id:
             existing = self._sessions.get(session_id) or self._load(session_id)
             if existing is not None:
-                existing.last_seen = time.time()
+                existing.last_seen = self.clock()
                 return existing, True
-        session = Session(new_id, mode=mode)
+        now = self.clock()
+        session = Session(new_id, mode=mode, created=now, last_seen=now, updated=now)
         self._admit(session)
         return session, False
 
@@ -187,7 +191,7 @@ class SessionStore:
             digest = _digest(header)
             if not new and digest == mark.digest and not force:
                 return False
-            session.updated = header["updated"] = time.time()
+            session.updated = header["updated"] = self.clock()
             record = message_record(session.archived + mark.count, parse_messages(_dicts(new)), header)
             self._submit(session.id, self.snapshots.append, session.id, record)  # type: ignore[attr-defined]
             written = _Mark(len(history), history[-1] if len(history) else None, digest)
@@ -230,12 +234,12 @@ class SessionStore:
         summaries = self.list()
         return summaries[0].id if summaries else None
 
-    def prune(self, retention_days: float, *, now: float | None = None) -> builtins.list[str]:
+    def prune(self, retention_days: float) -> builtins.list[str]:
         """Delete the sessions not updated for ``retention_days`` (0: keep all), saved and live, but
         never one with a connection; their ids."""
         if retention_days <= 0:
             return []
-        cutoff = (time.time() if now is None else now) - retention_days * 86400
+        cutoff = self.clock() - retention_days * 86400
         connected = {s.id for s in self._sessions.values() if s.connections > 0}
         gone = [s.id for s in self.list() if s.updated < cutoff and s.id not in connected]
         for session_id in gone:
@@ -282,14 +286,14 @@ class SessionStore:
         digest = _digest(snapshot)
         if not force and mark is not None and mark.digest == digest:
             return False
-        session.updated = snapshot["updated"] = time.time()
+        session.updated = snapshot["updated"] = self.clock()
         self.snapshots.save(session.id, snapshot)
         if live:
             self._marks[session.id] = _Mark(len(session.history), None, digest)
         return True
 
     def _queue_whole(self, session: Session) -> _Mark:
-        session.updated = time.time()
+        session.updated = self.clock()
         snapshot = session_to_snapshot(session)
         self._submit(session.id, self.snapshots.append, session.id, snapshot_record(snapshot))  # type: ignore[attr-defined]
         history = session.history
@@ -330,7 +334,7 @@ class SessionStore:
         if snapshot is None:
             return None
         session = session_from_snapshot(snapshot)
-        session.last_seen = time.time()
+        session.last_seen = self.clock()
         self._admit(session)
         history = session.history
         if self._writer is not None:
