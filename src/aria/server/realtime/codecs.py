@@ -95,7 +95,7 @@ def b64decode_audio(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"audio is not valid base64: {exc}") from exc
+        raise InvalidInput(f"audio: not valid base64 ({exc})") from exc
 
 
 def _to_int16(samples: Float32) -> npt.NDArray[np.int16]:

@@ -21,6 +21,7 @@ No sockets, no engines, no asyncio: the tests drive it with JSON text and check 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,8 +160,9 @@ class RealtimeProtocol:
             handler = getattr(self, "_on_" + event.type.replace(".", "_"))
             out: list[Any] = handler(event)
         except InvalidInput as exc:
-            param, _, message = str(exc).partition(": ") if ": " in str(exc) else ("", "", str(exc))
-            return [self.error("invalid_value", message or str(exc), param=param or None, event_id=event_id)]
+            head, _, rest = str(exc).partition(": ")
+            param = head if rest and re.fullmatch(r"[\w.\[\]]+", head) else None
+            return [self.error("invalid_value", rest if param else str(exc), param=param, event_id=event_id)]
         return out
 
     def _invalid(self, exc: ValidationError, raw: Any, event_id: str | None) -> Json:

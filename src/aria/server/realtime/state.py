@@ -151,20 +151,15 @@ class SessionState:
             audio_in = {k: v for k, v in self.config["audio"]["input"].items()}
             return {
                 "type": "transcription",
-                "object": "realtime.transcription_session",
-                "id": self.id,
                 "audio": {"input": audio_in},
                 "include": None,
             }
         return {
             "type": "realtime",
-            "object": "realtime.session",
-            "id": self.id,
             **self.config,
             "tracing": None,
             "truncation": "auto",
             "prompt": None,
-            "expires_at": 0,
             "include": None,
         }
 
