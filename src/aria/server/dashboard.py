@@ -146,6 +146,7 @@ class DashboardHistory:
 
 
 def _labelled(families: Mapping[str, Mapping[str, Any]], name: str, label: str) -> dict[str, float]:
+    """A counter's values by one label (``name`` as the parser names counter families: without _total)."""
     return {
         str(s["labels"].get(label, "")): s["value"]
         for s in families.get(name, {}).get("samples", ())
@@ -174,8 +175,8 @@ def dashboard_data(rt: Runtime, history: DashboardHistory, *, now: float | None 
         "window_s": history.window_s,
         "stages": {stage: percentiles(buckets) for stage, buckets in stages.items() if stage != "speech_end"},
         "series": history.series(),
-        "turns": _labelled(families, "aria_turns_total", "outcome"),
-        "errors": _labelled(families, "aria_errors_total", "code"),
+        "turns": _labelled(families, "aria_turns", "outcome"),
+        "errors": _labelled(families, "aria_errors", "code"),
         "connections": rt.connections,
         "engines": rt.engine_states(),
         "breakers": rt.breakers(),
