@@ -102,3 +102,34 @@ def test_the_dashboard_draws_latency_engines_and_memory(
         assert not problems, problems
     finally:
         browser.close()
+
+
+def test_the_waterfall_shows_the_stages_to_first_audio_and_playback_apart(open_fake_page: Any) -> None:
+    aria = open_fake_page()
+    page = aria.page
+    page.fill("#text-input", "hello")
+    page.press("#text-input", "Enter")
+    aria.wait_for("t.metrics.length >= 1", 15, "the turn's metrics")
+    figure = page.locator(".waterfall").first
+    figure.wait_for()
+    stages = figure.locator("ol.wf-rows .wf-row").evaluate_all("(rows) => rows.map((r) => r.dataset.stage)")
+    assert stages == ["llm_request", "first_token", "first_tts_request", "first_audio_out"]  # a typed turn
+    # The stages share one scale, up to the first audio (its bar is the whole track) ...
+    widths = figure.locator("ol.wf-rows .wf-bar").evaluate_all("(bars) => bars.map((b) => b.style.width)")
+    assert widths[-1] == "100%"
+    # ... and playback comes after a gap marker, on its own, hatched, with its length.
+    playback = figure.locator(".wf-playback")
+    assert "playback, not to scale" in playback.locator(".wf-gap").inner_text()
+    row = playback.locator('.wf-row[data-stage="playback"]')
+    metrics = aria.state()["metrics"][0]["waterfall"]
+    length = metrics["done"] - metrics["first_audio_out"]
+    assert row.locator(".wf-label").inner_text() == "Playback"
+    assert row.locator(".wf-ms").inner_text() == (
+        f"{length / 1000:.1f} s" if length >= 10000 else f"{round(length)} ms"
+    )
+    hatched = row.locator(".wf-play-bar").evaluate("(b) => getComputedStyle(b).backgroundImage")
+    assert "repeating-linear-gradient" in hatched
+    assert "first audio" in figure.locator("figcaption").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#waterfalls").screenshot(path=str(ARTIFACTS / "waterfall.png"))
+    assert not aria.problems, aria.problems
