@@ -28,7 +28,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--port", type=int, help="port (default 8765)")
     p.add_argument("--mode", help="start-up mode, e.g. voice_chat")
     p.add_argument("--token", help="require this bearer token from clients (needed off loopback)")
-    p.add_argument("--resume", action="store_true", help="continue the last session (clients without an id)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the last session (for a client that presents its key)",
+    )
     p.add_argument(
         "--offline",
         action="store_true",
@@ -68,6 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from aria.server.app import create_app
+    from aria.server.limits import uvicorn_options
 
     app = create_app(settings)
     _plan_first_run(app.state.runtime, settings)
@@ -82,9 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         host=settings.server.host,
         port=settings.server.port,
         log_level=settings.log.level.lower(),
-        ws="websockets-sansio",
-        log_config=None,
-        ws_max_size=4 * 1024 * 1024,
+        **uvicorn_options(settings.server.header_timeout_s),  # with a deadline for request headers
     )
     return 0
 

@@ -31,8 +31,10 @@ from aria._version import __version__
 from aria.core.config import Settings, apply_update, redacted
 from aria.core.logs import SecretFilter
 from aria.core.metrics import CONTENT_TYPE
+from aria.core.redact import redact, redact_tree
 from aria.errors import AriaError, ConfigError, InvalidInput
 from aria.server import dashboard, models_api, openai_api
+from aria.server.limits import BodyLimit
 from aria.server.runtime import Runtime
 from aria.server.ws import history_message, host_allowed, origin_allowed, serve_connection, token_ok
 from aria.session.export import export_json, export_markdown
@@ -88,6 +90,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         response: Response = await call_next(request)
         return response
 
+    app.add_middleware(BodyLimit, limit=lambda: rt.settings.server.max_body_bytes)  # outermost
+
     @app.get("/health")
     async def health() -> JSONResponse:
         engines = rt.engine_states()
@@ -113,7 +117,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
                 for mode, (available, reason) in rt.mode_availability().items()
             },
         }
-        return JSONResponse(body, status_code=503 if status == "down" else 200)
+        return JSONResponse(redact_tree(body), status_code=503 if status == "down" else 200)
 
     @app.get("/models")
     async def models() -> dict[str, Any]:
@@ -133,7 +137,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
                     result["llm_models"] = list(await lister())
                 except AriaError as exc:
                     result["llm_models_error"] = str(exc)
-        return result
+        return dict(redact_tree(result))
 
     @app.get("/config")
     async def get_config() -> dict[str, Any]:
@@ -150,7 +154,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         try:
             rt.settings = apply_update(rt.settings, updates)
         except ConfigError as exc:
-            return JSONResponse({"code": exc.code, "message": str(exc), "key": exc.key}, 400)
+            return JSONResponse({"code": exc.code, "message": redact(str(exc)), "key": exc.key}, 400)
         log.info("configuration updated: %s", sorted(updates))
         return JSONResponse(redacted(rt.settings))
 

@@ -92,7 +92,7 @@ class BodyLimit:
 
         try:
             await self.app(scope, counted, sending)
-        except _TooLarge:
+        except* _TooLarge:  # also when a task group (BaseHTTPMiddleware's) wrapped it
             log.warning("refused a streamed body over %d bytes for %s", limit, scope.get("path"))
             if not started:
                 await _refuse(send, limit)

@@ -1,0 +1,239 @@
+"""Admission cannot be exhausted: request bodies are capped before they are read, half-sent headers are
+timed out (slowloris), idle WebSockets give up their seats, one client address cannot take every seat,
+and a connection's VAD costs kilobytes (one Silero model shared by all).
+
+The HTTP limits are tested on a spawned ``aria serve`` (the uvicorn protocol it runs with), the WebSocket
+limits on a live server in the test's loop with small limits."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from aria.engines.vad.silero import SileroVAD, find_model
+from aria.types import AudioChunk
+from tests.server.conftest import free_port
+
+FAKES = {
+    "ARIA_MODELS__OFFLINE": "1",
+    "ARIA_VAD__BACKEND": "fake",
+    "ARIA_STT__BACKEND": "fake",
+    "ARIA_STT__FALLBACK": "[]",
+    "ARIA_LLM__BACKEND": "fake",
+    "ARIA_LLM__FALLBACK": "[]",
+    "ARIA_TTS__BACKEND": "fake",
+    "ARIA_TTS__FALLBACK": "[]",
+    "ARIA_TURN__BACKEND": "silence",
+    "ARIA_TURN__FALLBACK": "[]",
+}
+
+
+@dataclass
+class Spawned:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+    def logged(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def spawn_serve(data_dir: Path, env: dict[str, str], *args: str) -> Spawned:
+    """``aria serve`` on a free port with fake engines (and ``env``), its log in ``data_dir/serve.log``;
+    returns once ``/health`` answers."""
+    port = free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ARIA_")}
+    full.update(FAKES, ARIA_DATA_DIR=str(data_dir), **env)
+    log = data_dir / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aria", "serve", "--port", str(port), *args],
+            env=full,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    spawned = Spawned(proc, port, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{spawned.url}/health", timeout=2).status_code == 200:
+                return spawned
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"aria serve did not start:\n{spawned.logged()}")
+
+
+def stop(spawned: Spawned) -> None:
+    spawned.proc.terminate()
+    try:
+        spawned.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        spawned.proc.kill()
+        spawned.proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spawned]:
+    spawned = spawn_serve(tmp_path_factory.mktemp("limits"), {"ARIA_SERVER__HEADER_TIMEOUT_S": "1"})
+    try:
+        yield spawned
+    finally:
+        stop(spawned)
+
+
+def raw(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return sock
+
+
+def read_response(sock: socket.socket, within: float = 5.0) -> bytes:
+    sock.settimeout(within)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+            if b"\r\n\r\n" in data and b"content-length" in data.lower():
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(
+                    next(line for line in head.lower().split(b"\r\n") if b"content-length" in line).split(
+                        b":"
+                    )[1]
+                )
+                if len(body) >= length:
+                    break
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
+
+
+# -- request bodies ------------------------------------------------------------------------------------
+
+
+def test_a_200_mb_post_is_refused_at_once_without_reading_it(served: Spawned) -> None:
+    before = served.rss_mb()
+    began = time.monotonic()
+    with raw(served.port) as sock:
+        sock.sendall(
+            b"POST /config HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 209715200\r\n\r\n" + b"{" + b" " * (1024 * 1024)
+        )
+        response = read_response(sock)
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert b"body_too_large" in response
+    assert b"server.max_body_bytes" in response
+    assert time.monotonic() - began < 3.0
+    assert served.rss_mb() - before < 20  # was +390 MB when the body was read before refusing it
+    assert httpx.get(f"{served.url}/health").status_code == 200  # and the server carries on
+
+
+def test_a_chunked_body_is_refused_once_it_passes_the_limit(served: Spawned) -> None:
+    before = served.rss_mb()
+    with raw(served.port) as sock:
+        sock.sendall(
+            b"POST /config HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b" " * 65536
+        sent = 0
+        try:
+            for _ in range(400):  # up to 25 MB, far past the 1 MiB limit
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        response = read_response(sock)
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert served.rss_mb() - before < 20
+
+
+def test_small_bodies_still_pass(served: Spawned) -> None:
+    response = httpx.post(f"{served.url}/config", json={"llm.temperature": 0.5})
+    assert response.status_code == 200, response.text
+    assert response.json()["llm"]["temperature"] == 0.5
+
+
+# -- slowloris -----------------------------------------------------------------------------------------
+
+
+def test_half_sent_headers_are_timed_out_in_seconds(served: Spawned) -> None:
+    slow = [raw(served.port) for _ in range(5)]
+    try:
+        began = time.monotonic()
+        for sock in slow:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for _ in range(3):  # trickle more header lines: the deadline is not extended
+            time.sleep(0.3)
+            for sock in slow:
+                sock.sendall(b"X-Slow: 1\r\n")
+        # Meanwhile the server answers others.
+        assert httpx.get(f"{served.url}/health", timeout=2).status_code == 200
+        for sock in slow:
+            answer = read_response(sock, within=5.0)
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+            assert sock.recv(1) == b""  # closed
+        assert time.monotonic() - began < 3.0  # 1 s deadline (header_timeout_s), not forever
+    finally:
+        for sock in slow:
+            sock.close()
+    assert "no complete request headers within 1 s" in served.logged()
+
+
+def test_a_silent_connection_is_closed_too(served: Spawned) -> None:
+    with raw(served.port) as sock:
+        began = time.monotonic()
+        answer = read_response(sock, within=5.0)
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert time.monotonic() - began < 3.0
+
+
+# -- the shared VAD model ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(find_model()[0] is None, reason="no Silero model installed")
+async def test_silero_instances_share_one_model_and_cost_kilobytes_each() -> None:
+    first = SileroVAD()
+    await first.start()
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        more = [SileroVAD() for _ in range(20)]
+        for vad in more:
+            await vad.start()
+        used, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    per_instance = (used - base) / len(more)
+    assert all(vad._session is first._session for vad in more)  # one onnxruntime session
+    assert per_instance < 100_000, f"{per_instance:.0f} bytes per VAD"
+    # Each still has its own state: one hearing noise does not move another.
+    noise = np.random.default_rng(0).normal(0, 0.3, 16000).astype(np.float32)
+    more[0].process_all(AudioChunk(noise, 16000))
+    assert more[0].last_probability > 0.0
+    assert more[1].last_probability == 0.0
+    for vad in [first, *more]:
+        await vad.aclose()
