@@ -2,7 +2,8 @@
 
 Each fake records what it was asked (``requests``) and how long it spent in its own scripted waits
 (``waits``: label, start, end on the monotonic clock), so a harness can subtract the fakes' time from a
-measured latency and what remains is the pipeline's own overhead.
+measured latency and what remains is the pipeline's own overhead. Each record list keeps the latest
+:data:`MAX_RECORDS` entries (a long soak measures the server's memory, not the fakes').
 
 Failures are scripted with :class:`Fault`: which calls fail (1-based), after how many items, whether
 they raise (retryable or not) or hang (to exercise timeouts).
@@ -16,7 +17,7 @@ import io
 import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,7 +43,9 @@ from aria.types import (
     WordMark,
 )
 
-__all__ = ["FakeLLM", "FakeSTT", "FakeTTS", "FakeVAD", "FakeVision", "Fault", "tokenize"]
+__all__ = ["MAX_RECORDS", "FakeLLM", "FakeSTT", "FakeTTS", "FakeVAD", "FakeVision", "Fault", "tokenize"]
+
+_R = TypeVar("_R")
 
 
 class Fault(BaseModel):
@@ -93,7 +96,7 @@ class _FakeBase:
         try:
             await asyncio.sleep(seconds)
         finally:
-            self.waits.append((label, start, time.monotonic()))
+            _record(self.waits, (label, start, time.monotonic()))
 
     async def _maybe_fail(self, fault: Fault | None, produced: int) -> None:
         if fault is None or not fault.hits(self.calls) or produced != fault.after:
@@ -104,6 +107,16 @@ class _FakeBase:
             self.crashed = True
             raise EngineCrashed(fault.message, engine=self.name)
         raise EngineError(fault.message, engine=self.name, retryable=fault.retryable)
+
+
+#: How many entries each record list of a fake keeps (the oldest go first).
+MAX_RECORDS = 1000
+
+
+def _record(records: list[_R], item: _R) -> None:
+    records.append(item)
+    if len(records) > MAX_RECORDS:
+        del records[: len(records) - MAX_RECORDS]
 
 
 def tokenize(text: str) -> list[str]:
@@ -177,7 +190,7 @@ class FakeSTT(_FakeBase):
         words = text.split()
         await self._maybe_fail(cfg.fault, 0)
         async for chunk in audio:
-            self.arrivals.append((chunk.timestamp, time.monotonic()))
+            _record(self.arrivals, (chunk.timestamp, time.monotonic()))
             frames += 1
             if cfg.partial_every and frames % cfg.partial_every == 0 and words:
                 shown = min(len(words), frames // cfg.partial_every)
@@ -225,7 +238,7 @@ class FakeLLM(_FakeBase):
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         self.calls += 1
-        self.requests.append(request)
+        _record(self.requests, request)
         cfg = self.config
         reply = self._reply(request)
         if reply.startswith("TOOL:"):  # a scripted tool call: "TOOL:name:{json arguments}"
@@ -284,7 +297,7 @@ class FakeTTS(_FakeBase):
 
     async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
         self.calls += 1
-        self.requests.append((text, voice, time.monotonic()))
+        _record(self.requests, (text, voice, time.monotonic()))
         cfg = self.config
         total = int(cfg.sample_rate * cfg.ms_per_char * max(len(text), 1) / 1000)
         step = int(cfg.sample_rate * cfg.chunk_ms / 1000)
