@@ -6,12 +6,22 @@ broken GGUF is refused with the reason and the picker goes back to the model sti
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+import uvicorn
 
+from aria.core.config import load_settings
+from aria.engines.catalog import ModelEntry, ModelFile
+from aria.server.app import create_app
+from aria.server.firstrun import FirstRunPull
+from aria.server.runtime import Runtime
 from tests.browser.conftest import (
     FAKE_ENGINES,
     AriaPage,
@@ -22,6 +32,8 @@ from tests.browser.conftest import (
     require_browser,
 )
 from tests.engines.llm_servers import OllamaServer, Script
+from tests.http_range import send_range
+from tests.server.conftest import FAST_FAKES, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
@@ -129,3 +141,100 @@ def test_another_page_hears_of_the_switch_as_a_switch(open_picker_page: OpenPage
     )
     assert "crashed" not in watcher.page.locator("#alerts").inner_text()
     assert watcher.page.locator("#model-select").input_value() == target
+
+
+class _SlowFiles(http.server.BaseHTTPRequestHandler):
+    """Serves ``files`` (path -> bytes) in 16 KiB pieces, 40 ms apart: a pull the page can watch."""
+
+    files: ClassVar[dict[str, bytes]] = {}
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        data = self.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        body = send_range(self, data)
+        try:
+            for start in range(0, len(body), 16384):
+                self.wfile.write(body[start : start + 16384])
+                self.wfile.flush()
+                time.sleep(0.04)  # the other end of a slow link (a server thread, not the code under test)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture
+def pulling_server(tmp_path: Path) -> Iterator[str]:
+    """An in-process server (fake engines) whose first-run pull fetches two files from a slow local HTTP
+    server; yields its URL."""
+    files = {"/a.bin": bytes(range(256)) * 3072, "/b.bin": b"aria" * 131072}  # 768 KiB, 512 KiB
+    _SlowFiles.files = files
+    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowFiles)
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{origin.server_address[1]}"
+    entries = [
+        ModelEntry(
+            name=name,
+            kind="stt",
+            engine="stt:fake",
+            description="a test file",
+            location=f"stt/{name}.bin",
+            files=(
+                ModelFile(f"{base}{path}", f"stt/{name}.bin", len(data), hashlib.sha256(data).hexdigest()),
+            ),
+        )
+        for name, (path, data) in zip(("speech-a", "speech-b"), files.items(), strict=True)
+    ]
+    settings = load_settings(overrides={**FAST_FAKES, "data_dir": str(tmp_path)}, env={})
+    runtime = Runtime(settings)
+    runtime.first_run = FirstRunPull(entries, tmp_path / "models")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, runtime=runtime), host="127.0.0.1", port=port, log_config=None)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        origin.shutdown()
+        origin.server_close()
+
+
+def test_the_first_run_pull_shows_a_progress_bar_per_file_until_done(
+    playwright_driver: Any, pulling_server: str
+) -> None:
+    browsers: list[Any] = []
+    try:
+        aria = _launch(playwright_driver, browsers, f"{pulling_server}/", None, (1280, 800))
+        page = aria.page
+        page.wait_for_selector("#downloads:not([hidden]) progress", timeout=10000)
+        # A bar part way: more than nothing, less than all (the file arrives over about two seconds).
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#downloads progress')]"
+            ".some((p) => p.value > 0 && p.value < p.max)",
+            timeout=10000,
+            polling=50,
+        )
+        files = page.locator("#download-list li").evaluate_all("(items) => items.map((i) => i.dataset.file)")
+        assert files[-1] == "stt/speech-b.bin"  # the second waits its turn (the first may be done already)
+        words = page.locator("#download-list").inner_text()
+        assert "%" in words or "waiting" in words
+        assert "Downloading models" in page.locator("#downloads-title").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "downloads-progress.png"))
+        page.wait_for_selector("#downloads", state="hidden", timeout=20000)
+        downloads = aria.state()["downloads"]
+        assert [(d["file"], d["state"]) for d in downloads] == [
+            ("stt/speech-a.bin", "done"),
+            ("stt/speech-b.bin", "done"),
+        ]
+        assert all(d["done"] == d["total"] for d in downloads)
+        assert not aria.problems, aria.problems
+    finally:
+        for browser in browsers:
+            browser.close()

@@ -16,6 +16,7 @@ export const ui = {
   watchCurrent: $("watch-current"), monitorAlerts: $("monitor-alerts"),
   banner: $("banner"), bannerItems: $("banner-items"), bannerClose: $("banner-close"),
   modeUnavailable: $("mode-unavailable"),
+  downloads: $("downloads"), downloadsTitle: $("downloads-title"), downloadList: $("download-list"),
   dictation: $("dictation"), dictationText: $("dictation-text"), copy: $("copy-btn"), clear: $("clear-btn"),
 };
 

@@ -2,6 +2,7 @@
 // engines line under the settings, and what `GET /health` says (breakers, limited engines, modes).
 
 import { showLimited } from "./banner.js";
+import { showDownloads } from "./downloads.js";
 import { el, engineWords, ui } from "./dom.js";
 import { modeInReason, modeInfo, setModeAvailability } from "./modes.js";
 import { app } from "./state.js";
@@ -93,6 +94,7 @@ export async function pollBreakers() {
     const limited = health.limited || [];
     limitedKinds = new Set(limited.map((l) => l.kind));
     showLimited(limited);
+    showDownloads(health.downloads || [], pollBreakers); // every second while a model downloads
     setModeAvailability(health.modes || {});
     // The serving member can change (a breaker opened): take the name /health gives.
     const live = Object.fromEntries(Object.entries(lastEngines).map(([kind, e]) => {
