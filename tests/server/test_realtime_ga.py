@@ -91,7 +91,7 @@ async def realtime(
     port: int, *, model: str = "gpt-realtime", key: str = "sk-anything", **kw: Any
 ) -> AsyncIterator[Recorder]:
     client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
-    async with client.realtime.connect(model=model, **kw) as conn:
+    async with client.realtime.connect(model=model, max_retries=0, **kw) as conn:
         yield Recorder(conn)
     await client.close()
 
