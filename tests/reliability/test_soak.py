@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from aria.bench.soak import SoakBench, _missing, _Turn
+from aria.bench.soak import SoakBench, _missing
+from aria.bench.soak_client import Turn
 from aria.server.app import create_app
 from tests.reliability.live import ServerThread, SyncClient
 
@@ -65,12 +66,18 @@ async def test_a_short_soak_loses_nothing_and_leaks_nothing(tmp_path: Path) -> N
     assert growth["rss_mb"] < RSS_SLACK_MB
     assert growth["objects"] < OBJECTS_PER_TURN * 60
     assert 0 < result["turn_ms_p50"] <= result["turn_ms_p95"]
-    # The saved snapshot is where the bench's own second server found the history.
+    # The saved snapshot (and its journal) is where the bench's own second server found the history.
     assert len(list((tmp_path / "sessions").glob("*.json"))) == 1
+    # First and last turns compared, and RSS sampled at the start and the end.
+    assert result["window_turns"] == result["completed"] // 2  # halves, with fewer than 2,000
+    assert result["turn_ms_p50_first"] > 0
+    assert result["turn_ms_p50_last"] > 0
+    assert [turn for turn, _ in result["rss_samples"]] == [0, 60]
+    assert result["rss_mb_per_1000_turns"] is not None
 
 
-def turn(user: str, answer: str, *, interrupted: bool = False) -> _Turn:
-    return _Turn(id=user, sent_at=0.0, user=user, answer=answer, interrupted=interrupted, done_at=1.0)
+def turn(user: str, answer: str, *, interrupted: bool = False) -> Turn:
+    return Turn(id=user, sent_at=0.0, user=user, answer=answer, interrupted=interrupted, done_at=1.0)
 
 
 def entry(role: str, content: str, interrupted: bool = False) -> dict[str, object]:

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
-import json
 import os
 import platform
 import tempfile
@@ -46,24 +44,15 @@ from typing import Any
 
 import httpx
 import uvicorn
-import websockets
 
+from aria.bench.soak_client import HEARD, KEY_HEADER, REPLY, TURN_TIMEOUT_S, SoakClient, Turn, connect
 from aria.core.config import Settings, load_settings
 from aria.core.metrics import percentile
-from aria.testing.harness import silence, tone
 
 __all__ = ["AppFactory", "Resources", "SoakBench", "format_report", "measure_resources"]
 
 #: Builds the ASGI application for a configuration (``aria.server.app.create_app``).
 AppFactory = Callable[[Settings], Any]
-
-REPLY = "Sure, here is the answer you asked for, in a dozen words or so."
-HEARD = "what time is it"
-AUDIO_TAG = 0x01
-#: The documented per-connection limit is about 20 messages a second in bursts of 40: stay below it.
-CLIENT_RATE_PER_S = 18.0
-CLIENT_BURST = 30
-TURN_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -97,130 +86,9 @@ def _growth(before: Resources, after: Resources) -> dict[str, float | None]:
 
 
 @dataclass
-class _Turn:
-    id: str
-    sent_at: float
-    user: str
-    first_token_at: float | None = None
-    done_at: float | None = None
-    #: From ``response_done``: the answer's text and whether it was cut short.
-    answer: str | None = None
-    interrupted: bool = False
-    transcript: str | None = None
-
-
-@dataclass
-class _Input:
-    """What was sent to start a turn, and the turn ids known by then (the new turn is the next one)."""
-
-    user: str
-    sent_at: float
-    known: frozenset[str]
-    audio: bool
-    turn: _Turn | None = None
-
-
-class _Client:
-    """One WebSocket connection: records every message by turn, paces its own messages."""
-
-    def __init__(self, ws: websockets.ClientConnection, session: dict[str, Any]) -> None:
-        self.ws = ws
-        self.session = session
-        self.turns: dict[str, _Turn] = {}
-        self.errors: list[dict[str, Any]] = []
-        #: The input whose turn has not shown up yet.
-        self.pending: _Input | None = None
-        #: A typed interruption: the next turn, already sent.
-        self.carried: _Input | None = None
-        self._tokens = float(CLIENT_BURST)
-        self._last = time.monotonic()
-        self.rate_limited = 0
-
-    async def _recv(self, within: float) -> None:
-        raw = await asyncio.wait_for(self.ws.recv(), max(0.001, within))
-        now = time.monotonic()
-        if isinstance(raw, bytes):
-            return
-        message = json.loads(raw)
-        kind = message.get("type")
-        if kind == "error" and message.get("turn_id") is None:
-            self.errors.append(message)
-            return
-        turn_id = message.get("turn_id")
-        if not isinstance(turn_id, str):
-            return
-        turn = self.turns.get(turn_id)
-        if turn is None:
-            pending = self.pending
-            if pending is None or turn_id in pending.known:
-                return  # not a turn this client started
-            turn = self.turns[turn_id] = _Turn(turn_id, pending.sent_at, pending.user)
-            pending.turn, self.pending = turn, None
-        if kind == "text_token" and turn.first_token_at is None:
-            turn.first_token_at = now
-        elif kind == "transcript" and message.get("final"):
-            turn.transcript = message["text"]
-        elif kind == "response_done":
-            turn.done_at, turn.answer, turn.interrupted = now, message["text"], message["interrupted"]
-        elif kind == "error":
-            self.errors.append(message)
-
-    async def pump(self, ready: Callable[[], bool], within: float = TURN_TIMEOUT_S) -> bool:
-        """Read until ``ready()``; False when ``within`` seconds pass first."""
-        deadline = time.monotonic() + within
-        while not ready():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            try:
-                await self._recv(left)
-            except TimeoutError:
-                return False
-        return True
-
-    async def send_json(self, message: dict[str, Any], started: _Input | None = None) -> None:
-        """Send within the documented rate; resend what still comes back ``rate_limited``. For a
-        message that starts a turn (``started``), wait a moment for the turn or the limiter's error."""
-        while True:
-            now = time.monotonic()
-            self._tokens = min(float(CLIENT_BURST), self._tokens + (now - self._last) * CLIENT_RATE_PER_S)
-            self._last = now
-            if self._tokens < 1:
-                await asyncio.sleep((1 - self._tokens) / CLIENT_RATE_PER_S)
-                continue
-            self._tokens -= 1
-            mark = len(self.errors)
-            await self.ws.send(json.dumps(message))
-            if started is None:
-                return
-            await self.pump(functools.partial(self._answered, started, mark), within=0.05)
-            if not any(e["code"] == "rate_limited" for e in self.errors[mark:]):
-                return
-            self.rate_limited += 1
-            del self.errors[mark:]
-            await asyncio.sleep(1 / CLIENT_RATE_PER_S)
-
-    def _answered(self, started: _Input, errors_before: int) -> bool:
-        return started.turn is not None or len(self.errors) > errors_before
-
-    async def send_text(self, text: str) -> _Input:
-        self.pending = sent = _Input(text, time.monotonic(), frozenset(self.turns), audio=False)
-        await self.send_json({"type": "text", "text": text}, started=sent)
-        return sent
-
-    async def speak(self) -> _Input:
-        """An utterance, sent as fast as the socket takes it: 240 ms of tone, 200 ms of silence."""
-        frames = [AUDIO_TAG.to_bytes(1, "little") + c.to_pcm16() for c in [*tone(240), *silence(200)]]
-        for frame in frames[:-1]:
-            await self.ws.send(frame)
-        self.pending = sent = _Input(HEARD, time.monotonic(), frozenset(self.turns), audio=True)
-        await self.ws.send(frames[-1])
-        return sent
-
-
-@dataclass
 class _Tally:
-    records: list[tuple[_Turn, bool]] = field(default_factory=list)  # (turn, measured)
+    records: list[tuple[Turn, bool]] = field(default_factory=list)  # (turn, measured)
+    rss: list[tuple[int, float | None]] = field(default_factory=list)  # (measured turns done, RSS MB)
     started: int = 0
     lost: int = 0
     interrupts_missed: int = 0
@@ -243,6 +111,10 @@ class SoakBench:
     trace_memory: bool = False
     llm_token_s: float = 0.002
     data_dir: Path | None = None
+    #: Turns between two RSS samples, and the window of the first/last latency figures.
+    window: int = 1000
+    #: The session's resume key, from its first ``session`` message (servers that give one).
+    key: str | None = field(default=None, init=False)
 
     def overrides(self, data_dir: Path) -> dict[str, Any]:
         return {
@@ -283,9 +155,10 @@ class SoakBench:
                 session_id = await self._conversation(url, tally, self.warmup, self.turns, session_id)
                 elapsed = time.monotonic() - started
                 after = await _quiet(http)
-                live = await _history(http, session_id)
+                tally.rss.append((self.turns, _rss_mb()))
+                live = await _history(http, session_id, self.key)
             async with _serve(self.app_factory(settings)) as (_, http):
-                saved = await _history(http, session_id)
+                saved = await _history(http, session_id, self.key)
         finally:
             if self.trace_memory:
                 tracemalloc.stop()
@@ -295,7 +168,8 @@ class SoakBench:
         self, url: str, tally: _Tally, first: int, count: int, session_id: str | None
     ) -> str:
         """Turns ``first`` .. ``first + count - 1`` of the conversation; returns the session id."""
-        client = await _connect(url, session_id)
+        client = await connect(url, session_id, self.key)
+        self.key = self.key or client.session.get("key")
         due = False
         try:
             for index in range(first, first + count):
@@ -304,27 +178,31 @@ class SoakBench:
                     client = await self._reconnect(client, url, tally)
                     due = False
                 measured = first > 0 or self.warmup == 0
+                if measured and (index - first) % self.window == 0:
+                    tally.rss.append((index - first, _rss_mb()))
                 await self._turn(client, index, tally, measured=measured, last=index == first + count - 1)
         finally:
             await self._close(client, tally)
         return str(client.session["session_id"])
 
-    async def _reconnect(self, client: _Client, url: str, tally: _Tally) -> _Client:
+    async def _reconnect(self, client: SoakClient, url: str, tally: _Tally) -> SoakClient:
         await self._close(client, tally)
         tally.reconnects += 1
-        again = await _connect(url, client.session["session_id"])
+        again = await connect(url, client.session["session_id"], self.key)
         if not again.session.get("resumed"):
             tally.errors["not_resumed"] += 1
         return again
 
-    async def _close(self, client: _Client, tally: _Tally) -> None:
+    async def _close(self, client: SoakClient, tally: _Tally) -> None:
         await client.ws.close()
         tally.rate_limited += client.rate_limited
         tally.errors.update(e["code"] for e in client.errors)
         client.errors.clear()
         client.rate_limited = 0
 
-    async def _turn(self, client: _Client, index: int, tally: _Tally, *, measured: bool, last: bool) -> None:
+    async def _turn(
+        self, client: SoakClient, index: int, tally: _Tally, *, measured: bool, last: bool
+    ) -> None:
         interrupt = bool(self.interrupt_every) and index % self.interrupt_every == self.interrupt_every - 1
         by_text = interrupt and not last and (index // self.interrupt_every) % 2 == 1
         sent, client.carried = client.carried, None
@@ -396,6 +274,7 @@ class SoakBench:
             "first_token_ms_p95": _pct(first_ms, 95),
             "seconds": round(elapsed, 3),
             "turns_per_s": round(len(measured) / elapsed, 2) if elapsed > 0 else None,
+            **_drift(total_ms, tally.rss, len(measured), self.window),
             "before": asdict(before),
             "after": asdict(after),
             "growth": _growth(before, after),
@@ -413,11 +292,33 @@ class SoakBench:
         }
 
 
+def _drift(
+    total_ms: list[float], rss: list[tuple[int, float | None]], turns: int, window: int
+) -> dict[str, Any]:
+    """Whether turns slow down or memory grows as the conversation gets long: the p50 of the first and
+    the last ``window`` completed turns (each half of them when there are fewer than twice as many), and
+    RSS growth per 1,000 turns (of the whole process: server, and the client's small per-turn record)."""
+    size = min(window, len(total_ms) // 2) or len(total_ms)
+    first, last = _pct(total_ms[:size], 50), _pct(total_ms[-size:], 50)
+    samples = [(turn, mb) for turn, mb in rss if mb is not None]
+    per_1000 = None
+    if len(samples) >= 2 and samples[-1][0] > samples[0][0]:
+        per_1000 = round((samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0]) * 1000, 3)
+    return {
+        "window_turns": size,
+        "turn_ms_p50_first": first,
+        "turn_ms_p50_last": last,
+        "p50_last_over_first": round(last / first, 3) if first and last else None,
+        "rss_mb_per_1000_turns": per_1000,
+        "rss_samples": [[turn, mb] for turn, mb in samples],
+    }
+
+
 def _pct(values: list[float], q: float) -> float | None:
     return round(percentile(values, q), 3) if values else None
 
 
-def _missing(turns: list[_Turn], history: list[dict[str, Any]] | None) -> int | None:
+def _missing(turns: list[Turn], history: list[dict[str, Any]] | None) -> int | None:
     """How many answered turns the history lacks (user message and answer, in order)."""
     if history is None:
         return None
@@ -433,13 +334,6 @@ def _missing(turns: list[_Turn], history: list[dict[str, Any]] | None) -> int | 
         else:
             missing += 1
     return missing
-
-
-async def _connect(url: str, session_id: str | None) -> _Client:
-    query = f"?session_id={session_id}" if session_id else ""
-    ws = await websockets.connect(f"ws://{url.removeprefix('http://')}/ws{query}", max_size=None)
-    session = json.loads(await asyncio.wait_for(ws.recv(), TURN_TIMEOUT_S))
-    return _Client(ws, session)  # a resumed session's history message is read (and skipped) later
 
 
 async def _poll(http: httpx.AsyncClient, done: Callable[[dict[str, Any]], bool], what: str) -> None:
@@ -460,9 +354,18 @@ async def _quiet(http: httpx.AsyncClient) -> Resources:
     return measure_resources()
 
 
-async def _history(http: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]] | None:
-    response = await http.get(f"/sessions/{session_id}")
+async def _history(http: httpx.AsyncClient, session_id: str, key: str | None) -> list[dict[str, Any]] | None:
+    """The whole conversation, archived messages included (the JSON export)."""
+    headers = {KEY_HEADER: key} if key else {}
+    response = await http.get(f"/sessions/{session_id}/export", params={"format": "json"}, headers=headers)
     return list(response.json()["history"]) if response.status_code == 200 else None
+
+
+def _rss_mb() -> float | None:
+    with contextlib.suppress(OSError):
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 3)
+    return None
 
 
 @contextlib.asynccontextmanager
@@ -504,5 +407,9 @@ def format_report(result: dict[str, Any]) -> str:
             f"p95 {result['turn_ms_p95']} ms; first token p50 {result['first_token_ms_p50']} ms",
             f"  growth: RSS {growth['rss_mb']} MB, fds {growth['fds']}, tasks {growth['tasks']}, "
             f"objects {growth['objects']}, traced {growth['traced_mb']} MB",
+            f"  over the run: turn p50 {result['turn_ms_p50_first']} ms (first {result['window_turns']}) "
+            f"-> {result['turn_ms_p50_last']} ms (last {result['window_turns']}), "
+            f"x{result['p50_last_over_first']}; "
+            f"RSS {result['rss_mb_per_1000_turns']} MB per 1,000 turns",
         ]
     )
