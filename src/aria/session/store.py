@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -121,6 +122,8 @@ class SessionStore:
             else None
         )
         self._failed: set[str] = set()  # ids whose last write failed (written whole next time)
+        #: Sessions deleted while a connection still held them: never saved again (no resurrection).
+        self._deleted: weakref.WeakSet[Session] = weakref.WeakSet()
         self._failed_lock = threading.Lock()
         acquire = getattr(self.snapshots, "acquire", None)
         self._acquire: Callable[[str], str] | None = acquire if persist and callable(acquire) else None
@@ -168,7 +171,7 @@ class SessionStore:
         """Write what changed since the session was last saved or loaded here (always something with
         ``force``); ``True`` when written or queued. Over a plain store its errors propagate; over a
         journaled one a failed write is logged and the next save writes the session whole."""
-        if not self.persist:
+        if not self.persist or session in self._deleted:
             return False
         live = self._sessions.get(session.id) is session
         mark = self._marks.get(session.id) if live else None
@@ -202,9 +205,11 @@ class SessionStore:
 
     def delete(self, session_id: str) -> bool:
         """Forget the session, live and saved; ``True`` if there was one. Open connections keep their
-        :class:`Session` object, and saving it again brings it back."""
+        :class:`Session` object, but saving it again does nothing: the conversation stays deleted."""
         check_session_id(session_id)
         live = self._sessions.pop(session_id, None)
+        if live is not None:
+            self._deleted.add(live)
         self._marks.pop(session_id, None)
         stored = self._call(self.snapshots.delete, session_id) if self.persist else False
         return live is not None or stored
