@@ -43,6 +43,7 @@ def test_a_deleted_session_object_is_not_saved_again_but_a_new_one_with_its_id_i
     assert not store.save(session, force=True)  # the connection's copy
     assert store.get("kept-then-deleted") is None
     fresh, resumed = store.open("kept-then-deleted", mode="voice_chat")
-    assert not resumed and fresh is not session
+    assert not resumed
+    assert fresh is not session
     assert store.save(fresh, force=True)
     assert store.get("kept-then-deleted") is fresh
