@@ -81,20 +81,22 @@ async def _engines(rt: Runtime, mode: str, holder: object) -> Any:
 @router.post("/v1/audio/transcriptions")
 async def transcriptions(request: Request) -> Response:
     rt = _runtime(request)
-    form = await request.form()
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
+    async with request.form() as form:  # closes the uploaded file's spool
+        upload = form.get("file")
+        data = None if upload is None or isinstance(upload, str) else await upload.read()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    if data is None:
         return _error(400, "send the audio as the multipart field 'file'", param="file", code="missing_file")
-    response_format = str(form.get("response_format") or "json")
+    response_format = fields.get("response_format") or "json"
     if response_format not in ("json", "text", "verbose_json", "srt", "vtt"):
         return _error(400, f"unknown response_format {response_format!r}", param="response_format")
     for name in ("timestamp_granularities[]", "stream", "chunking_strategy", "include[]"):
-        if form.get(name) not in (None, "", "false", "segment"):
+        if fields.get(name) not in (None, "", "false", "segment"):
             return _error(
                 400, f"{name} is not supported by Aria yet", param=name, code="unsupported_parameter"
             )
     try:
-        samples = await asyncio.to_thread(decode_file, await upload.read())
+        samples = await asyncio.to_thread(decode_file, data)
     except InvalidInput as exc:
         return _error(400, str(exc), param="file", code="invalid_file")
     holder = object()
