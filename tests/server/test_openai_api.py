@@ -130,4 +130,5 @@ async def test_the_token_guards_v1(live: LiveServer) -> None:
         with pytest.raises(openai.AuthenticationError):
             await api.models.list()
     async with client(live, key="s3cret-token") as api:
-        assert [m.id async for m in api.models.list()][0] == "aria"
+        ids = [m.id async for m in api.models.list()]
+    assert ids[0] == "aria"
