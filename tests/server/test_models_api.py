@@ -168,3 +168,24 @@ async def test_switching_to_a_gguf_runs_it_in_process(
         _, metrics = await turn(client, "hello tiny model")
         assert metrics["extra"]["model"] == "llamacpp"
         assert live.runtime.engine_states()["llm"]["name"] == "llamacpp"
+
+
+def test_a_vision_catalog_gguf_with_its_projector_is_offered_as_seeing(tmp_path: Path) -> None:
+    from aria.engines.catalog import find_entry
+    from aria.server.models_api import _ggufs
+
+    entry = find_entry("qwen2.5-vl-3b")
+    for file in entry.files:  # stand-ins at the catalog's paths (only the paths matter here)
+        file.local_path(tmp_path).parent.mkdir(parents=True, exist_ok=True)
+        file.local_path(tmp_path).write_bytes(b"GGUF")
+    (choice,) = _ggufs(tmp_path)
+    assert choice.name == f"gguf:{entry.location}"
+    assert choice.label == "qwen2.5-vl-3b (GGUF)"
+    assert choice.vision
+    assert choice.options["vision_handler"] == "qwen2.5-vl"
+    projector = next(f for f in entry.files if "mmproj" in f.path)
+    assert choice.options["clip_model_path"] == str(projector.local_path(tmp_path))
+    projector.local_path(tmp_path).unlink()  # without its projector it is offered as a text model
+    (choice,) = _ggufs(tmp_path)
+    assert not choice.vision
+    assert "clip_model_path" not in choice.options
