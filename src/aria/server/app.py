@@ -11,6 +11,8 @@
 ``GET /sessions``            the saved sessions, newest first: id, title, mode, created, updated, messages
 ``GET /sessions/{id}``       a session's title and history (``PATCH {"title"}`` renames it, ``DELETE``
                              removes it, ``/export?format=`` json|markdown)
+``GET/POST /models/llm``     the language models on offer; switch the live one (:mod:`.models_api`)
+``GET /dashboard``           the status dashboard, fed by ``GET /metrics/json`` (:mod:`.dashboard`)
 ``WS /ws``                   the conversation protocol (``docs/protocol.md``)
 ==========================  ===============================================================
 """
