@@ -11,12 +11,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Literal
 
 from aria.errors import InvalidInput
+
+if TYPE_CHECKING:  # NumPy is imported by the methods that use it: importing the types stays cheap
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = [
     "SAMPLE_RATES",
@@ -73,6 +74,8 @@ class AudioChunk:
     words: tuple[WordMark, ...] = ()
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         if not isinstance(self.data, np.ndarray):
             raise InvalidInput(f"audio data must be a numpy array, got {type(self.data).__name__}")
         if self.data.dtype not in (np.float32, np.int16):
@@ -102,6 +105,8 @@ class AudioChunk:
     @classmethod
     def from_pcm16(cls, payload: bytes, sample_rate: int = 16000, channels: int = 1, **kw: Any) -> AudioChunk:
         """Build a chunk from little-endian signed 16-bit PCM bytes (the wire format)."""
+        import numpy as np
+
         if not 1 <= channels <= 8:
             raise InvalidInput(f"channels must be 1..8, got {channels}")
         frame_bytes = 2 * channels
@@ -116,6 +121,8 @@ class AudioChunk:
 
     def to_pcm16(self) -> bytes:
         """Little-endian signed 16-bit PCM bytes."""
+        import numpy as np
+
         if self.data.dtype == np.int16:
             return bytes(self.data.astype("<i2", copy=False).tobytes())
         # NaN would cast to an arbitrary integer (and warn): make it silence, and clip infinities.
@@ -124,11 +131,15 @@ class AudioChunk:
 
     def as_float32(self) -> npt.NDArray[np.float32]:
         """Samples as float32 in [-1, 1] (a view when already float32)."""
+        import numpy as np
+
         if self.data.dtype == np.float32:
             return self.data
         return (self.data.astype(np.float32) / 32768.0).astype(np.float32, copy=False)
 
     def to_mono(self) -> AudioChunk:
+        import numpy as np
+
         if self.channels == 1:
             return self
         mono = self.as_float32().mean(axis=1, dtype=np.float32)
@@ -154,6 +165,8 @@ class ImageFrame:
     frame_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         if isinstance(self.data, bytes | bytearray | memoryview):
             payload = bytes(self.data)
             if self.format == "JPEG" and not payload.startswith(_JPEG_MAGIC):
@@ -214,6 +227,8 @@ class VisionEmbedding:
     metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         if not isinstance(self.vector, np.ndarray) or self.vector.ndim != 1 or self.vector.size == 0:
             raise InvalidInput("embedding must be a non-empty 1-D numpy array")
         if not np.all(np.isfinite(self.vector)):

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from aria.core.config import Settings
 from aria.core.history import History
 from aria.types import Message
+
+if TYPE_CHECKING:  # the settings model (pydantic-settings) is the server's; the pipeline takes this dataclass
+    from aria.core.config import Settings
 
 __all__ = ["ContextBuilder", "PipelineConfig", "Playback"]
 

@@ -30,8 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 from aria.core.aio import closing_stream
 from aria.core.channels import Channel
 from aria.core.state import TurnState
@@ -133,11 +131,11 @@ class Listener:
             heard = judged.audio
             if judged.echo:
                 log.debug("echo: a block of %d frames held back from the VAD", chunk.frames)
-            vad_in = (
-                AudioChunk(np.zeros(chunk.frames, np.float32), rate, timestamp=chunk.timestamp)
-                if judged.echo
-                else heard
-            )
+            vad_in = heard
+            if judged.echo:
+                import numpy as np  # an echo guard runs on audio: NumPy is loaded by then
+
+                vad_in = AudioChunk(np.zeros(chunk.frames, np.float32), rate, timestamp=chunk.timestamp)
         event = p.vad.process(vad_in)
         utt = self._utt
         if event is not None and event.type is VADEventType.SPEECH_START:

@@ -67,6 +67,7 @@ class Speaker:
             if turn.waterfall.mark("first_tts_request"):
                 self._put(StageOut(turn.id, "tts_request", {"text": clause}))
             try:
+                first = True
                 async with closing_stream(self.tts.synthesize(clause, voice=self.voice)) as audio:
                     async for chunk in audio:
                         if not turn.playing.is_set():  # paused for speech over it
@@ -78,9 +79,12 @@ class Speaker:
                         turn.add_audio(index, chunk)
                         await self._send(AudioOut(turn.id, chunk, index, seq))
                         seq += 1
-                        # A fast engine must not fill the channel before the transport gets the first
-                        # block: let the consumer run after each one.
-                        await asyncio.sleep(0)
+                        if first:
+                            # A fast engine must not fill the channel before the transport gets the
+                            # clause's first block: let the consumer run. Later blocks go in a batch
+                            # (a full channel makes ``send`` wait anyway): one loop step, not one each.
+                            first = False
+                            await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from aria.core.channels import Channel
 from aria.engines.base import TurnPrediction
 from aria.pipeline.held import Held
 from aria.pipeline.turn import Turn
 from aria.types import AudioChunk, Transcription
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["MODEL_WINDOW_S", "Utterance"]
 
@@ -59,4 +61,6 @@ class Utterance:
             self.frames_s -= len(self.frames.popleft()) / sample_rate
 
     def audio(self) -> np.ndarray:
+        import numpy as np  # loaded when audio is first judged, not when the pipeline is imported
+
         return np.concatenate(list(self.frames)) if self.frames else np.zeros(0, np.float32)
