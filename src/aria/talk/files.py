@@ -3,8 +3,7 @@
 :class:`WavSource` sends the file as the microphone would, in 20 ms blocks, followed by silence (so the
 last turn can end). In real time each block goes out when its time comes. With ``fast`` the blocks go
 out as fast as the server takes them, except that while the assistant holds the floor (from the end of a
-turn until its answer is done) the source waits, and the file's timeline skips ahead over the answer:
-no waiting in real time, and no barge-ins.
+turn until its answer is done) the source waits: no waiting for the file's silences, and no barge-ins.
 
 :class:`WavSink` writes what the assistant said on the conversation's timeline (the source's clock), so
 the output file lines up with the input: an answer starts where it would have started playing, an
@@ -39,7 +38,7 @@ class WavSource:
         self.fast = fast
         self.tail_s = tail_s
         self.level = 0.0
-        #: Seconds on the conversation's timeline (input sent, plus answers skipped over in fast mode).
+        #: Seconds of the file sent: the conversation's timeline.
         self.clock_s = 0.0
         #: Set once the file and its tail of silence have been sent.
         self.exhausted = asyncio.Event()
@@ -56,10 +55,6 @@ class WavSource:
 
     async def aclose(self) -> None:
         return None
-
-    def skip_to(self, seconds: float) -> None:
-        """Fast mode: move the timeline on (over an answer's audio) without sending anything."""
-        self.clock_s = max(self.clock_s, seconds)
 
     async def frames(self) -> AsyncIterator[Float32Array]:
         loop = asyncio.get_running_loop()

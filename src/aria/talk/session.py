@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Float32Array = npt.NDArray[np.float32]
 REPORT_EVERY_S = 0.3
+FAST_RELEASE_S = 0.6
 
 COMMANDS = {
     "/mode NAME [WATCH]": "switch mode (Tab cycles through the modes)",
@@ -106,6 +107,7 @@ class TalkSession:
         self.ready = asyncio.Event()
         self._pongs: dict[str, asyncio.Future[None]] = {}
         self._pings = 0
+        self._release: asyncio.TimerHandle | None = None
         if isinstance(source, WavSource):
             source.sync = self.sync
 
@@ -172,17 +174,24 @@ class TalkSession:
         self.on_change()
 
     def _hold_floor(self, held: bool) -> None:
-        """Fast file mode: the input waits while the assistant holds the floor, then skips over the
-        answer on the timeline."""
+        """Fast file mode: the input waits while the assistant holds the floor, and
+        :data:`FAST_RELEASE_S` more after the answer: the server sends audio a bounded lead ahead of
+        real time, and its echo guard takes what arrives while that audio would still be playing for
+        its echo."""
         source = self.source
         if not isinstance(source, WavSource) or not source.fast:
             return
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
         if held:
             source.floor.clear()
         elif not source.floor.is_set():
-            end = getattr(self.sink, "end_s", 0.0)
-            source.skip_to(end)
-            source.floor.set()
+            self._release = asyncio.get_running_loop().call_later(FAST_RELEASE_S, self._resume_file, source)
+
+    def _resume_file(self, source: WavSource) -> None:
+        self._release = None
+        source.floor.set()
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
