@@ -56,11 +56,14 @@ def write_config(path: Path, config: dict[str, Any], data_dir: Path) -> Path:
     return path
 
 
-def speech_wav(path: Path, texts: list[str], *, gap_s: float = 2.0, voice: str = "en-us", rate: int = 160) -> Path:
+def speech_wav(
+    path: Path, texts: list[str], *, gap_s: float = 2.0, voice: str = "en-us", rate: int = 160
+) -> Path:
     """Spoken sentences with ``gap_s`` of silence before, between and after."""
     parts = [np.zeros(int(0.5 * RATE), np.float32)]
     for text in texts:
-        parts += [say(text, sample_rate=RATE, voice=voice, rate_wpm=rate), np.zeros(int(gap_s * RATE), np.float32)]
+        speech = say(text, sample_rate=RATE, voice=voice, rate_wpm=rate)
+        parts += [speech, np.zeros(int(gap_s * RATE), np.float32)]
     write_wav(path, np.concatenate(parts), RATE)
     return path
 
@@ -109,7 +112,8 @@ class Talk:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = self.proc.wait()
-        assert self.proc.stderr is not None and self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        assert self.proc.stdout is not None
         if not self.proc.stderr.closed:
             self.stderr = self.proc.stderr.read()
             self.proc.stderr.close()
