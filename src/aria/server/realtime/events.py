@@ -90,8 +90,8 @@ class Transcription(_Model):
     """Input transcription: Aria's STT engine transcribes, whatever ``model`` names (it is echoed)."""
 
     model: str | None = None
-    language: str | None = None
-    prompt: str | None = None
+    language: not_yet("session.audio.input.transcription.language") = None  # type: ignore[valid-type]
+    prompt: not_yet("session.audio.input.transcription.prompt") = None  # type: ignore[valid-type]
 
 
 class ServerVad(_Model):
@@ -193,7 +193,7 @@ class ContentPart(_Model):
     audio: str | None = None
     transcript: str | None = None
     image_url: str | None = None
-    detail: Literal["auto", "low", "high"] | None = None
+    detail: not_yet("item.content[].detail", "auto") = None  # type: ignore[valid-type]
 
 
 class ItemIn(_Model):

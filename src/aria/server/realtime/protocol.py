@@ -32,9 +32,18 @@ from aria.server.realtime import events as ev
 from aria.server.realtime import server_events as se
 from aria.server.realtime.answering import Answering
 from aria.server.realtime.codecs import Decoder, b64decode_audio
-from aria.server.realtime.state import Conversation, Item, SessionState, image_of, item_json, new_id
+from aria.server.realtime.state import (
+    OPENAI_VOICES,
+    Conversation,
+    Item,
+    SessionState,
+    image_of,
+    item_json,
+    new_id,
+)
 
 __all__ = [
+    "ERROR_CODES",
     "AudioIn",
     "Cancel",
     "ClearInput",
@@ -49,6 +58,23 @@ Json = dict[str, Any]
 _CLIENT: TypeAdapter[Any] = TypeAdapter(ev.ClientEvent)
 #: The engines hear 16 kHz.
 ENGINE_RATE = 16000
+#: The ``code`` of every ``error`` event (``docs/realtime.md`` lists them; a test checks both ways).
+ERROR_CODES = frozenset(
+    {
+        "invalid_json",
+        "invalid_event",
+        "unknown_event",
+        "unknown_parameter",
+        "missing_required_parameter",
+        "unsupported_parameter",
+        "invalid_value",
+        "input_audio_buffer_commit_empty",
+        "conversation_already_has_active_response",
+        "response_cancel_not_active",
+        "no_active_response",
+        "engine_unavailable",
+    }
+)
 #: The shortest input buffer a client may commit.
 MIN_COMMIT_MS = 100
 #: Union tags pydantic puts in an error's location: not field names.
@@ -392,7 +418,10 @@ class RealtimeProtocol:
         )
         voice = self.session.voice
         if out_cfg is not None and out_cfg.voice is not None:
+            if out_cfg.voice not in self.session.voices and out_cfg.voice not in OPENAI_VOICES:
+                raise InvalidInput(f"response.audio.output.voice: unknown voice {out_cfg.voice!r}")
             voice = out_cfg.voice if out_cfg.voice in self.session.voices else None
+        speed = out_cfg.speed if out_cfg is not None and out_cfg.speed is not None else None
         tools = params.tools if params.tools is not None else None
         tool_json = (
             tuple(t.model_dump(exclude_none=True) for t in tools)
@@ -409,7 +438,7 @@ class RealtimeProtocol:
             instructions,
             modalities,
             voice,
-            float(cfg["audio"]["output"]["speed"]),
+            float(speed if speed is not None else cfg["audio"]["output"]["speed"]),
             output_format,
             tool_json,
             None if limit == "inf" else int(limit),
