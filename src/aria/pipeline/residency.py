@@ -19,6 +19,11 @@ batch's growth is split between them in proportion to their estimates, and :meth
 Every load and unload is announced through ``on_event``: ``loading`` then ``loaded``, ``unloading`` then
 ``unloaded``; a load that fails or is cancelled ends with ``unloaded`` and a reason saying so. A server
 turns these into ``state`` messages, so a client knows why it waits.
+
+A slot is a stable place for its engine: :meth:`ResidencyManager.handle` gives an engine of the slot's
+kind that calls whichever engine the slot holds at the time, so :meth:`ResidencyManager.reload` (a restart
+after a crash, a newly downloaded model) swaps the engine under every pipeline that uses the slot, with
+nothing to rebuild and no one to notify.
 """
 
 from __future__ import annotations
@@ -26,40 +31,31 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 from aria.engines.base import Engine, EngineKind
-from aria.errors import AriaError
+from aria.errors import ResidencyError
 from aria.pipeline.memory import process_rss_mb
+from aria.pipeline.slots import HANDLES, SlotEngine, SlotLLM, SlotSTT, SlotTTS
 
-__all__ = ["Device", "ResidencyError", "ResidencyEvent", "ResidencyEventKind", "ResidencyManager"]
+__all__ = [
+    "Device",
+    "ResidencyError",
+    "ResidencyEvent",
+    "ResidencyEventKind",
+    "ResidencyManager",
+    "SlotEngine",
+    "SlotLLM",
+    "SlotSTT",
+    "SlotTTS",
+]
 
 log = logging.getLogger(__name__)
 
 Device = Literal["cpu", "gpu"]
 ResidencyEventKind = Literal["loading", "loaded", "unloading", "unloaded"]
-
-
-class ResidencyError(AriaError):
-    """Engines cannot be made resident: unknown names, a required set bigger than the budget
-    (``over_by_mb`` says by how much), or engines that failed to load (``errors``, by name)."""
-
-    code = "residency_error"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        engines: Sequence[str] = (),
-        over_by_mb: float = 0.0,
-        errors: Mapping[str, BaseException] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.engines = tuple(engines)
-        self.over_by_mb = over_by_mb
-        self.errors = dict(errors or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +206,18 @@ class ResidencyManager:
             await self._load([slot], reason)
             slot.last_used = next(self._clock)
             return self._engine(slot)
+
+    def handle(self, name: str) -> Engine:
+        """A stable engine for the named slot: an :class:`SlotLLM`, :class:`SlotSTT` or :class:`SlotTTS`
+        (other kinds: the engine itself, which must be resident) whose calls go to the slot's engine of
+        the moment; a call while the slot is not resident raises :class:`EngineUnavailable`."""
+        slot = self._slots.get(name)
+        if slot is None:
+            raise ResidencyError(f"unknown engine {name}", engines=(name,))
+        kind = HANDLES.get(slot.kind)
+        if kind is None:
+            return self._engine(slot)
+        return kind(self.engine, name)
 
     def touch(self, name: str) -> None:
         """Mark an engine as just used, so it is the last to be unloaded for room."""

@@ -25,11 +25,11 @@ from aria.engines.base import LLM, STT, TTS, VAD, Engine, EngineKind, TurnDetect
 from aria.engines.factory import create_engine, detect_llm, resolve_backend
 from aria.engines.fallback import FallbackEngine, primary, serving
 from aria.engines.registry import EngineRegistry, default_registry
-from aria.errors import AriaError
+from aria.errors import AriaError, ModeUnavailable, ResidencyError
 from aria.pipeline.build import Engines
 from aria.pipeline.memory import gpu_memory_mb, total_memory_mb
 from aria.pipeline.modes import Loadout, engine_key, loadout_slots
-from aria.pipeline.residency import ResidencyError, ResidencyEvent, ResidencyManager
+from aria.pipeline.residency import ResidencyEvent, ResidencyManager
 from aria.server.firstrun import FirstRunPull, embedded_llm
 from aria.server.honesty import LIMITED, Limitation, limitation, mode_availability
 from aria.session.backends import prune_forever, session_store
@@ -42,12 +42,6 @@ MAIN_KINDS: tuple[EngineKind, ...] = ("stt", "llm", "tts")
 FAST_SLOT = "llm:fast"
 _STARTUP = object()
 _BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
-
-
-class ModeUnavailable(AriaError):
-    """A mode cannot run here (its model could not load, or it needs vision the model lacks)."""
-
-    code = "mode_unavailable"
 
 
 class Runtime:
@@ -64,9 +58,7 @@ class Runtime:
         self.residency = ResidencyManager(_budget_mb(settings), on_event=self._on_residency)
         #: Hear every load and unload (connections turn them into ``state`` messages).
         self.listeners: set[Callable[[ResidencyEvent], None]] = set()
-        #: Hear each slot restarted after a crash (connections rebuild pipelines that used it) ...
-        self.restart_listeners: set[Callable[[str], None]] = set()
-        #: ... and each engine that failed and was passed over for the next in its chain.
+        #: Hear each engine that failed and was passed over for the next in its chain.
         self.fallback_listeners: set[Callable[[str, str, str], None]] = set()
         self._recovering = asyncio.Lock()
         self._holders: dict[object, set[str]] = {}
@@ -191,7 +183,8 @@ class Runtime:
                 log.exception("a fallback listener failed")
 
     async def _models_pulled(self) -> None:
-        """After the first-run pull: load the main engines again, so the models it brought serve."""
+        """After the first-run pull: load the main engines again, so the models it brought serve (open
+        pipelines follow: they hold the slots)."""
         fetched = self.first_run.fetched_kinds if self.first_run is not None else set()
         self.engine_settings = embedded_llm(self.engine_settings, self.preferred_llm)
         for name in MAIN_KINDS:
@@ -203,8 +196,6 @@ class Runtime:
                 self.problems[name] = str(exc)
                 log.error("%s could not load after the download: %s", name, exc)
                 continue
-            for listener in list(self.restart_listeners):  # connections rebuild pipelines that used it
-                listener(name)
         if "turn" in fetched and (
             self.turn_detector is None or self.turn_detector.name.startswith("silence")
         ):
@@ -213,8 +204,8 @@ class Runtime:
                 await previous.aclose()
 
     async def switch_llm(self, settings: Settings) -> Engine:
-        """Serve new turns with the language model of ``settings``: the main ``llm`` slot loads it and
-        pipelines using the slot are rebuilt (the restart listeners). When it cannot start (a chain that
+        """Serve new turns with the language model of ``settings``: the main ``llm`` slot loads it (open
+        pipelines follow: they hold the slot, not the engine). When it cannot start (a chain that
         passed over it counts), the previous model is loaded back and :class:`ResidencyError` raised."""
         previous, self.engine_settings = self.engine_settings, settings
         try:
@@ -226,9 +217,6 @@ class Runtime:
             self.engine_settings = previous
             await self.residency.reload("llm", reason="the chosen language model could not start")
             raise
-        finally:
-            for listener in list(self.restart_listeners):  # connections rebuild pipelines that used it
-                listener("llm")
         self.problems.pop("llm", None)
         return engine
 
@@ -238,7 +226,8 @@ class Runtime:
 
     async def recover(self) -> list[str]:
         """After a crash: restart every loaded engine slot with a member that reports itself unhealthy
-        (a fresh engine from its factory), and tell the restart listeners. Returns the restarted slots."""
+        (a fresh engine from its factory, swapped in under the pipelines that hold the slot). Returns the
+        restarted slots."""
         async with self._recovering:
             restarted: list[str] = []
             for name in self.residency.resident():
@@ -253,8 +242,6 @@ class Runtime:
                     log.error("%s could not be restarted: %s", name, exc)
                     continue
                 restarted.append(name)
-                for listener in list(self.restart_listeners):
-                    listener(name)
             return restarted
 
     # -- modes and residency -----------------------------------------------------------------------
@@ -296,7 +283,7 @@ class Runtime:
             if engine is None:
                 loadout.problems[role] = self.problems.get(p.name, f"{p.name} is not available")
                 continue
-            setattr(loadout, role, engine)
+            setattr(loadout, role, self.residency.handle(p.name))  # follows a restart of the slot
             loadout.slots[role] = p.name
         if "llm" in plan and loadout.llm is None:
             raise ModeUnavailable(
