@@ -39,6 +39,11 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--tracemalloc", action="store_true", help="also trace Python memory (slower)")
     s.add_argument("--json", action="store_true", help="print only the JSON result")
     s.set_defaults(run=_run_soak)
+    st = which.add_parser("store", help="session store: the cost of saving a turn at 100-10,000 messages")
+    st.add_argument("--sizes", type=int, nargs="+", default=None, help="history lengths (100 1000 10000)")
+    st.add_argument("--turns", type=int, default=50, help="turns saved per length (default 50)")
+    st.add_argument("--json", action="store_true", help="print only the JSON result")
+    st.set_defaults(run=_run_store)
     t = which.add_parser("turns", help="turn-taking of the voice pipeline: end of turn, barge-in, echo")
     t.add_argument("--quick", action="store_true", help="one or two items per set (a few seconds)")
     t.add_argument("--seed", type=int, default=7, help="random seed for voices, pauses and offsets")
@@ -112,6 +117,16 @@ def _run_soak(args: argparse.Namespace) -> int:
         trace_memory=args.tracemalloc,
     )
     result = asyncio.run(bench.run())
+    if not args.json:
+        print(format_report(result))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def _run_store(args: argparse.Namespace) -> int:
+    from aria.session.bench import DEFAULT_SIZES, format_report, store_bench
+
+    result = store_bench(args.sizes or DEFAULT_SIZES, turns=args.turns)
     if not args.json:
         print(format_report(result))
     print(json.dumps(result, sort_keys=True))
