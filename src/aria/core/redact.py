@@ -36,9 +36,9 @@ _PARAMS = re.compile(
     r"|client_secret|sig|signature)=)[^&\s\"'#]+"
 )
 _HEADERS = re.compile(
-    r"(?i)((?:authorization|proxy-authorization|x-api-key)[\"']?\s*[:=,]\s*b?[\"']?"
+    r"(?i)((?:authorization|proxy-authorization|x-api-key)[\"']?\s*[:=,]\s*(?:b?[\"'])?"
     r"(?:bearer\s+|basic\s+|token\s+)?)[^\s\"',)]+"
-    r"|(x-aria-session-key[\"']?\s*[:=,]\s*b?[\"']?)[^\s\"')]+"  # a comma-separated list of keys
+    r"|(x-aria-session-key[\"']?\s*[:=,]\s*(?:b?[\"'])?)[^\s\"')]+"  # a comma-separated list of keys
 )
 _SECRET_KEY = re.compile(
     r"(?:^|_)(?:api_?key|access_?key|key_?hash|token|secret|secret_?key|password|passwd|session_?key)$"

@@ -36,7 +36,7 @@ from aria.core.metrics import CONTENT_TYPE
 from aria.core.redact import redact, redact_tree
 from aria.errors import AriaError, ConfigError, InvalidInput
 from aria.server import dashboard, models_api, openai_api
-from aria.server.limits import BodyLimit
+from aria.server.limits import BodyLimit, MalformedFrameLog
 from aria.server.runtime import Runtime
 from aria.server.ws import history_message, host_allowed, origin_allowed, serve_connection, token_ok
 from aria.session.export import export_json, export_markdown
@@ -65,6 +65,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app = FastAPI(title="Aria", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.runtime = rt
     SecretFilter.install()  # the token must not reach logs through request lines or headers
+    MalformedFrameLog.install()  # a client's bad frame is one warning line, not a traceback
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:

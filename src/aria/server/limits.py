@@ -30,6 +30,7 @@ from typing import Any
 __all__ = [
     "Admission",
     "BodyLimit",
+    "MalformedFrameLog",
     "Refused",
     "Seat",
     "http_protocol",
@@ -303,3 +304,27 @@ def uvicorn_options(header_timeout_s: float) -> dict[str, Any]:
         "timeout_keep_alive": 5,
         "log_config": None,
     }
+
+
+# -- malformed frames in uvicorn's log -------------------------------------------------------------
+
+
+class MalformedFrameLog(logging.Filter):
+    """uvicorn logs a text frame that is not valid UTF-8 as an ERROR with a traceback; it is the client's
+    fault and the connection is closed (1007) as the standard asks: one WARNING line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Invalid UTF-8 sequence received"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = (
+                "malformed WebSocket frame: a text frame that is not valid UTF-8 (closed with code 1007)",
+                None,
+            )
+            record.exc_info = record.exc_text = None
+        return True
+
+    @classmethod
+    def install(cls) -> None:
+        logger = logging.getLogger("uvicorn.error")
+        if not any(isinstance(f, cls) for f in logger.filters):
+            logger.addFilter(cls())

@@ -19,6 +19,7 @@ import binascii
 from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from aria.core.redact import redact, redact_tree
 from aria.types import SAMPLE_RATES
 
 __all__ = [
@@ -176,10 +178,14 @@ class VideoFormat(_Model):
     max_fps: float = Field(default=2.0, gt=0, allow_inf_nan=False)
 
 
+#: Text the server writes that may quote a configured URL: credentials in it are masked.
+_Redacted = Annotated[str, AfterValidator(redact)]
+
+
 class EngineStatus(_Model):
     name: str | None
     state: Literal["loading", "ready", "unavailable"]
-    detail: str = ""
+    detail: _Redacted = ""
 
 
 # --- server to client ------------------------------------------------------------------------------------
@@ -278,9 +284,9 @@ class MetricsMessage(_Model):
 
 class NotificationMessage(_Model):
     type: Literal["notification"] = "notification"
-    text: str
+    text: _Redacted
     level: Literal["info", "warning"] = "info"
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: Annotated[dict[str, Any], AfterValidator(redact_tree)] = Field(default_factory=dict)
 
 
 class ControlSignalMessage(_Model):
@@ -301,7 +307,7 @@ class ToolResultMessage(_Model):
 class ErrorMessage(_Model):
     type: Literal["error"] = "error"
     code: str
-    message: str
+    message: _Redacted
     retryable: bool = False
     turn_id: str | None = None
 
