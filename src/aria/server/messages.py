@@ -222,6 +222,8 @@ class SessionMessage(_Model):
     limits: Limits = Field(default_factory=Limits)
     engines: dict[str, EngineStatus] = Field(default_factory=dict)
     mode_details: list[ModeInfo] = Field(default_factory=list)
+    #: True on a private server (``session.persist = false``): nothing of the conversation is written.
+    private: bool = False
 
 
 class ModeMessage(_Model):

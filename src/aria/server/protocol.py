@@ -423,6 +423,7 @@ def session_message(
     resumed: bool = False,
     max_fps: float = 2.0,
     mode_details: Sequence[wire.ModeInfo] = (),
+    private: bool = False,
 ) -> wire.SessionMessage:
     """The ``session`` message every connection starts with.
 
@@ -440,6 +441,7 @@ def session_message(
         limits=limits if limits is not None else wire.Limits(),
         engines={kind: _engine_status(status) for kind, status in (engines or {}).items()},
         mode_details=list(mode_details),
+        private=private,
     )
 
 
