@@ -99,6 +99,7 @@ ERROR_CODES: Final = frozenset({
     "unknown_action", "invalid_session", "engine_unavailable", "internal_error", "stt_failed",
     "llm_failed", "tts_failed", "engine_error", "engine_timeout", "all_engines_failed",
     "residency_error", "mode_unavailable", "engine_busy", "engine_crashed",
+    "session_locked", "session_taken_over", "idle_timeout", "idle_evicted", "too_many_connections",
 })
 # fmt: on
 
@@ -224,6 +225,9 @@ class SessionMessage(_Model):
     mode_details: list[ModeInfo] = Field(default_factory=list)
     #: True on a private server (``session.persist = false``): nothing of the conversation is written.
     private: bool = False
+    #: The session's resume key, sent once: when the session is created (or first given a key). Keep it:
+    #: resuming, reading, exporting, renaming and deleting the session need it (``null`` otherwise).
+    key: str | None = None
 
 
 class ModeMessage(_Model):

@@ -1,0 +1,112 @@
+"""Who may use a session: its owner, who holds the secret resume key given when it was created.
+
+A key is ``<session id>.<secret>`` (the secret from :func:`secrets.token_urlsafe`, 192 bits), so a key
+names its own session: a client presents keys without saying which conversation each opens. Only a hash
+of the key is kept (``session.meta["key_hash"]``, SHA-256), compared in constant time.
+
+The rules (``docs/protocol.md``, *Session ownership*):
+
+* ``/ws`` without ``session_id`` starts a new session; its key is in the ``session`` message, once.
+* ``/ws?session_id=ID&key=KEY`` (or the header ``X-Aria-Session-Key``) resumes ID when KEY is its key;
+  without it the connection gets ``error`` ``session_locked`` and is closed (close code 4403). A session
+  id the server does not know starts a new session under that id, with a new key.
+* REST reads and changes of a session (``GET``/``PATCH``/``DELETE /sessions/{id}``, ``/export``) need its
+  key in ``X-Aria-Session-Key``, or the server's token; ``GET /sessions`` lists the sessions whose keys
+  are presented (comma-separated), or all of them with the server's token.
+* A session saved before keys existed has none: only the server's token reads it, and a ``/ws``
+  connection that presents the token resumes it and is given a new key (it is then the owner's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+__all__ = [
+    "HEADER",
+    "KEY_META",
+    "MAX_KEYS",
+    "can_use",
+    "give_key",
+    "has_key",
+    "is_admin",
+    "key_matches",
+    "keys_from",
+    "session_of_key",
+]
+
+#: The header that carries session keys (one, or several separated by commas).
+HEADER = "x-aria-session-key"
+#: Where a session keeps its key's hash.
+KEY_META = "key_hash"
+#: At most this many keys are looked at in one request.
+MAX_KEYS = 256
+_SECRET_BYTES = 24
+
+
+class _Owned(Protocol):
+    id: str
+    meta: dict[str, Any]
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def give_key(session: _Owned) -> str:
+    """A new key for ``session`` (its hash replaces any earlier one); return it to the owner once."""
+    key = f"{session.id}.{secrets.token_urlsafe(_SECRET_BYTES)}"
+    session.meta[KEY_META] = _hash(key)
+    return key
+
+
+def has_key(session: _Owned) -> bool:
+    """Whether the session was given a key (sessions saved before keys existed were not)."""
+    return isinstance(session.meta.get(KEY_META), str) and bool(session.meta[KEY_META])
+
+
+def key_matches(session: _Owned, key: str | None) -> bool:
+    """Whether ``key`` is the session's key (constant-time comparison of the hashes)."""
+    stored = session.meta.get(KEY_META)
+    if not key or not isinstance(stored, str) or not stored:
+        return False
+    return hmac.compare_digest(_hash(key), stored)
+
+
+def session_of_key(key: str) -> str | None:
+    """The session id a key names, or ``None`` for something that is not a key."""
+    session_id, dot, secret = key.partition(".")
+    return session_id if dot and session_id and secret else None
+
+
+def keys_from(headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> list[str]:
+    """The keys a request presents: ``X-Aria-Session-Key`` (comma-separated) and, for WebSockets (a
+    browser cannot set headers there), ``?key=``; at most :data:`MAX_KEYS`."""
+    found: list[str] = []
+    if query is not None and query.get("key"):
+        found.append(query["key"].strip())
+    raw = headers.get(HEADER, "")
+    found.extend(part.strip() for part in raw.split(",") if part.strip())
+    return found[:MAX_KEYS]
+
+
+def is_admin(query: Mapping[str, str], headers: Mapping[str, str], token: str | None) -> bool:
+    """Whether the request presents the server's token (``?token=`` or ``Authorization: Bearer``) and one
+    is configured: that caller may see and open every session."""
+    if not token:
+        return False
+    offered = query.get("token") or ""
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        offered = auth[7:].strip()
+    return hmac.compare_digest(offered.encode(), token.encode())
+
+
+def can_use(session: _Owned, keys: list[str], *, admin: bool) -> bool:
+    """Whether a caller with ``keys`` (and the server's token when ``admin``) may read or change it."""
+    if admin:
+        return True
+    return has_key(session) and any(key_matches(session, key) for key in keys)
