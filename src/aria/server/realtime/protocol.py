@@ -134,8 +134,15 @@ class Cancel:
 
 
 class RealtimeProtocol:
-    def __init__(self, *, model: str, kind: str = "realtime", voices: tuple[str, ...] = ()) -> None:
-        self.session = SessionState(model=model, kind=kind, voices=voices)
+    def __init__(
+        self,
+        *,
+        model: str,
+        kind: str = "realtime",
+        voices: tuple[str, ...] = (),
+        default_voice: str | None = None,
+    ) -> None:
+        self.session = SessionState(model=model, kind=kind, voices=voices, default_voice=default_voice)
         self.conversation = Conversation()
         self.decoder = Decoder(self.session.input_format, ENGINE_RATE)
         self.answers = Answering(self.event, self.session, self.conversation)

@@ -75,7 +75,9 @@ class RealtimeSession:
     def __init__(self, engines: Engines, *, model: str, kind: str = "realtime") -> None:
         self.engines = engines
         voices = tuple(engines.tts.capabilities.voices) if engines.tts is not None else ()
-        self.protocol = p.RealtimeProtocol(model=model, kind=kind, voices=voices)
+        self.protocol = p.RealtimeProtocol(
+            model=model, kind=kind, voices=voices, default_voice=engines.settings.tts.voice
+        )
         self.listener = Listener(None, None)
         #: Server events in the order they were made, for the transport to send.
         self.events: asyncio.Queue[Json] = asyncio.Queue()

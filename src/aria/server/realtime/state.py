@@ -69,7 +69,9 @@ def _turn_detection(value: Json | None) -> Json | None:
 class SessionState:
     """The effective session: GA defaults, then every ``session.update`` merged in."""
 
-    def __init__(self, *, model: str, kind: str, voices: Sequence[str] = ()) -> None:
+    def __init__(
+        self, *, model: str, kind: str, voices: Sequence[str] = (), default_voice: str | None = None
+    ) -> None:
         self.id = new_id("sess")
         self.kind = kind
         self.voices = tuple(voices)
@@ -85,7 +87,7 @@ class SessionState:
                     "turn_detection": server_vad_defaults(),
                     "noise_reduction": None,
                 },
-                "output": {"format": dict(pcm), "voice": voices[0] if voices else "alloy", "speed": 1.0},
+                "output": {"format": dict(pcm), "voice": default_voice or "alloy", "speed": 1.0},
             },
             "tools": [],
             "tool_choice": "auto",
