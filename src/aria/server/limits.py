@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +31,11 @@ from typing import Any
 __all__ = [
     "Admission",
     "BodyLimit",
+    "MalformedCounter",
     "MalformedFrameLog",
     "Refused",
     "Seat",
+    "admission_for",
     "http_protocol",
     "uvicorn_options",
     "watch_idle",
@@ -328,3 +331,37 @@ class MalformedFrameLog(logging.Filter):
         logger = logging.getLogger("uvicorn.error")
         if not any(isinstance(f, cls) for f in logger.filters):
             logger.addFilter(cls())
+
+
+# -- one admission per server ----------------------------------------------------------------------
+
+_ADMISSIONS: weakref.WeakKeyDictionary[Any, Admission] = weakref.WeakKeyDictionary()
+
+
+def admission_for(runtime: Any) -> Admission:
+    """The server's WebSocket admission (one per runtime), reading its limits from the live settings."""
+    found = _ADMISSIONS.get(runtime)
+    if found is None:
+        found = _ADMISSIONS[runtime] = Admission(  # the settings are read each time: they may be reloaded
+            max_total=lambda: int(runtime.settings.server.max_connections),
+            max_per_client=lambda: int(runtime.settings.server.max_connections_per_client),
+            evict_idle_s=lambda: float(runtime.settings.server.idle_evict_s),
+        )
+    return found
+
+
+class MalformedCounter:
+    """Logs a connection's malformed messages at WARNING, one line each, the first few and then every
+    hundredth (a client sending garbage cannot flood the log)."""
+
+    FIRST = 3
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self.count = 0
+
+    def __call__(self, code: str, message: str) -> None:
+        self.count += 1
+        if self.count <= self.FIRST or self.count % 100 == 0:
+            text = " ".join(message.split())[:200]
+            log.warning("malformed message #%d from %s: %s: %s", self.count, self.who, code, text)

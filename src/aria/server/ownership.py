@@ -19,24 +19,36 @@ The rules (``docs/protocol.md``, *Session ownership*):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 __all__ = [
     "HEADER",
     "KEY_META",
+    "LOCKED_CLOSE",
     "MAX_KEYS",
+    "TAKEN_OVER_CLOSE",
+    "Locked",
+    "Opened",
     "can_use",
     "give_key",
     "has_key",
     "is_admin",
     "key_matches",
     "keys_from",
+    "open_owned",
     "session_of_key",
+    "take_over",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The header that carries session keys (one, or several separated by commas).
 HEADER = "x-aria-session-key"
@@ -110,3 +122,77 @@ def can_use(session: _Owned, keys: list[str], *, admin: bool) -> bool:
     if admin:
         return True
     return has_key(session) and any(key_matches(session, key) for key in keys)
+
+
+# -- opening a session over /ws ------------------------------------------------------------------------
+
+#: Close codes (private range: 4000 + the HTTP status they resemble).
+LOCKED_CLOSE = 4403
+TAKEN_OVER_CLOSE = 4409
+
+
+class Locked(Exception):
+    """The session exists and the connection does not hold its key."""
+
+    code = "session_locked"
+
+
+@dataclass(frozen=True)
+class Opened:
+    session: Any
+    resumed: bool
+    #: The key to send in the ``session`` message (new or newly keyed session), else ``None``.
+    key: str | None
+
+
+def open_owned(
+    sessions: Any,
+    *,
+    wanted: str | None,
+    keys: list[str],
+    admin: bool,
+    resume_id: str | None,
+    mode: str,
+) -> Opened:
+    """Open the session a ``/ws`` connection asks for, by the rules in the module docstring: a new one
+    (with a key), or an existing one when a key in ``keys`` is its key (or, for a session without a key,
+    when ``admin``). ``resume_id`` (``aria serve --resume``) is used for a connection without ``wanted``
+    only when it presents that session's key. Raises :class:`Locked`, or :class:`InvalidInput` for a
+    malformed id."""
+    if not wanted and resume_id and any(session_of_key(key) == resume_id for key in keys):
+        wanted = resume_id
+    session, resumed = sessions.open(wanted or None, mode=mode)
+    if not resumed:
+        return Opened(session, False, give_key(session))
+    if has_key(session):
+        if any(key_matches(session, key) for key in keys):
+            return Opened(session, True, None)
+        raise Locked(
+            f"session {session.id} belongs to another client: connect with its key "
+            "(?key= or the X-Aria-Session-Key header)"
+        )
+    if admin:  # saved before keys existed: the server's token claims it
+        return Opened(session, True, give_key(session))
+    raise Locked(
+        f"session {session.id} was saved before sessions had keys: open it once with the server's token "
+        "(aria serve --token ...) to claim it"
+    )
+
+
+async def take_over(seats: Iterable[Any], seat: Any, session_id: str, *, wait_s: float = 5.0) -> int:
+    """Close every other connection (seat) serving ``session_id`` (each gets ``session_taken_over``) and
+    wait, up to ``wait_s`` each, until it has finished (its turn saved); then ``seat`` serves it. Returns
+    how many were closed."""
+    others = [s for s in list(seats) if s is not seat and s.session_id == session_id]
+    for other in others:
+        log.info("session %s opened on another connection (with its key): closing the first", session_id)
+        if other.kick is not None:
+            await other.kick(
+                "session_taken_over",
+                "this conversation was opened on another connection with its key; this one is closed",
+                TAKEN_OVER_CLOSE,
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(other.done.wait(), wait_s)
+    seat.session_id = session_id
+    return len(others)
