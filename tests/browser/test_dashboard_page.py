@@ -114,14 +114,17 @@ def test_the_waterfall_shows_the_stages_to_first_audio_and_playback_apart(open_f
     figure.wait_for()
     stages = figure.locator("ol.wf-rows .wf-row").evaluate_all("(rows) => rows.map((r) => r.dataset.stage)")
     assert stages == ["llm_request", "first_token", "first_tts_request", "first_audio_out"]  # a typed turn
-    # The stages share one scale, up to the first audio (its bar is the whole track) ...
+    # The stages share one scale, whose end is the last of them (the whole track) ...
     widths = figure.locator("ol.wf-rows .wf-bar").evaluate_all("(bars) => bars.map((b) => b.style.width)")
-    assert widths[-1] == "100%"
+    metrics = aria.state()["metrics"][0]["waterfall"]
+    span = max(metrics[stage] for stage in stages)
+    for stage, width in zip(stages, widths, strict=True):
+        expected = 100 * metrics[stage] / span
+        assert float(width.rstrip("%")) == pytest.approx(expected, abs=0.01), (stage, widths)
     # ... and playback comes after a gap marker, on its own, hatched, with its length.
     playback = figure.locator(".wf-playback")
     assert "playback, not to scale" in playback.locator(".wf-gap").inner_text()
     row = playback.locator('.wf-row[data-stage="playback"]')
-    metrics = aria.state()["metrics"][0]["waterfall"]
     length = metrics["done"] - metrics["first_audio_out"]
     assert row.locator(".wf-label").inner_text() == "Playback"
     assert row.locator(".wf-ms").inner_text() == (
