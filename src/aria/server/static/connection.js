@@ -1,10 +1,16 @@
 // The WebSocket to `/ws`: connect, reconnect with backoff and resume the session, send, ping. The session
 // in use is in the address (`?session_id=`, so a conversation has a URL) and in sessionStorage (a reload).
+// Each conversation's resume key (sent once, in its `session` message) is kept in localStorage: resuming
+// it, and listing, exporting, renaming or deleting it, need the key (docs/protocol.md, Session ownership).
 
 import { ui } from "./dom.js";
 import { test } from "./state.js";
 
 const SESSION_KEY = "aria.session_id";
+const KEYS = "aria.session_keys"; // {session id: resume key}
+const LAST = "aria.last_session"; // the conversation used last (aria serve --resume continues it)
+// Close codes after which the page does not reconnect by itself: taken over by another tab, idle.
+const PARKED = { 4409: "Opened in another tab: click to continue here", 4408: "Closed after inactivity: click to reconnect" };
 const PING_EVERY_MS = 20000;
 
 const backoff = { attempt: 0, timer: null, countdown: null, baseMs: 500, maxMs: 15000 };
@@ -45,11 +51,41 @@ export function openSession(sessionId, { push = true } = {}) {
   connect();
 }
 
+function readKeys() {
+  try {
+    const keys = JSON.parse(localStorage.getItem(KEYS) || "{}");
+    return keys && typeof keys === "object" ? keys : {};
+  } catch {
+    return {};
+  }
+}
+
+/** The resume keys of this browser's conversations, by session id. */
+export function sessionKeys() {
+  return readKeys();
+}
+
+/** Forget a conversation's key (it was deleted). */
+export function forgetKey(sessionId) {
+  const keys = readKeys();
+  delete keys[sessionId];
+  localStorage.setItem(KEYS, JSON.stringify(keys));
+}
+
+function keepKey(sessionId, key) {
+  const keys = readKeys();
+  if (key) keys[sessionId] = key;
+  localStorage.setItem(KEYS, JSON.stringify(keys));
+  if (keys[sessionId]) localStorage.setItem(LAST, sessionId);
+}
+
 function wsUrl() {
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const sid = sessionStorage.getItem(SESSION_KEY);
   if (sid) url.searchParams.set("session_id", sid);
+  const key = readKeys()[sid || localStorage.getItem(LAST)];
+  if (key) url.searchParams.set("key", key);
   const token = new URLSearchParams(location.search).get("token");
   if (token) url.searchParams.set("token", token);
   return url;
@@ -77,6 +113,8 @@ export function connect(handlers = link.handlers) {
       console.warn("aria: a text frame that is not JSON", event.data);
       return;
     }
+    if (msg.type === "session") keepKey(msg.session_id, msg.key);
+    if (msg.type === "error" && msg.code === "session_locked") forgetSession(); // not ours: a new one
     handlers.onMessage(msg);
   };
   ws.onclose = (event) => {
@@ -85,8 +123,20 @@ export function connect(handlers = link.handlers) {
     link.ready = false;
     clearInterval(link.pingTimer);
     handlers.onClose();
-    scheduleReconnect(event.code);
+    if (PARKED[event.code]) park(event.code);
+    else scheduleReconnect(event.code);
   };
+}
+
+/** Closed on purpose (taken over, idle): wait for the person to ask, then connect again. */
+function park(code) {
+  setConn("offline", PARKED[code], code);
+  ui.conn.style.cursor = "pointer";
+  ui.conn.addEventListener("click", () => {
+    ui.conn.style.cursor = "";
+    backoff.attempt = 0;
+    reconnectNow();
+  }, { once: true });
 }
 
 /** Exponential backoff with jitter: 0.5-1x of 0.5 s, 1 s, 2 s, ... up to 15 s; reset by a session. */

@@ -1,9 +1,10 @@
 // The conversation list: new chat, past conversations (title, when, how many messages; newest first) from
 // `GET /sessions`, open one (the page reconnects with its `?session_id=` and the server sends its history),
 // rename (`PATCH /sessions/{id}`), export (`/sessions/{id}/export?format=markdown`) and delete (`DELETE`,
-// after a confirmation). On a narrow screen the list is a drawer behind the "Chats" button.
+// after a confirmation). On a narrow screen the list is a drawer behind the "Chats" button. Every request
+// carries this browser's conversation keys (`X-Aria-Session-Key`): the server lists and opens only those.
 
-import { currentSession } from "./connection.js";
+import { currentSession, forgetKey, sessionKeys } from "./connection.js";
 import { el, localError, notify } from "./dom.js";
 import { test } from "./state.js";
 
@@ -14,9 +15,16 @@ function token() {
   return new URLSearchParams(location.search).get("token");
 }
 
-async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
+function authHeaders() {
+  const headers = {};
   if (token()) headers.Authorization = `Bearer ${token()}`;
+  const keys = Object.values(sessionKeys());
+  if (keys.length) headers["X-Aria-Session-Key"] = keys.join(",");
+  return headers;
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json", ...authHeaders() };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const res = await fetch(path, {
     method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
@@ -144,6 +152,7 @@ function actions(li, row, title) {
   const exp = el("a", "conv-act", "Export");
   exp.href = href;
   exp.download = `${(title || "conversation").replace(/[^\w\- ]+/g, "").trim().slice(0, 60) || "conversation"}.md`;
+  exp.onclick = (e) => { e.preventDefault(); download(href, exp.download, title); }; // with the key header
   exp.setAttribute("aria-label", `Export “${title}” as Markdown`);
   exp.title = "Export as Markdown";
   bar.append(
@@ -194,6 +203,23 @@ function confirmDelete(li, row, title) {
   no.focus();
 }
 
+async function download(href, name, title) {
+  try {
+    const res = await fetch(href, { headers: authHeaders(), cache: "no-store" });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const url = URL.createObjectURL(await res.blob());
+    const a = el("a");
+    a.href = url;
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (err) {
+    localError("export_failed", `Could not export “${title}”: ${err.message}`);
+  }
+}
+
 async function remove(row, title) {
   // Leave it first: an open connection saves its session when it closes, which would bring it back.
   if (row.session_id === list.current) await list.open(null);
@@ -204,6 +230,7 @@ async function remove(row, title) {
     render(true);
     return;
   }
+  forgetKey(row.session_id);
   notify(`Deleted “${title}”.`, "info");
   await refresh(true);
 }
