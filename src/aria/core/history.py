@@ -10,7 +10,8 @@ __all__ = ["History"]
 
 
 class History:
-    """In-memory history. The session layer persists it; the pipeline only appends."""
+    """In-memory history. The session layer persists it; the pipeline only appends (a client of the
+    conversation may remove or replace messages)."""
 
     def __init__(self, messages: list[Message] | None = None) -> None:
         self._messages: list[Message] = list(messages or [])
@@ -26,6 +27,14 @@ class History:
 
     def append(self, message: Message) -> None:
         self._messages.append(message)
+
+    def remove(self, index: int) -> Message:
+        """Take a message out (a client deleted it); returns it."""
+        return self._messages.pop(index)
+
+    def replace(self, index: int, message: Message) -> None:
+        """Put ``message`` in the place of the one at ``index`` (a client truncated it)."""
+        self._messages[index] = message
 
     def window(self, turns: int) -> tuple[Message, ...]:
         """The messages of the last ``turns`` user turns (each with what followed it)."""

@@ -175,6 +175,20 @@ class VoicePipeline:
         self._start_response(turn, text, modality="text")
         return turn
 
+    def respond(self) -> Turn:
+        """Answer the conversation as it stands, with no new input (a client asked for a response): an
+        answer in progress is stopped first; the answer is recorded like any other."""
+        if not self.answering:
+            raise InvalidInput(f"the {self.config.mode} mode only transcribes speech; switch modes to ask")
+        turn = Turn(source="text")
+        last = next((m.content for m in reversed(list(self.history)) if m.role == "user"), "")
+        turn.user_text = last or " "  # not empty: the answer is recorded (and no command is heard)
+        self._abort("response requested")
+        self._begin(turn, TurnState.PROCESSING, "response requested")
+        said = self.answerer().answer(turn, self.request())
+        self._response_task = self._spawn(self._respond(turn, said), "respond")
+        return turn
+
     async def interrupt(self, reason: str = "interrupted") -> bool:
         """Stop the answer in progress. Speech being listened to is kept (it is the person's next turn),
         and so is typed input waiting for its turn: it starts now. Returns whether anything stopped."""

@@ -1,6 +1,7 @@
-"""A conversation's pipeline for a mode, put together from the loaded engines in one place: the model
-(wrapped by the latency governor when a faster one is configured), the tools, the context window, the
-pictures and the monitor's commands, the end-of-turn model and a VAD tuned to it."""
+"""A conversation's mode: its engines made resident, its pipeline put together from them in one place (the
+model, wrapped by the latency governor when a faster one is configured; the tools; the context window;
+the pictures and the monitor's commands; the end-of-turn model and a VAD tuned to it), and the switch
+from one mode's pipeline to the next over the same history."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from aria.core.modes import ModeSpec
 from aria.engines.base import LLM, VAD, TurnDetector
 from aria.engines.factory import create_engine
 from aria.engines.fallback import answered_by
-from aria.errors import AriaError
+from aria.errors import AriaError, InvalidInput, ModeUnavailable
 from aria.pipeline.modes import Loadout, mode_pipeline
+from aria.pipeline.outputs import NoticeOut
 from aria.pipeline.quality import GovernedLLM, LatencyGovernor
 from aria.pipeline.slots import SlotEngine
 from aria.pipeline.voice import VoicePipeline
+from aria.server.conversation import notices
 from aria.server.conversation.tools import SessionTools, Toolbox
 from aria.session.context import ContextWindow
 from aria.tools.runner import ToolRunner
+from aria.types import Message
 
 if TYPE_CHECKING:
     from aria.server.conversation.core import Conversation
@@ -34,10 +38,58 @@ class Assembly:
         self.loadout: Loadout | None = None
         self.governed: GovernedLLM | None = None
         self._session_tools: SessionTools | None = None
+        self._notes: list[NoticeOut] = []
 
     def slots(self) -> dict[str, str]:
         """The slot serving each role of the current mode."""
         return dict(self.loadout.slots) if self.loadout is not None else {}
+
+    async def switch(self, mode: str, watch: str | None) -> None:
+        """Make ``mode``'s engines resident, retire the current pipeline (speech being heard is kept as
+        the person's turn, typed input waiting passes to the next) and build ``mode``'s. Raises (and
+        changes nothing) when the engines cannot be had or the mode needs vision its model lacks."""
+        conv = self.conv
+        spec = conv.runtime.modes[mode]
+        if watch is None and conv.eyes.monitor is not None and mode == conv.mode:
+            watch = conv.eyes.watch  # a rebuild of the same mode keeps watching
+        conv.save()  # the session is on disk before anything is loaded or unloaded
+        loadout = await conv.runtime.acquire(conv, mode)
+        llm = loadout.llm
+        if spec.watches and (llm is None or not llm.capabilities.vision):
+            name = llm.name if llm is not None else "none"
+            raise ModeUnavailable(
+                f"the {mode} mode needs a vision model, and {name} cannot see images; configure one "
+                '(e.g. [llm] backend = "ollama", options = { model = "llava" }) and try again'
+            )
+        old, waiting = conv.pipeline, []
+        if old is not None:
+            waiting = await old.conclude("mode switch")
+            await self.retire(old)
+        await conv.eyes.stop_monitor()
+        if spec.listens and conv.vad is None and loadout.stt is not None:
+            conv.vad = await self.new_vad()
+        elif conv.vad is not None:
+            conv.vad.reset()
+        if conv.echo is not None:
+            conv.echo.reset()  # the old mode's answer was cut: none of its audio plays on
+        conv.mode = conv.session.mode = mode
+        conv.pipeline = pipeline = self.pipeline(mode, spec, loadout)
+        for text in waiting:  # typed while the old mode listened: the new mode answers it
+            try:
+                pipeline.push_text(text)
+            except InvalidInput:  # the new mode takes no text (dictation): keep the words in the history
+                conv.session.history.append(Message("user", text, "text", mode=mode))
+        if spec.watches and llm is not None:
+            conv.eyes.start_monitor(llm, spec, watch if watch is not None else spec.watch)
+        self._notes = [notices.without(role, why) for role, why in loadout.problems.items()]
+        if spec.sees and llm is not None and not llm.capabilities.vision:
+            self._notes.insert(0, notices.blind(llm.name))
+
+    def announce(self) -> None:
+        """Tell the person what the new mode lacks (a model that cannot see, engines that failed)."""
+        notes, self._notes = self._notes, []
+        for note in notes:
+            self.conv.emit(note)
 
     def pipeline(self, mode: str, spec: ModeSpec, loadout: Loadout) -> VoicePipeline:
         conv = self.conv

@@ -19,6 +19,7 @@ history; its events simply continue the stream. Requests the conversation turns 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
@@ -31,14 +32,14 @@ from aria.engines.base import VAD
 from aria.errors import AriaError, InvalidInput, ModeUnavailable, ResidencyError
 from aria.pipeline.config import Playback
 from aria.pipeline.echo import EchoGuard
-from aria.pipeline.monitor import Alert
-from aria.pipeline.outputs import AudioOut, ErrorOut, MetricsOut, NoticeOut, Output, ResponseDone
+from aria.pipeline.outputs import AudioOut, ErrorOut, MetricsOut, NoticeOut, Output, ResponseDone, TextOut
 from aria.pipeline.quality import GovernedLLM
 from aria.pipeline.residency import ResidencyEvent
 from aria.pipeline.voice import PipelineConfig, VoicePipeline
 from aria.server.conversation import notices
 from aria.server.conversation.assembly import Assembly
 from aria.server.conversation.events import Event, ModeOut
+from aria.server.conversation.history import Items
 from aria.server.conversation.notices import Notices
 from aria.server.conversation.playback import Player
 from aria.server.conversation.tools import ClientTools, Confirmations, Refused
@@ -85,8 +86,12 @@ class Conversation:
         self.notices = Notices()
         self.confirmations = Confirmations(self.emit)
         self.client_tools = ClientTools(client_tools, self.emit) if client_tools is not None else None
-        self.eyes = Eyes(session.id, on_alert=self._alert, on_watch=self._watch_changed)
+        self.eyes = Eyes(
+            session, emit=self.emit, save=self.save, mode=lambda: self.mode, on_watch=self._watch_changed
+        )
         self.parts = Assembly(self, tool_runner)
+        #: The history as items a client adds, deletes and truncates.
+        self.items = Items(session, save=self.save)
         self.pipeline: VoicePipeline | None = None
         self.vad: VAD | None = None
         self._ready = asyncio.Event()
@@ -195,6 +200,8 @@ class Conversation:
                 await self._pass(out, pipeline)
 
     async def _pass(self, out: Output, pipeline: VoicePipeline) -> None:
+        if isinstance(out, AudioOut | TextOut):
+            self.items.seen(pipeline, out.turn_id)
         if isinstance(out, MetricsOut) and pipeline.llm is not None and "model" not in out.extra:
             out = MetricsOut(
                 out.turn_id, out.waterfall, {**out.extra, "model": self.parts.answered_by(pipeline)}
@@ -293,12 +300,67 @@ class Conversation:
         base = self.base_settings or self.runtime.settings
         settings = self.session.update_overrides(dict(changes), base)
         if pipeline is not None:
-            spec = self.runtime.modes[self.mode]
-            speak = settings.tts.enabled and pipeline.tts is not None
-            pipeline.config = PipelineConfig.from_settings(
-                settings.with_llm(spec.llm), speak=speak, mode=self.mode
-            )
+            self._apply_config(pipeline, settings)
         return settings
+
+    def _apply_config(self, pipeline: VoicePipeline, settings: Settings) -> None:
+        spec = self.runtime.modes[self.mode]
+        speak = settings.tts.enabled and pipeline.tts is not None
+        pipeline.config = PipelineConfig.from_settings(
+            settings.with_llm(spec.llm), speak=speak, mode=self.mode
+        )
+
+    # -- items and responses (what a Realtime client does besides talking) -------------------------
+
+    async def respond(self, *, instructions: str | None = None) -> str | None:
+        """Answer the history as it stands, with no new input (``instructions``: this answer's system
+        prompt). An answer in progress stops first. Returns the turn id (None without a pipeline)."""
+        pipeline = await self.ready()
+        if pipeline is None:
+            return None
+        config = pipeline.config
+        if instructions is not None:  # the request is built before respond() returns
+            pipeline.config = dataclasses.replace(config, system_prompt=instructions)
+        try:
+            return pipeline.respond().id
+        finally:
+            pipeline.config = config
+
+    async def reconfigure(
+        self, settings: Settings, *, client_tools: Iterable[ToolSpec] | None = None
+    ) -> None:
+        """New base settings (and client tools) mid-conversation. Live ones (instructions, voice,
+        temperature, whether to speak) apply to the next answer; a change of turn detection or of the
+        tools rebuilds the pipeline (an answer in progress stops there, as heard)."""
+        before = self.settings()
+        self.base_settings = settings
+        rebuild = before.vad != self.settings().vad or before.turn != self.settings().turn
+        if client_tools is not None:
+            specs = tuple(client_tools)
+            rebuild = rebuild or self.client_tools is None or self.client_tools.specs() != specs
+            if self.client_tools is None:
+                self.client_tools = ClientTools(specs, self.emit)
+            else:
+                self.client_tools.set_specs(specs)
+        pipeline = await self.ready()
+        if pipeline is None:
+            return
+        if not rebuild:
+            self._apply_config(pipeline, self.settings())
+            return
+        if self.vad is not None and before.vad != self.settings().vad:
+            await self.vad.aclose()
+            self.vad = None
+        await self.switch(self.mode)
+
+    async def transcribe(self, audio: AudioChunk) -> str:
+        """The words in ``audio`` (a client's committed buffer, with turn detection off)."""
+        stt = self.parts.loadout.stt if self.parts.loadout is not None else None
+        if stt is None:
+            raise Refused("engine_unavailable", f"speech input is unavailable in the {self.mode} mode")
+        if audio.sample_rate != LISTEN_RATE:
+            audio = AudioChunk(resample(audio.as_float32(), audio.sample_rate, LISTEN_RATE), LISTEN_RATE)
+        return (await stt.transcribe(audio)).text
 
     # -- modes -------------------------------------------------------------------------------------
 
@@ -319,51 +381,13 @@ class Conversation:
         """Rebuild the pipeline for ``mode`` (a known one) over the same session: its history and
         settings survive. The new mode's engines are made resident first; when they cannot be, the
         current mode stays and :class:`ModeUnavailable` or :class:`ResidencyError` says why."""
-        spec = self.runtime.modes[mode]
-        if watch is None and self.eyes.monitor is not None and mode == self.mode:
-            watch = self.eyes.watch  # a rebuild of the same mode keeps watching
         async with self._switch_lock:
-            self.save()  # the session is on disk before anything is loaded or unloaded
-            loadout = await self.runtime.acquire(self, mode)
-            llm = loadout.llm
-            if spec.watches and (llm is None or not llm.capabilities.vision):
-                name = llm.name if llm is not None else "none"
-                raise ModeUnavailable(
-                    f"the {mode} mode needs a vision model, and {name} cannot see images; configure one "
-                    '(e.g. [llm] backend = "ollama", options = { model = "llava" }) and try again'
-                )
-            old, waiting = self.pipeline, []
-            if old is not None:
-                waiting = await old.conclude("mode switch")
-                await self.parts.retire(old)
-            await self.eyes.stop_monitor()
-            if spec.listens and self.vad is None and loadout.stt is not None:
-                self.vad = await self.parts.new_vad()
-            elif self.vad is not None:
-                self.vad.reset()
-            if self.echo is not None:
-                self.echo.reset()  # the old mode's answer was cut: none of its audio plays on
-            self.mode = self.session.mode = mode
-            self.pipeline = self.parts.pipeline(mode, spec, loadout)
-            for text in waiting:  # typed while the old mode listened: the new mode answers it
-                self._push_kept(self.pipeline, text)
+            await self.parts.switch(mode, watch)
             self._audio_refused = False
-            if spec.watches:
-                assert llm is not None
-                self.eyes.start_monitor(llm, spec, watch if watch is not None else spec.watch)
             self._changed.set()
-        if spec.sees and llm is not None and not llm.capabilities.vision:
-            self.emit(notices.blind(llm.name))
-        for role, why in loadout.problems.items():
-            self.emit(notices.without(role, why))
+        self.parts.announce()
         self.emit(self.mode_event())
         self.save()
-
-    def _push_kept(self, pipeline: VoicePipeline, text: str) -> None:
-        try:
-            pipeline.push_text(text)
-        except InvalidInput:  # the new mode takes no text (dictation): keep the words in the history
-            self.session.history.append(Message("user", text, "text", mode=self.mode))
 
     def mode_event(self) -> ModeOut:
         """The mode in effect, what the monitor watches, the slot serving each role."""
@@ -408,22 +432,6 @@ class Conversation:
         """Tell the person when answers move to the faster model and back (between turns)."""
         async for change in governed.changes:
             self.between_turns(notices.quality(change))
-
-    # -- the monitor -------------------------------------------------------------------------------
-
-    def _alert(self, alert: Alert) -> None:
-        text = f"Seen: {alert.description}" if alert.description else f"Seen: {alert.condition}"
-        meta = {"alert_id": alert.id, "watch": alert.condition}
-        self.session.history.append(Message("assistant", text, mode=self.mode, metadata=meta))
-        data = {
-            "kind": "monitor",
-            "alert_id": alert.id,
-            "condition": alert.condition,
-            "description": alert.description,
-            "at": alert.at,
-        }
-        self.emit(NoticeOut(text, "info", data))
-        self.save()
 
     def _watch_changed(self) -> None:
         self.emit(self.mode_event())

@@ -116,6 +116,10 @@ class ClientTools:
     def specs(self) -> tuple[ToolSpec, ...]:
         return self._specs
 
+    def set_specs(self, specs: Iterable[ToolSpec]) -> None:
+        """The client's tools from now on (calls already waiting still take their output)."""
+        self._specs = tuple(specs)
+
     def names(self) -> set[str]:
         return {spec.name for spec in self._specs}
 

@@ -13,7 +13,9 @@ from aria.core.modes import ModeSpec
 from aria.engines.base import LLM
 from aria.pipeline.modes import watch_command
 from aria.pipeline.monitor import Alert, Monitor, MonitorConfig
-from aria.types import ImageFrame
+from aria.pipeline.outputs import NoticeOut
+from aria.session.store import Session
+from aria.types import ImageFrame, Message
 
 __all__ = ["CAMERA_FRESH_S", "Eyes"]
 
@@ -23,19 +25,22 @@ CAMERA_FRESH_S = 10.0
 
 
 class Eyes:
-    """Pictures for questions and the monitor. ``on_alert`` hears each alert; ``on_watch`` each change of
-    the watched condition made by voice."""
+    """Pictures for questions and the monitor. Each alert goes into the session's history (saved) and out
+    as a notice through ``emit``; ``on_watch`` hears each change of the watched condition made by voice."""
 
     def __init__(
         self,
-        session_id: str,
+        session: Session,
         *,
-        on_alert: Callable[[Alert], None],
+        emit: Callable[[NoticeOut], None],
+        save: Callable[[], None],
+        mode: Callable[[], str],
         on_watch: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.session_id = session_id
-        self._on_alert, self._on_watch, self._clock = on_alert, on_watch, clock
+        self.session = session
+        self._emit, self._save, self._mode = emit, save, mode
+        self._on_watch, self._clock = on_watch, clock
         #: The newest uploaded image and camera frame, with when they came.
         self.image: tuple[float, ImageFrame] | None = None
         self.camera: tuple[float, ImageFrame] | None = None
@@ -78,9 +83,9 @@ class Eyes:
             llm,
             config,
             condition=condition,
-            on_alert=self._on_alert,
+            on_alert=self._alert,
             on_error=_monitor_failed,
-            session_id=self.session_id,
+            session_id=self.session.id,
         )
         frames: Channel[ImageFrame] = Channel(2, Overflow.DROP_OLDEST, name="camera")
         self.frames = frames
@@ -97,6 +102,20 @@ class Eyes:
         if self.monitor is not None:
             await self.monitor.aclose()
             self.monitor = None
+
+    def _alert(self, alert: Alert) -> None:
+        text = f"Seen: {alert.description}" if alert.description else f"Seen: {alert.condition}"
+        meta = {"alert_id": alert.id, "watch": alert.condition}
+        self.session.history.append(Message("assistant", text, mode=self._mode(), metadata=meta))
+        data = {
+            "kind": "monitor",
+            "alert_id": alert.id,
+            "condition": alert.condition,
+            "description": alert.description,
+            "at": alert.at,
+        }
+        self._emit(NoticeOut(text, "info", data))
+        self._save()
 
     def command(self, text: str) -> str | None:
         """The monitor understands "tell me when ..." and "stop watching" itself: the reply to give, or
