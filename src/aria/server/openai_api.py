@@ -34,7 +34,7 @@ from aria.server.realtime.ws import CHAT_MODE, TRANSCRIPTION_MODE, serve_realtim
 from aria.server.runtime import Runtime
 from aria.types import AudioChunk
 
-__all__ = ["router"]
+__all__ = ["SpeechRequest", "models", "realtime", "router", "speech", "transcriptions"]
 
 router = APIRouter()
 #: The most text one speech request may say.

@@ -28,7 +28,12 @@ __all__ = [
     "InputAudioBufferClear",
     "InputAudioBufferCommit",
     "ItemIn",
+    "NotYetError",
     "OutputAudioBufferClear",
+    "PcmFormat",
+    "PcmaFormat",
+    "PcmuFormat",
+    "ResponseAudio",
     "ResponseCancel",
     "ResponseCreate",
     "ResponseParams",
@@ -37,6 +42,7 @@ __all__ = [
     "SessionConfig",
     "SessionUpdate",
     "Transcription",
+    "not_yet",
 ]
 
 #: The GA fields accepted only when "off", as dotted paths (the docs list them as not yet supported).

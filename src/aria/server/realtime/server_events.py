@@ -11,7 +11,42 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-__all__ = ["SERVER_EVENTS", "ServerEvent"]
+__all__ = [
+    "SERVER_EVENTS",
+    "ArgumentsDelta",
+    "ArgumentsDone",
+    "BufferCleared",
+    "BufferCommitted",
+    "ContentPartAdded",
+    "ContentPartDone",
+    "ErrorEvent",
+    "ItemAdded",
+    "ItemDeleted",
+    "ItemDone",
+    "ItemRetrieved",
+    "ItemTruncated",
+    "OutputAudioDelta",
+    "OutputAudioDone",
+    "OutputBufferCleared",
+    "OutputItemAdded",
+    "OutputItemDone",
+    "OutputTextDelta",
+    "OutputTextDone",
+    "RateLimitsUpdated",
+    "ResponseCreated",
+    "ResponseDone",
+    "ServerEvent",
+    "SessionCreated",
+    "SessionUpdated",
+    "SpeechStarted",
+    "SpeechStopped",
+    "TimeoutTriggered",
+    "TranscriptDelta",
+    "TranscriptDone",
+    "TranscriptionCompleted",
+    "TranscriptionDelta",
+    "TranscriptionFailed",
+]
 
 Json = dict[str, Any]
 

@@ -19,7 +19,18 @@ from aria.pipeline.heard import heard_chars
 from aria.server.realtime.events import FunctionTool, ItemIn, SessionConfig
 from aria.types import ImageFrame, Message, ToolCall, ToolSpec, WordMark
 
-__all__ = ["OPENAI_VOICES", "Conversation", "Item", "SessionState", "Spoken", "new_id"]
+__all__ = [
+    "OPENAI_VOICES",
+    "Conversation",
+    "Item",
+    "SessionState",
+    "Spoken",
+    "image_of",
+    "item_json",
+    "new_id",
+    "server_vad_defaults",
+    "tool_specs",
+]
 
 Json = dict[str, Any]
 #: Voice names of OpenAI's API: accepted, and spoken with Aria's default voice.
