@@ -56,6 +56,11 @@ def test_stages_add_up_to_voice_to_voice(result: dict[str, Any]) -> None:
     assert set(stages) == {"stt_final_ms", "llm_ttft_ms", "llm_to_first_clause_ms", "tts_first_audio_ms"}
     assert all(isinstance(v, float) and v >= 0 for v in stages.values()), stages
     assert result["voice_to_voice_ms"] == pytest.approx(sum(stages.values()), abs=0.2)
+    cpu = result["stages_cpu_ms"]
+    assert set(cpu) == set(stages)
+    assert result["voice_to_voice_cpu_ms"] == pytest.approx(sum(cpu.values()), abs=0.2)
+    assert result["voice_to_voice_uncached_ms"] > result["voice_to_voice_ms"] - stages["llm_ttft_ms"]
+    assert len(result["machine"]["loadavg_1m"]) == 2
     assert "stt_final_ms" in result["formula"]
     assert "tts_first_audio_ms" in result["formula"]
     assert result["goal_ms"] == 1200.0

@@ -121,6 +121,9 @@ class LlamaCppLLM:
         n_ctx: int = Field(default=4096, ge=64)
         #: CPU threads; llama.cpp's default (the physical cores) when unset.
         n_threads: int | None = Field(default=None, ge=1)
+        #: CPU threads for prefill (prompt batches); llama-cpp-python's default (every CPU) when unset. On a
+        #: machine whose cores are busy with other work, fewer threads than cores prefill faster.
+        n_threads_batch: int | None = Field(default=None, ge=1)
         #: Layers offloaded to the GPU (-1: all); needs a GPU build of llama-cpp-python.
         n_gpu_layers: int = Field(default=0, ge=-1)
         #: A llama-cpp-python chat format (``chatml``, ``llama-3``, ...) instead of the GGUF's own template.
@@ -220,6 +223,8 @@ class LlamaCppLLM:
         }
         if config.n_threads is not None:
             options["n_threads"] = config.n_threads
+        if config.n_threads_batch is not None:
+            options["n_threads_batch"] = config.n_threads_batch
         if config.chat_format is not None:
             options["chat_format"] = config.chat_format
         if config.seed is not None:
