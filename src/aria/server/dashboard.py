@@ -26,7 +26,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aria.server.runtime import Runtime
 
-__all__ = ["DashboardHistory", "histogram_quantile", "parse_metrics", "router", "stage_buckets"]
+__all__ = [
+    "DashboardHistory",
+    "Sample",
+    "dashboard_data",
+    "histogram_quantile",
+    "parse_metrics",
+    "percentiles",
+    "router",
+    "stage_buckets",
+]
 
 router = APIRouter()
 PAGE = Path(__file__).parent / "static" / "dashboard.html"
@@ -187,12 +196,12 @@ def dashboard_data(rt: Runtime, history: DashboardHistory, *, now: float | None 
 
 
 @router.get("/dashboard", include_in_schema=False)
-async def page() -> FileResponse:
+async def _page() -> FileResponse:
     return FileResponse(PAGE, media_type="text/html")
 
 
 @router.get("/metrics/json")
-async def metrics_json(request: Request) -> dict[str, Any]:
+async def _metrics_json(request: Request) -> dict[str, Any]:
     state = request.app.state
     if getattr(state, "dashboard_history", None) is None:
         state.dashboard_history = DashboardHistory()

@@ -35,7 +35,7 @@ from aria.errors import AriaError
 from aria.pipeline.residency import ResidencyError
 from aria.server.runtime import Runtime
 
-__all__ = ["ModelChoice", "ollama_root", "router"]
+__all__ = ["ModelChoice", "choices", "ollama_root", "router", "with_model"]
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -191,7 +191,7 @@ def _started(request: Request, rt: Runtime) -> Settings:
 
 
 @router.get("/models/llm")
-async def list_llms(request: Request) -> dict[str, Any]:
+async def _list_llms(request: Request) -> dict[str, Any]:
     rt: Runtime = request.app.state.runtime
     started = _started(request, rt)
     offered, sources = await choices(rt, started)
@@ -213,7 +213,7 @@ async def list_llms(request: Request) -> dict[str, Any]:
 
 
 @router.post("/models/llm")
-async def switch_llm(request: Request) -> JSONResponse:
+async def _switch_llm(request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
     try:
         body = await request.json()
