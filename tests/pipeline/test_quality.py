@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from aria.pipeline.quality import LatencyGovernor, first_token_ms
+from aria.engines.base import LLMRequest
+from aria.pipeline.quality import GovernedLLM, LatencyGovernor, first_token_ms
 from aria.testing import FakeLLM
 from aria.testing.fakes import Fault
+from aria.types import GeneratedToken, Message
 
 
 class Clock:
@@ -58,3 +62,42 @@ def test_bad_arguments() -> None:
         LatencyGovernor(0)
     with pytest.raises(ValueError, match="window"):
         LatencyGovernor(100, window=0)
+
+
+async def test_governed_llm_switches_to_the_faster_model_and_back() -> None:
+    """The wrapper times first tokens itself, brings the faster model after a slow run, announces each
+    switch, and goes back once a probe of the usual model is within the bound."""
+    clock = Clock()
+    usual = FakeLLM(FakeLLM.Config(replies=("usual",), ttft_s=0.06))
+    fast = FakeLLM(FakeLLM.Config(replies=("fast",)))
+    released: list[bool] = []
+
+    async def bring() -> FakeLLM:
+        return fast
+
+    governed = GovernedLLM(
+        usual,
+        LatencyGovernor(50, window=2, probe_every_s=10, clock=clock),
+        fast=bring,
+        release=lambda: released.append(True),
+    )
+    request = LLMRequest(messages=(Message("user", "hi"),))
+
+    async def answer() -> str:
+        return "".join([c.text async for c in governed.stream(request) if isinstance(c, GeneratedToken)])
+
+    assert [await answer(), await answer()] == ["usual", "usual"]
+    change = await asyncio.wait_for(governed.changes.receive(), 2)
+    assert (change.state, change.model, change.usual) == ("degraded", "fake", "fake")
+    assert governed.serving is fast
+    assert await answer() == "fast"
+    usual.config = usual.config.model_copy(update={"ttft_s": 0.0})
+    assert await answer() == "fast"  # the probe is not due yet
+    clock.now = 10
+    assert await answer() == "fast"  # this answer starts the probe beside it
+    change = await asyncio.wait_for(governed.changes.receive(), 2)
+    assert change.state == "recovered"
+    assert released == [True]
+    assert await answer() == "usual"
+    await governed.aclose()
+    assert governed.changes.closed
