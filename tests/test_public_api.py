@@ -62,10 +62,12 @@ def imported_view(module: ModuleType) -> View:
         and (inspect.isclass(value) or inspect.isfunction(value))
         and value.__module__ == module.__name__
     )
+    # A name the module provides lazily (PEP 562 ``__getattr__``) counts as defined.
+    lazy = {item for item in exported or () if item not in vars(module) and hasattr(module, item)}
     return View(
         module.__name__,
         None if exported is None else tuple(exported),
-        frozenset(vars(module)),
+        frozenset(vars(module)) | lazy,
         tuple(definitions),
     )
 

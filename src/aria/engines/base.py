@@ -23,9 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
-
-from pydantic import BaseModel, ConfigDict
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from aria.types import (
     AudioChunk,
@@ -41,6 +39,8 @@ from aria.types import (
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+
+    from aria.engines.options import EngineConfig
 
 __all__ = [
     "API_VERSION",
@@ -71,10 +71,14 @@ EngineKind = Literal["vad", "stt", "llm", "vision", "tts", "turn"]
 KINDS: tuple[EngineKind, ...] = ("vad", "stt", "llm", "vision", "tts", "turn")
 
 
-class EngineConfig(BaseModel):
-    """Base of every engine's options model: unknown keys are errors, not silently ignored."""
+def __getattr__(name: str) -> Any:
+    """``EngineConfig`` (pydantic) is imported when an engine's options need it, not with the protocols."""
+    if name == "EngineConfig":
+        from aria.engines.options import EngineConfig
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+        globals()[name] = EngineConfig  # found directly from now on
+        return EngineConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, slots=True)
