@@ -34,6 +34,7 @@ __all__ = [
     "PcmaFormat",
     "PcmuFormat",
     "ResponseAudio",
+    "ResponseAudioOutput",
     "ResponseCancel",
     "ResponseCreate",
     "ResponseParams",
@@ -98,6 +99,9 @@ class Transcription(_Model):
     model: str | None = None
     language: not_yet("session.audio.input.transcription.language") = None  # type: ignore[valid-type]
     prompt: not_yet("session.audio.input.transcription.prompt") = None  # type: ignore[valid-type]
+    languages: not_yet("session.audio.input.transcription.languages") = None  # type: ignore[valid-type]
+    keywords: not_yet("session.audio.input.transcription.keywords") = None  # type: ignore[valid-type]
+    delay: not_yet("session.audio.input.transcription.delay") = None  # type: ignore[valid-type]
 
 
 class ServerVad(_Model):
@@ -159,6 +163,8 @@ class SessionConfig(_Model):
     tools: list[FunctionTool] | None = Field(default=None, max_length=128)
     tool_choice: ToolChoice | None = None
     max_output_tokens: int | Literal["inf"] | None = Field(default=None)
+    parallel_tool_calls: not_yet("session.parallel_tool_calls", True) = None  # type: ignore[valid-type]
+    reasoning: not_yet("session.reasoning") = None  # type: ignore[valid-type]
     include: not_yet("session.include") = None  # type: ignore[valid-type]
     prompt: not_yet("session.prompt") = None  # type: ignore[valid-type]
     tracing: not_yet("session.tracing", "auto") = None  # type: ignore[valid-type]
@@ -244,8 +250,13 @@ class ConversationItemTruncate(_Event):
 # -- responses ---------------------------------------------------------------------------------------
 
 
+class ResponseAudioOutput(_Model):
+    format: AudioFormat | None = None
+    voice: str | None = Field(default=None, max_length=200)
+
+
 class ResponseAudio(_Model):
-    output: AudioOutput | None = None
+    output: ResponseAudioOutput | None = None
 
 
 class ResponseParams(_Model):
@@ -258,6 +269,8 @@ class ResponseParams(_Model):
     tool_choice: ToolChoice | None = None
     max_output_tokens: int | Literal["inf"] | None = None
     metadata: dict[str, str] | None = None
+    parallel_tool_calls: not_yet("response.parallel_tool_calls", True) = None  # type: ignore[valid-type]
+    reasoning: not_yet("response.reasoning") = None  # type: ignore[valid-type]
     conversation: not_yet("response.conversation", "auto") = None  # type: ignore[valid-type]
     input: not_yet("response.input") = None  # type: ignore[valid-type]
     prompt: not_yet("response.prompt") = None  # type: ignore[valid-type]

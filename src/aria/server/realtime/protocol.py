@@ -428,7 +428,6 @@ class RealtimeProtocol:
             if out_cfg.voice not in self.session.voices and out_cfg.voice not in OPENAI_VOICES:
                 raise InvalidInput(f"response.audio.output.voice: unknown voice {out_cfg.voice!r}")
             voice = out_cfg.voice if out_cfg.voice in self.session.voices else None
-        speed = out_cfg.speed if out_cfg is not None and out_cfg.speed is not None else None
         tools = params.tools if params.tools is not None else None
         tool_json = (
             tuple(t.model_dump(exclude_none=True) for t in tools)
@@ -445,7 +444,7 @@ class RealtimeProtocol:
             instructions,
             modalities,
             voice,
-            float(speed if speed is not None else cfg["audio"]["output"]["speed"]),
+            float(cfg["audio"]["output"]["speed"]),
             output_format,
             tool_json,
             None if limit == "inf" else int(limit),

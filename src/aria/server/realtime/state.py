@@ -111,7 +111,7 @@ class SessionState:
         kind = changes.pop("type", None)
         if kind is not None and kind != self.kind:
             raise InvalidInput(f"session.type: this is a {self.kind} session; it cannot become {kind}")
-        for name in ("include", "prompt", "tracing", "truncation"):
+        for name in ("include", "prompt", "tracing", "truncation", "parallel_tool_calls", "reasoning"):
             changes.pop(name, None)
         voice = changes.get("audio", {}).get("output", {}).get("voice")
         if voice is not None and voice not in self.voices and voice not in OPENAI_VOICES:
