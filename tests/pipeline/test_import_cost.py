@@ -1,15 +1,16 @@
-"""Importing the pipeline stays cheap: the settings model (pydantic-settings) and NumPy are not loaded
-until something needs them (the server converts its settings at its edge; audio brings NumPy)."""
+"""Importing the pipeline stays cheap: the settings model (pydantic-settings), pydantic and NumPy are not
+loaded until something needs them (the server converts its settings at its edge, an engine's options
+bring pydantic, audio brings NumPy)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-HEAVY = ("aria.core.config", "pydantic_settings", "numpy", "tomllib")
+HEAVY = ("aria.core.config", "pydantic_settings", "pydantic", "numpy", "tomllib")
 
 
-def test_importing_the_voice_pipeline_loads_neither_the_settings_model_nor_numpy() -> None:
+def test_importing_the_voice_pipeline_loads_no_settings_model_pydantic_or_numpy() -> None:
     code = (
         "import sys, aria.pipeline.voice, aria.pipeline.speech, aria.pipeline.answer; "
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
