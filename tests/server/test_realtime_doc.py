@@ -196,6 +196,7 @@ def test_the_connection_formats_and_clients_are_covered(topic: str) -> None:
 #: naming a function or MCP server, custom voices by id (the documented rows say so).
 UNLISTED_GA = (
     "tools[].",
+    "truncation.",
     "tool_choice.",
     "audio.output.voice.id",
     "prompt.",
