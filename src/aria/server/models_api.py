@@ -5,6 +5,7 @@
                              pulled models (``GET /api/tags``), GGUF files in the models folder
                              (catalog entries by name, a vision entry with its projector), the configured
                              one; ``sources`` says where each list came from or why it is missing
+``GET /models/llm/current``  what answers now and when it was switched (pages poll it)
 ``POST /models/llm``         ``{"name": ...}`` (a ``name`` from the list): new turns answer with that model;
                              an unknown name is refused (400) and one that fails to load (422) leaves the
                              previous model answering
@@ -212,6 +213,19 @@ async def _list_llms(request: Request) -> dict[str, Any]:
     }
 
 
+@router.get("/models/llm/current")
+async def _current_llm(request: Request) -> dict[str, Any]:
+    """What answers now and when it was last switched (cheap: no listing; pages poll it)."""
+    rt: Runtime = request.app.state.runtime
+    state = request.app.state
+    chosen: dict[str, Any] = getattr(state, "llm_current", None) or {"current": "configured"}
+    return {
+        **chosen,
+        "serving": rt.engine_states().get("llm", {}).get("name"),
+        "switched_at": getattr(state, "llm_switched_at", None),
+    }
+
+
 @router.post("/models/llm")
 async def _switch_llm(request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
@@ -245,7 +259,6 @@ async def _switch_llm(request: Request) -> JSONResponse:
         try:
             await rt.switch_llm(settings)
         except ResidencyError as exc:
-            state.llm_switched_at = time.time()  # the slot was reloaded all the same (pages say why)
             log.warning("switching the language model to %s failed: %s", name, exc)
             serving = rt.engine_states().get("llm", {}).get("name")
             return JSONResponse(
@@ -258,6 +271,7 @@ async def _switch_llm(request: Request) -> JSONResponse:
                 422,
             )
     state.llm_switched_at = time.time()
+    state.llm_current = {"current": name, "label": choice.label, "model": choice.model}
     log.info("language model switched to %s in %.0f ms", name, (time.perf_counter() - began) * 1000)
     engine = rt.engine_states().get("llm", {})
     return JSONResponse(

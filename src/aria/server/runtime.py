@@ -217,6 +217,9 @@ class Runtime:
             self.engine_settings = previous
             await self.residency.reload("llm", reason="the chosen language model could not start")
             raise
+        finally:
+            if not self._own_summarizer:  # the main model summarises: the one loaded now
+                self.summarizer = await self._make_summarizer()
         self.problems.pop("llm", None)
         return engine
 
@@ -429,9 +432,13 @@ class Runtime:
     async def _make_summarizer(self) -> LLM | None:
         llm = self.settings.llm
         if llm.summary_backend is None:
-            # The main model summarises when it is a real one; the rule-based builtin cannot.
+            # The main model summarises when it is a real one; the rule-based builtin cannot. Through the
+            # slot's handle: a model reloaded (a switch, a restart) summarises for pipelines already built.
             main = self.engines.llm
-            return main if main is not None and primary(main).name != "builtin" else None
+            if main is None or primary(main).name == "builtin":
+                return None
+            handle = self.residency.handle("llm")
+            return handle if isinstance(handle, LLM) else main
         try:
             engine = self.registry.create(llm.summary_backend, llm.summary_options, kind="llm")
             await engine.start()

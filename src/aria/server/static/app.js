@@ -23,7 +23,7 @@ import { friendly, localError, notify, ui } from "./dom.js";
 import * as media from "./media.js";
 import * as modes from "./modes.js";
 import { initSettings } from "./settings.js";
-import { describeRestart, initModels } from "./models.js";
+import { checkSwitched, initModels } from "./models.js";
 import { app, test } from "./state.js";
 import { initStatus, pollBreakers, renderStatus, serverState, setServerState, showEngines } from "./status.js";
 
@@ -129,11 +129,6 @@ const handlers = {
     test.notifications.push(msg);
     if (modes.onMonitorAlert(msg)) return;
     if (typeof msg.data?.mode === "string") modes.modeFromNotification(msg.data.mode);
-    if (msg.data?.kind === "restarted" && msg.data?.slot === "llm") {
-      // A model switch reloads the slot like a restart does: say which it was.
-      describeRestart(msg).then((text) => { if (text) notify(text, text === msg.text ? "warning" : "info"); });
-      return;
-    }
     notify(msg.text, msg.level === "warning" ? "warning" : "info");
   },
 
@@ -289,3 +284,5 @@ link.connect({ onMessage, onBinary, onClose });
 window.ariaTest.refreshHealth = pollBreakers;
 pollBreakers();
 setInterval(pollBreakers, 10000);
+window.ariaTest.checkModel = checkSwitched;
+setInterval(checkSwitched, 5000); // a model switched from elsewhere

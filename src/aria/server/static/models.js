@@ -94,7 +94,6 @@ async function choose(name) {
   if (res?.ok) {
     await refreshModels();
     explained = known.switched_at;
-    toldAt = performance.now();
     notify(`New answers come from ${body.label || label}.`, "info");
   } else {
     test.modelErrors = [...(test.modelErrors || []), body];
@@ -106,20 +105,22 @@ async function choose(name) {
   onSwitched();
 }
 
-/** A `restarted` notification for the llm slot: a model switch (from this page or another) or a real
- * restart? Resolves to the words to show, or null when this page already said it. */
-export async function describeRestart(msg) {
-  if (ui.model.dataset.busy) return null; // this page is switching: it says so when the switch is done
-  await refreshModels();
-  if (!known.switched_at || known.switched_at === explained) {
-    return known.switched_at && msg.data?.slot === "llm" && explainedRecently() ? null : msg.text;
+/** Poll `GET /models/llm/current`: a switch made elsewhere (another page, a script) is picked up and said
+ * once; this page's own switches were said when made. */
+export async function checkSwitched() {
+  if (!loaded || ui.model.dataset.busy) return;
+  let now;
+  try {
+    const res = await fetch("/models/llm/current", { headers: headers(), cache: "no-store" });
+    if (!res.ok) return;
+    now = await res.json();
+  } catch {
+    return;
   }
-  explained = known.switched_at;
+  if (!now.switched_at || now.switched_at === known.switched_at) return;
+  await refreshModels();
+  if (now.switched_at === explained) return;
+  explained = now.switched_at;
+  notify(`The language model was switched on the server: answers come from ${known.label || known.current}.`, "info");
   onSwitched();
-  return `The language model was switched on the server: answers come from ${known.label || known.current}.`;
-}
-
-let toldAt = 0;
-function explainedRecently() {
-  return performance.now() - toldAt < 30000;
 }
