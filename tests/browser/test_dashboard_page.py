@@ -99,6 +99,12 @@ def test_the_dashboard_draws_latency_engines_and_memory(
         assert {"stt", "llm", "tts"} <= set(slots)
         assert page.locator("#dash-status").get_attribute("data-status") in ("ok", "degraded")
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column, nothing wider
+        page.wait_for_function(
+            f"() => window.dashboardTest.rendered > {page.evaluate('window.dashboardTest.rendered')}"
+        )
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
         assert not problems, problems
     finally:
         browser.close()

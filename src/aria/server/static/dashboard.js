@@ -158,7 +158,7 @@ function renderLatency(data) {
       span.style.opacity = q === "p50" ? "1" : "0.55";
       bar.append(span);
     }
-    const barCell = el("td");
+    const barCell = el("td", "dash-barcell");
     barCell.append(bar);
     tr.append(el("th", "", STAGE_WORDS[stage] || stage), el("td", "num", String(s.count)),
       el("td", "num", formatMs(s.p50)), el("td", "num", formatMs(s.p90)), el("td", "num", formatMs(s.p99)), barCell);
