@@ -66,9 +66,15 @@ def _ms(samples: int) -> int:
 
 
 class Listener:
-    def __init__(self, vad: VAD | None, turn_detection: dict[str, Any] | None) -> None:
+    def __init__(
+        self, vad: VAD | None, turn_detection: dict[str, Any] | None, *, hangover_ms: int = 0
+    ) -> None:
         self.vad = vad
         self.turn_detection = turn_detection
+        #: How long after the speech ends the VAD reports it (its silence window).
+        self.hangover = hangover_ms * RATE // 1000
+        #: Where the speech of the turn ended (the VAD's report less its hangover).
+        self._speech_end = 0
         #: Input samples received since the session started (the clock).
         self.samples = 0
         self._chunks: list[Float32] = []
@@ -80,13 +86,18 @@ class Listener:
         #: semantic_vad: a pause is being judged since this sample (None: no pause).
         self._paused_at: int | None = None
         self._idle_at: int | None = None
+        #: Where the turn was ended (the commit takes the buffer up to here).
+        self._cut: int | None = None
 
     @property
     def now_ms(self) -> int:
         return _ms(self.samples)
 
-    def configure(self, vad: VAD | None, turn_detection: dict[str, Any] | None) -> None:
+    def configure(
+        self, vad: VAD | None, turn_detection: dict[str, Any] | None, *, hangover_ms: int = 0
+    ) -> None:
         self.vad, self.turn_detection = vad, turn_detection
+        self.hangover = hangover_ms * RATE // 1000
         self.speaking, self._paused_at, self._idle_at = False, None, None
 
     def push(self, samples: Float32) -> list[Started | Stopped | Pause | Timeout]:
@@ -121,6 +132,7 @@ class Listener:
                 self._speech_start = max(self._buffer_start, self.samples - FRAME - padding)
                 return [Started(_ms(self.samples - FRAME))]
         if event is not None and event.type is VADEventType.SPEECH_END and self.speaking:
+            self._speech_end = max(self._speech_start, self.samples - self.hangover)
             if semantic:
                 self._paused_at = self.samples
                 return [Pause(self.now_ms, self.turn_audio())]
@@ -143,10 +155,8 @@ class Listener:
 
     def _stop(self) -> Stopped:
         self.speaking, self._paused_at = False, None
-        silence = 0
-        if self.turn_detection is not None and self.turn_detection["type"] == "server_vad":
-            silence = int(self.turn_detection.get("silence_duration_ms") or 0) * RATE // 1000
-        return Stopped(_ms(max(self._speech_start, self.samples - silence)))
+        self._cut = self.samples
+        return Stopped(_ms(self._speech_end))
 
     def idle_after(self, playing_ms: int) -> None:
         """The answer ended, its audio playing ``playing_ms`` more: arm ``idle_timeout_ms``."""
@@ -156,23 +166,32 @@ class Listener:
 
     def turn_audio(self) -> Float32:
         """The buffered audio of the turn in progress (from its prefix padding on)."""
-        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        audio = self.buffered()
         return audio[max(0, self._speech_start - self._buffer_start) :]
 
     def take(self) -> Float32:
-        """Commit: the buffer's audio (from the speech's prefix padding on, under turn detection); the
-        buffer starts again empty."""
-        audio = self.turn_audio() if self.turn_detection is not None else self.buffered()
-        self.clear()
-        return audio
+        """Commit: the buffer's audio (under turn detection, from the speech's prefix padding to where the
+        turn was ended); what came after stays in the buffer."""
+        audio = self.buffered()
+        if self.turn_detection is None or self._cut is None:
+            self.clear()
+            return audio
+        start = max(0, self._speech_start - self._buffer_start)
+        cut = max(start, self._cut - self._buffer_start)
+        taken, rest = audio[start:cut], audio[cut:]
+        self._chunks = [rest] if rest.size else []
+        self._buffer_start, self._cut = self._cut, None
+        self._speech_start = self._buffer_start
+        return taken
 
     def buffered(self) -> Float32:
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
 
     def clear(self) -> None:
         self._chunks = []
-        self._buffer_start = self.samples
-        self._speech_start = self.samples
+        self._buffer_start = self.samples + self._frame.size
+        self._speech_start = self._buffer_start
+        self._cut = None
         self.speaking, self._paused_at = False, None
         if self.vad is not None:
             self.vad.reset()

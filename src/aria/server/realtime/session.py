@@ -129,7 +129,10 @@ class RealtimeSession:
         wanted = self.protocol.session.turn_detection
         if wanted != self.listener.turn_detection:
             old = self.listener.vad
-            self.listener.configure(await self.engines.vad(wanted), wanted)
+            hangover = self.engines.settings.vad.min_silence_ms
+            if wanted is not None and wanted["type"] == "server_vad":
+                hangover = int(wanted["silence_duration_ms"])
+            self.listener.configure(await self.engines.vad(wanted), wanted, hangover_ms=hangover)
             if old is not None:
                 await old.aclose()
 
