@@ -162,6 +162,8 @@ def test_bench_overhead_prints_json_last(tmp_path: Path) -> None:
         "bargein_stop_ms_p50",
         "frame_hop_us_p50",
         "frames_per_s",
+        "loop_cpu_ms_per_turn_p50",
+        "import_ms",
     ):
         value = result[key]
         assert isinstance(value, int | float), (key, value)
@@ -169,6 +171,8 @@ def test_bench_overhead_prints_json_last(tmp_path: Path) -> None:
         assert value >= 0, (key, value)
     assert result["turn_overhead_ms_p50"] <= result["turn_overhead_ms_p95"]
     assert result["frames_per_s"] > 0
+    assert result["loop_cpu_ms_per_turn_p50"] > 0
+    assert result["import_ms"] > 0
     assert result["audio_frames_after_interrupt"] == 0
     assert result["turns"] == 5
 

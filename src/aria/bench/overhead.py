@@ -9,7 +9,11 @@ Measured, per turn, on the consumer side of the pipeline's output channel:
 * ``bargein_stop_ms``: ``interrupt()`` to the last audio frame of that answer received (0 when nothing
   leaks after it), and ``bargein_done_ms`` to its ``ResponseDone``;
 * ``frame_hop_us``: one audio frame's trip from ``push_audio`` through VAD to the STT engine, and
-  ``frames_per_s``, how many frames a second the input path takes.
+  ``frames_per_s``, how many frames a second the input path takes;
+* ``loop_cpu_ms_per_turn_p50``: CPU time of the event-loop thread per turn (the pipeline's own work,
+  the fakes' and the harness's: all of it runs on that thread);
+* ``import_ms``: ``import aria.pipeline.voice`` in a fresh interpreter (``-X importtime``'s cumulative
+  figure for the module, the median of ``import_runs``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +78,7 @@ class OverheadBench:
     tts_first_s: float = 0.020
     frames: int = 3000
     bargein_turns: int = 50
+    import_runs: int = 5
 
     def _harness(self, tts_chunk_interval_s: float = 0.0) -> TurnHarness:
         return TurnHarness.with_fakes(
@@ -82,12 +90,15 @@ class OverheadBench:
         )
 
     async def run(self) -> dict[str, Any]:
-        overheads, nominal = await self._turns()
+        overheads, nominal, loop_cpu = await self._turns()
         stops, dones, leaked = await self._bargeins()
         hops, fps = await self._frames()
+        import_ms = await asyncio.to_thread(import_time_ms, "aria.pipeline.voice", self.import_runs)
         return {
             "bench": "overhead",
             "turn_overhead_ms_p50": round(percentile(overheads, 50), 4),
+            "loop_cpu_ms_per_turn_p50": round(percentile(loop_cpu, 50), 4),
+            "import_ms": round(import_ms, 1),
             "turn_overhead_ms_p95": round(percentile(overheads, 95), 4),
             "turn_overhead_ms_max": round(max(overheads), 4),
             "turn_overhead_nominal_ms_p50": round(percentile(nominal, 50), 4),
@@ -114,17 +125,20 @@ class OverheadBench:
             },
         }
 
-    async def _turns(self) -> tuple[list[float], list[float]]:
+    async def _turns(self) -> tuple[list[float], list[float], list[float]]:
         overheads: list[float] = []
         nominal: list[float] = []
+        loop_cpu: list[float] = []
         nominal_s = self.stt_final_s + self.llm_ttft_s + self.tts_first_s
         async with self._harness() as h:
             pipeline = h.pipeline
             fakes = [pipeline.stt, pipeline.llm, pipeline.tts]
             for index in range(self.warmup + self.turns):
                 mark = len(h.received)
+                cpu = time.thread_time()
                 await h.feed([*tone(200), *silence(200)])
                 done = await h.wait_for(ResponseDone, after=mark)
+                cpu = time.thread_time() - cpu
                 turn = pipeline.turn
                 assert turn is not None and turn.id == done.turn_id
                 end = turn.waterfall.at("speech_end")
@@ -138,7 +152,8 @@ class OverheadBench:
                 if index >= self.warmup:
                     overheads.append((first - end - fake_s) * 1000)
                     nominal.append((first - end - nominal_s) * 1000)
-        return overheads, nominal
+                    loop_cpu.append(cpu * 1000)
+        return overheads, nominal, loop_cpu
 
     async def _bargeins(self) -> tuple[list[float], list[float], int]:
         stops: list[float] = []
@@ -182,6 +197,25 @@ class OverheadBench:
         return hops, len(frames) / elapsed
 
 
+def import_time_ms(module: str, runs: int) -> float:
+    """The median, over ``runs`` fresh interpreters, of ``-X importtime``'s cumulative time for ``module``."""
+    times = []
+    for _ in range(max(runs, 1)):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        for line in done.stderr.splitlines():
+            fields = [part.strip() for part in line.removeprefix("import time:").split("|")]
+            if len(fields) == 3 and fields[2] == module:
+                times.append(int(fields[1]) / 1000)
+    if not times:
+        raise RuntimeError(f"-X importtime reported nothing for {module}")
+    return statistics.median(times)
+
+
 def format_report(result: dict[str, Any]) -> str:
     delays = result["fake_delays_ms"]
     return "\n".join(
@@ -197,5 +231,7 @@ def format_report(result: dict[str, Any]) -> str:
             f"{result['audio_frames_after_interrupt']}",
             f"  input path: {result['frame_hop_us_p50']:.1f} us per frame hop, "
             f"{result['frames_per_s']:.0f} frames/s",
+            f"  event-loop CPU per turn: p50 {result['loop_cpu_ms_per_turn_p50']:.2f} ms; "
+            f"import aria.pipeline.voice: {result['import_ms']:.1f} ms",
         ]
     )
