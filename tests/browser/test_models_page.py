@@ -164,8 +164,18 @@ class _SlowFiles(http.server.BaseHTTPRequestHandler):
             pass
 
 
+def digest(data: bytes, wrong: bool) -> str:
+    return hashlib.sha256(data + (b"!" if wrong else b"")).hexdigest()
+
+
 @pytest.fixture
-def pulling_server(tmp_path: Path) -> Iterator[str]:
+def corrupt() -> bool:
+    """Whether the second file's published checksum is wrong (its download fails for good)."""
+    return False
+
+
+@pytest.fixture
+def pulling_server(tmp_path: Path, corrupt: bool) -> Iterator[str]:
     """An in-process server (fake engines) whose first-run pull fetches two files from a slow local HTTP
     server; yields its URL."""
     files = {"/a.bin": bytes(range(256)) * 3072, "/b.bin": b"aria" * 131072}  # 768 KiB, 512 KiB
@@ -181,14 +191,19 @@ def pulling_server(tmp_path: Path) -> Iterator[str]:
             description="a test file",
             location=f"stt/{name}.bin",
             files=(
-                ModelFile(f"{base}{path}", f"stt/{name}.bin", len(data), hashlib.sha256(data).hexdigest()),
+                ModelFile(
+                    f"{base}{path}",
+                    f"stt/{name}.bin",
+                    len(data),
+                    digest(data, corrupt and name.endswith("b")),
+                ),
             ),
         )
         for name, (path, data) in zip(("speech-a", "speech-b"), files.items(), strict=True)
     ]
     settings = load_settings(overrides={**FAST_FAKES, "data_dir": str(tmp_path)}, env={})
     runtime = Runtime(settings)
-    runtime.first_run = FirstRunPull(entries, tmp_path / "models")
+    runtime.first_run = FirstRunPull(entries, tmp_path / "models", retries=0)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, runtime=runtime), host="127.0.0.1", port=port, log_config=None)
@@ -232,6 +247,35 @@ def test_the_first_run_pull_shows_a_progress_bar_per_file_until_done(
             ("stt/speech-b.bin", "done"),
         ]
         assert all(d["done"] == d["total"] for d in downloads)
+        assert not aria.problems, aria.problems
+    finally:
+        for browser in browsers:
+            browser.close()
+
+
+@pytest.mark.parametrize("corrupt", [True])
+def test_a_file_that_fails_stays_with_the_reason(playwright_driver: Any, pulling_server: str) -> None:
+    browsers: list[Any] = []
+    try:
+        aria = _launch(playwright_driver, browsers, f"{pulling_server}/", None, (1280, 800))
+        page = aria.page
+        page.wait_for_selector("#download-list li.failed", timeout=20000)
+        page.wait_for_function(
+            "() => !document.querySelector('#download-list li:not(.failed)')", timeout=5000
+        )
+        failed = page.locator("#download-list li.failed")
+        assert failed.get_attribute("data-file") == "stt/speech-b.bin"  # the good one is done and gone
+        assert "failed:" in failed.inner_text()
+        assert "checksum" in failed.inner_text().lower() or "sha" in failed.inner_text().lower()
+        assert page.locator("#downloads-title").inner_text() == "Some model files could not be downloaded"
+        assert "Retry with: aria models pull speech-b" in failed.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "downloads-failed.png"))
+        page.click("#downloads-close")
+        assert page.locator("#downloads").is_hidden()
+        page.evaluate("() => window.ariaTest.refreshHealth()")  # awaited: the next poll keeps it dismissed
+        assert page.locator("#downloads").is_hidden()
+        states = [(d["file"], d["state"]) for d in aria.state()["downloads"]]
+        assert states == [("stt/speech-a.bin", "done"), ("stt/speech-b.bin", "failed")]
         assert not aria.problems, aria.problems
     finally:
         for browser in browsers:

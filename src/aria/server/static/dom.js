@@ -17,6 +17,7 @@ export const ui = {
   banner: $("banner"), bannerItems: $("banner-items"), bannerClose: $("banner-close"),
   modeUnavailable: $("mode-unavailable"),
   downloads: $("downloads"), downloadsTitle: $("downloads-title"), downloadList: $("download-list"),
+  downloadsClose: $("downloads-close"),
   dictation: $("dictation"), dictationText: $("dictation-text"), copy: $("copy-btn"), clear: $("clear-btn"),
 };
 
