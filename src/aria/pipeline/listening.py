@@ -170,16 +170,15 @@ class Listener:
             utt.turn.waterfall.clear("speech_end", "end_of_turn", "final_transcript", "llm_request")
             self._open(utt)
             return utt
-        turn = Turn(source="voice")
         answer = p.answer_in_progress()
         over: Turn | None = None
         if answer is not None and self.policy.mode is InterruptionMode.IMMEDIATE:
-            p._abort("user started speaking")
+            p._abort("user started speaking")  # first: the answer's model stream is cancelled at once
         elif answer is not None:
             over = answer
             if self.policy.mode is InterruptionMode.ADAPTIVE:
                 p.pause_answer(answer)
-        utt = self._utt = Utterance(turn, over, self.clock())
+        utt = self._utt = Utterance(Turn(source="voice"), over, self.clock())
         if over is None:
             self._take_floor(utt, at)
         elif self.policy.mode is InterruptionMode.ADAPTIVE:
