@@ -23,7 +23,7 @@ from aria.core.metrics import MetricsRegistry
 from aria.core.modes import ModeSpec
 from aria.engines.base import LLM, STT, TTS, VAD, Engine, EngineKind, TurnDetector
 from aria.engines.factory import create_engine, detect_llm, resolve_backend
-from aria.engines.fallback import FallbackEngine, primary, serving
+from aria.engines.fallback import FallbackEngine, primary
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AriaError, ModeUnavailable, ResidencyError
 from aria.pipeline.build import Engines
@@ -31,17 +31,15 @@ from aria.pipeline.memory import gpu_memory_mb, total_memory_mb
 from aria.pipeline.modes import Loadout, engine_key, loadout_slots
 from aria.pipeline.residency import ResidencyEvent, ResidencyManager
 from aria.server.firstrun import FirstRunPull, embedded_llm
-from aria.server.honesty import LIMITED, Limitation, limitation, mode_availability
+from aria.server.health import MAIN_KINDS, Health
+from aria.server.holders import FAST_SLOT, Holders
+from aria.server.honesty import Limitation
 from aria.session.backends import prune_forever, session_store
 
 __all__ = ["FAST_SLOT", "ModeUnavailable", "Runtime"]
 
 log = logging.getLogger(__name__)
-MAIN_KINDS: tuple[EngineKind, ...] = ("stt", "llm", "tts")
-#: The slot of ``resilience.fast_llm``, the model answers fall back to while the usual one is too slow.
-FAST_SLOT = "llm:fast"
 _STARTUP = object()
-_BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 
 class Runtime:
@@ -61,7 +59,8 @@ class Runtime:
         #: Hear each engine that failed and was passed over for the next in its chain.
         self.fallback_listeners: set[Callable[[str, str, str], None]] = set()
         self._recovering = asyncio.Lock()
-        self._holders: dict[object, set[str]] = {}
+        #: Which conversation holds which engine slots (:meth:`acquire`).
+        self.holders = Holders(self)
         #: Why an engine slot is missing, by slot name.
         self.problems: dict[str, str] = {}
         #: The model that summarises old turns (None: they are trimmed instead).
@@ -74,30 +73,18 @@ class Runtime:
         self.started_at = time.time()
         self.connections = 0
         self._loader: asyncio.Task[None] | None = None
-        self._states: dict[str, dict[str, Any]] = {}
-        self._limited: dict[tuple[str, str, tuple[tuple[str, str], ...]], Limitation | None] = {}
+        #: Each kind's engine for /health: name, state, detail.
+        self.states: dict[str, dict[str, Any]] = {}
         self.connections_gauge = self.metrics.gauge("aria_active_connections", "Open WebSocket connections")
-        self.sessions_gauge = self.metrics.gauge("aria_sessions", "Sessions held in memory")
-        self.resident_gauge = self.metrics.gauge("aria_resident_model_mb", "Memory of resident engines (MB)")
-        self.breaker_gauge = self.metrics.gauge(
-            "aria_breaker_state", "Breaker per engine: 0 closed, 1 half-open, 2 open", ("slot", "engine")
-        )
-        self.breaker_opened = self.metrics.gauge(
-            "aria_breaker_opened", "Times each engine's breaker has opened", ("slot", "engine")
-        )
-        self.healthy_gauge = self.metrics.gauge(
-            "aria_engine_healthy", "Last health probe per loaded engine (1 healthy)", ("slot",)
-        )
-        #: The last health probe of each loaded slot: ok, detail, when.
-        self.probes: dict[str, dict[str, Any]] = {}
-        self._prober: asyncio.Task[None] | None = None
+        #: Probes, breakers and gauges for /health and /metrics.
+        self.health = Health(self)
         self._retention: asyncio.Task[None] | None = None
         #: With ``aria serve`` on a machine missing models: the background pull of the default loadout
         #: (set before start; ``/health`` shows its ``downloads``), and the chat model it prefers.
         self.first_run: FirstRunPull | None = None
         self.preferred_llm: str | None = None
         for kind in (*MAIN_KINDS, "vad"):
-            self._states[kind] = {"name": None, "state": "loading", "detail": ""}
+            self.states[kind] = {"name": None, "state": "loading", "detail": ""}
 
     async def start(self) -> None:
         """Start loading engines in the background; returns at once."""
@@ -113,7 +100,7 @@ class Runtime:
         for kind in MAIN_KINDS:
             if not self.residency.registered(kind):
                 state = "disabled" if getattr(self.settings, kind).backend == "none" else "unavailable"
-                self._states[kind] = {"name": None, "state": state, "detail": self.problems.get(kind, "")}
+                self.states[kind] = {"name": None, "state": state, "detail": self.problems.get(kind, "")}
         # Start with the main loadout and the start-up mode's; afterwards connections hold what they use.
         try:
             await self.acquire(_STARTUP, self.settings.mode, extra=MAIN_KINDS)
@@ -128,16 +115,16 @@ class Runtime:
         self.turn_detector = await self._make_turn_detector()
         try:
             vad_name = resolve_backend("vad", self.settings, self.registry)
-            self._states["vad"] = {"name": vad_name, "state": "ready", "detail": ""}
+            self.states["vad"] = {"name": vad_name, "state": "ready", "detail": ""}
         except AriaError as exc:
-            self._states["vad"] = {"name": None, "state": "unavailable", "detail": str(exc)}
+            self.states["vad"] = {"name": None, "state": "unavailable", "detail": str(exc)}
         log.info("engines ready in %.0f ms: %s", (time.perf_counter() - started) * 1000, self.engine_states())
         self.ready.set()
         if self.first_run is not None:
             self.first_run.keep_used(self.engine_settings)  # e.g. no LLM to pull beside a detected server
             self.first_run.start(on_done=self._models_pulled)
         if self.settings.resilience.probe_interval_s > 0:
-            self._prober = asyncio.create_task(self._probe_forever(), name="engine-prober")
+            self.health.start_probing(self.settings.resilience.probe_interval_s)
 
     def _register_slots(self) -> None:
         planned: dict[str, tuple[EngineKind, Settings]] = {}
@@ -249,172 +236,63 @@ class Runtime:
 
     # -- modes and residency -----------------------------------------------------------------------
 
+    # -- holders and health (see holders.py, health.py) ---------------------------------------------
+
     async def acquire(self, holder: object, mode: str, *, extra: tuple[str, ...] = ()) -> Loadout:
-        """Make ``mode``'s engines resident for ``holder`` (a connection) and return them. What other
-        holders use stays; the rest may be unloaded for room. Raises :class:`ResidencyError` when the
-        set does not fit the budget (the holder keeps its previous engines) and :class:`ModeUnavailable`
-        when the mode's language model cannot load. Other engines that fail are left out (``problems``)."""
-        spec = self.modes[mode]
-        plan = loadout_slots(mode, spec, self.engine_settings)
-        names = [p.name for p in plan.values() if self.residency.registered(p.name)]
-        names += [n for n in extra if self.residency.registered(n) and n not in names]
-        previous = self._holders.get(holder)
-        self._holders[holder] = set(names)
-        wanted = self._wanted()
-        try:
-            try:
-                await self.residency.ensure(wanted, reason=f"for {mode.replace('_', ' ')}")
-            except ResidencyError as exc:
-                if not any(_out_of_memory(e) for e in exc.errors.values()):
-                    raise
-                # Out of memory while loading: free everything this set does not need, then try once more.
-                log.error("out of memory loading %s; unloading the rest and retrying", ", ".join(exc.errors))
-                await self.residency.ensure(wanted, exclusive=True, reason="retrying: out of memory")
-        except ResidencyError as exc:
-            if not exc.errors:  # does not fit: nothing changed
-                if previous is None:
-                    self._holders.pop(holder, None)
-                else:
-                    self._holders[holder] = previous
-                raise
-            for name, error in exc.errors.items():
-                self.problems[name] = str(error)
-                log.warning("%s could not load: %s", name, error)
-        loadout = Loadout()
-        for role, p in plan.items():
-            engine = self.residency.engine(p.name)
-            if engine is None:
-                loadout.problems[role] = self.problems.get(p.name, f"{p.name} is not available")
-                continue
-            setattr(loadout, role, self.residency.handle(p.name))  # follows a restart of the slot
-            loadout.slots[role] = p.name
-        if "llm" in plan and loadout.llm is None:
-            raise ModeUnavailable(
-                f"the {mode} mode's language model could not start: {loadout.problems.get('llm')}"
-            )
-        return loadout
+        """Make ``mode``'s engines resident for ``holder`` and return them (:meth:`Holders.acquire`)."""
+        return await self.holders.acquire(holder, mode, extra=extra)
 
     async def fast_llm(self, holder: object) -> LLM | None:
-        """Load the faster model for ``holder`` beside what it holds (None when none is configured or it
-        cannot load)."""
-        if not self.residency.registered(FAST_SLOT):
-            return None
-        names = self._holders.setdefault(holder, set())
-        names.add(FAST_SLOT)
-        try:
-            await self.residency.ensure(
-                sorted(set().union(*self._holders.values())), reason="answers are slow"
-            )
-        except ResidencyError as exc:
-            names.discard(FAST_SLOT)
-            log.warning("the faster model could not load: %s", exc)
-            return None
-        engine = self.residency.engine(FAST_SLOT)
-        return engine if isinstance(engine, LLM) else None
+        return await self.holders.fast_llm(holder)
 
     def drop_fast_llm(self, holder: object) -> None:
-        self._holders.get(holder, set()).discard(FAST_SLOT)
-
-    def _wanted(self) -> list[str]:
-        """Every slot some holder needs."""
-        return sorted(set().union(*self._holders.values()))
+        self.holders.drop_fast_llm(holder)
 
     def release(self, holder: object) -> None:
-        """``holder`` no longer needs its engines (they stay loaded until the memory is wanted)."""
-        self._holders.pop(holder, None)
+        self.holders.release(holder)
+
+    @property
+    def probes(self) -> dict[str, dict[str, Any]]:
+        return self.health.probes
+
+    async def probe(self) -> dict[str, dict[str, Any]]:
+        return await self.health.probe()
+
+    def breakers(self) -> dict[str, list[dict[str, Any]]]:
+        return self.health.breakers()
+
+    def refresh_gauges(self) -> None:
+        self.health.refresh_gauges()
+
+    def engine_states(self) -> dict[str, dict[str, Any]]:
+        return self.health.engine_states()
+
+    def limited(self) -> list[Limitation]:
+        return self.health.limited()
+
+    def mode_availability(self) -> dict[str, tuple[bool, str]]:
+        return self.health.mode_availability()
+
+    def status(self) -> str:
+        return self.health.status()
 
     def _on_residency(self, event: ResidencyEvent) -> None:
         kind = event.name if event.name in MAIN_KINDS else None
         if kind is not None:
             state = {"loading": "loading", "loaded": "ready", "unloading": "ready", "unloaded": "unloaded"}
             engine = self.residency.engine(kind)
-            self._states[kind] = {
-                "name": engine.name if engine is not None else self._states[kind].get("name"),
+            self.states[kind] = {
+                "name": engine.name if engine is not None else self.states[kind].get("name"),
                 "state": state[event.kind],
                 "detail": event.reason if event.kind != "loaded" else "",
             }
             if event.kind == "unloaded" and event.reason.startswith("load failed"):
-                self._states[kind]["state"] = "unavailable"
+                self.states[kind]["state"] = "unavailable"
         for listener in list(self.listeners):
             try:
                 listener(event)
             except Exception:
                 log.exception("a residency listener failed")
-
-    # -- health ------------------------------------------------------------------------------------
-
-    async def probe(self) -> dict[str, dict[str, Any]]:
-        """Ask every loaded engine for its health (each bounded to 2 s); keep and return the answers."""
-
-        async def one(name: str, engine: Engine) -> None:
-            try:
-                status = await asyncio.wait_for(engine.health(), 2.0)
-                ok, detail = status.ok, status.detail
-            except Exception as exc:  # a probe that fails says the engine is not healthy
-                ok, detail = False, f"health probe failed: {type(exc).__name__}: {exc}"
-            before = self.probes.get(name, {}).get("ok")
-            if before is not None and before != ok:
-                log.warning("%s is %s: %s", name, "healthy again" if ok else "unhealthy", detail)
-            self.probes[name] = {"ok": ok, "detail": detail, "at": time.time()}
-            self.healthy_gauge.labels(slot=name).set(1.0 if ok else 0.0)
-
-        loaded = [(n, e) for n in self.residency.resident() if (e := self.residency.engine(n)) is not None]
-        await asyncio.gather(*(one(name, engine) for name, engine in loaded))
-        for name in list(self.probes):
-            if self.residency.engine(name) is None:
-                del self.probes[name]
-        return {name: dict(probe) for name, probe in self.probes.items()}
-
-    async def _probe_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.resilience.probe_interval_s)
-            try:
-                await self.probe()
-            except Exception:
-                log.exception("probing engine health failed")
-
-    def breakers(self) -> dict[str, list[dict[str, Any]]]:
-        """Each loaded slot's fallback chain: per member, its breaker state, failures in a row, times
-        opened, seconds until it may be tried again, calls in flight; members that never started are
-        listed as ``unavailable``."""
-        result: dict[str, list[dict[str, Any]]] = {}
-        for name in self.residency.resident():
-            engine = self.residency.engine(name)
-            if not isinstance(engine, FallbackEngine):
-                continue
-            chain = engine.chain
-            members: list[dict[str, Any]] = []
-            for member in chain.engines:
-                breaker = chain.breakers[member.name]
-                state = str(breaker.state)
-                members.append(
-                    {
-                        "engine": member.name,
-                        "state": state,
-                        "failures": breaker.failures,
-                        "opened": breaker.opened_count,
-                        "retry_after_s": round(breaker.retry_after, 2),
-                        "in_use": chain.in_use(member.name),
-                    }
-                )
-            members += [
-                {"engine": member, "state": "unavailable", "detail": why}
-                for member, why in engine.unavailable.items()
-            ]
-            result[name] = members
-        return result
-
-    def refresh_gauges(self) -> None:
-        """Bring the gauges read at scrape time up to date (breakers, sessions, resident memory)."""
-        self.sessions_gauge.set(len(self.sessions))
-        self.resident_gauge.set(self.residency.resident_mb())
-        for slot, members in self.breakers().items():
-            for member in members:
-                if member["state"] == "unavailable":
-                    continue
-                labels = {"slot": slot, "engine": member["engine"]}
-                self.breaker_gauge.labels(**labels).set(_BREAKER_VALUE[member["state"]])
-                self.breaker_opened.labels(**labels).set(float(member["opened"]))
 
     # -- views -------------------------------------------------------------------------------------
 
@@ -449,59 +327,6 @@ class Runtime:
         assert isinstance(engine, LLM)
         return engine
 
-    def engine_states(self) -> dict[str, dict[str, Any]]:
-        """Each kind's engine: ``name`` is the member of its chain that serves (``chain`` the whole chain
-        where it has more than one member), ``limited`` whether that is a last resort (:meth:`limited`)."""
-        states = {kind: dict(state) for kind, state in self._states.items()}
-        limited = {lim.slot for lim in self.limited()}
-        for kind in MAIN_KINDS:
-            engine = self.residency.engine(kind)
-            if engine is None:
-                continue
-            states[kind]["name"] = serving(engine).name
-            if engine.name != states[kind]["name"]:
-                states[kind]["chain"] = engine.name
-            states[kind]["limited"] = kind in limited
-        return states
-
-    def limited(self) -> list[Limitation]:
-        """The main loadout's engines of limited quality that serve now, each with why and the fix."""
-        found: list[Limitation] = []
-        for kind in MAIN_KINDS:
-            engine = self.residency.engine(kind)
-            if engine is None:
-                continue
-            unavailable = getattr(engine, "unavailable", {}) if isinstance(engine, FallbackEngine) else {}
-            key = (kind, serving(engine).name, tuple(unavailable.items()))
-            if key not in self._limited:
-                self._limited[key] = limitation(
-                    kind, engine, registry=self.registry, options=self._better_options(kind, key[1])
-                )
-            if (known := self._limited[key]) is not None:
-                found.append(known)
-        return found
-
-    def _better_options(self, kind: str, name: str) -> dict[str, Any] | None:
-        """The configured options of the engine that would replace a last resort, when it is configured."""
-        known = LIMITED.get(f"{kind}:{name}")
-        section = getattr(self.engine_settings, kind)
-        if known is None or f"{kind}:{section.backend}" != known.better:
-            return None
-        return dict(section.options)
-
-    def mode_availability(self) -> dict[str, tuple[bool, str]]:
-        """Per mode: whether it can work with the engines loaded now and, when not, why (a mode whose
-        model is not loaded yet counts as available)."""
-        result: dict[str, tuple[bool, str]] = {}
-        for name, spec in self.modes.items():
-            plan = loadout_slots(name, spec, self.engine_settings).get("llm")
-            engine = self.residency.engine(plan.name) if plan is not None else None
-            if plan is not None and engine is None and plan.name in self.problems:
-                result[name] = (False, f"Its language model could not load: {self.problems[plan.name]}")
-                continue
-            result[name] = mode_availability(spec, engine)
-        return result
-
     async def _make_turn_detector(self) -> TurnDetector | None:
         """The end-of-turn model, shared by every connection (it keeps no per-stream state)."""
         try:
@@ -511,10 +336,10 @@ class Runtime:
             await detector.start()
         except AriaError as exc:
             log.warning("no end-of-turn model: every pause ends the turn (%s)", exc)
-            self._states["turn"] = {"name": None, "state": "unavailable", "detail": str(exc)}
+            self.states["turn"] = {"name": None, "state": "unavailable", "detail": str(exc)}
             return None
         assert isinstance(detector, TurnDetector)
-        self._states["turn"] = {"name": detector.name, "state": "ready", "detail": ""}
+        self.states["turn"] = {"name": detector.name, "state": "ready", "detail": ""}
         return detector
 
     def vad_settings(self) -> Settings:
@@ -538,33 +363,10 @@ class Runtime:
         assert isinstance(vad, VAD)
         return vad
 
-    def status(self) -> str:
-        """``ok`` when every configured engine works, ``degraded`` when some are missing, failing or of
-        limited quality (:meth:`limited`) but a language model works, ``down`` without one (``loading``
-        before the first load finishes). An engine unloaded to make room for another mode's is not a
-        fault."""
-        if not self.ready.is_set():
-            return "loading"
-        if self.load_error is not None and not any(
-            self.residency.engine(name) is not None
-            for name in self.residency.resident()
-            if name == "llm" or name.startswith("llm:")
-        ):
-            return "down"
-        wanted = [k for k in self._states if self._states[k]["state"] != "disabled"]
-        fine = ("ready", "unloaded", "loading")
-        if not all(self._states[k]["state"] in fine for k in wanted):
-            return "degraded"
-        tripped = any(m.get("state") in ("open", "half_open") for c in self.breakers().values() for m in c)
-        unhealthy = any(not probe["ok"] for probe in self.probes.values())
-        return "degraded" if tripped or unhealthy or self.limited() else "ok"
-
     async def aclose(self) -> None:
         if self.first_run is not None:
             await self.first_run.aclose()
-        if self._prober is not None:
-            self._prober.cancel()
-            await asyncio.gather(self._prober, return_exceptions=True)
+        await self.health.aclose()
         if self._loader is not None:
             self._loader.cancel()
             await asyncio.gather(self._loader, return_exceptions=True)
@@ -577,14 +379,6 @@ class Runtime:
             await self.turn_detector.aclose()
         if self.summarizer is not None and self._own_summarizer:
             await self.summarizer.aclose()
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """A MemoryError, or an engine error caused by one or saying so (CUDA's "out of memory")."""
-    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-        return True
-    nested = [*getattr(exc, "errors", ()), exc.__cause__]
-    return any(_out_of_memory(e) for e in nested if isinstance(e, BaseException) and e is not exc)
 
 
 async def _healthy(engine: Engine) -> bool:
