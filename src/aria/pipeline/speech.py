@@ -116,12 +116,7 @@ async def deliver(
     ``playback`` tracker the answer lasts until its audio has gone out: a barge-in until then still
     interrupts it, and ``response_done`` comes as the last audio plays."""
 
-    clauses: Channel[str] | None = None
-    speaking: asyncio.Task[None] | None = None
-    if speaker is not None:
-        chunker = speaker.chunker()
-        clauses = Channel(None, name="clauses")  # unbounded: the display never waits for speech
-        speaking = asyncio.get_running_loop().create_task(speaker.speak(turn, clauses), name="pipeline-speak")
+    speech = _Speech(speaker, turn) if speaker is not None else None
     try:
         async with closing_stream(said) as tokens:
             async for text in tokens:
@@ -130,18 +125,45 @@ async def deliver(
                 responding(turn)
                 turn.generated.append(text)
                 await send(TextOut(turn.id, text))
-                if clauses is not None:
-                    for clause in chunker.push(text):
-                        clauses.send_nowait(clause)
-        if clauses is None or speaking is None:
+                if speech is not None:
+                    speech.add(speech.chunker.push(text))
+        if speech is None:
             return
-        for clause in chunker.flush():
-            clauses.send_nowait(clause)
-        clauses.close()
-        await speaking
+        speech.add(speech.chunker.flush())
+        await speech.finish()
         if playback is not None:
             await playback.wait_sent(turn.id, sum(turn.clause_audio))
     finally:
-        if speaking is not None:
-            speaking.cancel()
-            await asyncio.gather(speaking, return_exceptions=True)
+        if speech is not None:
+            await speech.cancel()
+
+
+class _Speech:
+    """The speaking side of one answer: the clauses cut from its text go to a task (started with the
+    first clause) that speaks them one after another. The channel is unbounded: the display never
+    waits for speech."""
+
+    def __init__(self, speaker: Speaker, turn: Turn) -> None:
+        self.speaker, self.turn = speaker, turn
+        self.chunker = speaker.chunker()
+        self.clauses: Channel[str] = Channel(None, name="clauses")
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, clauses: list[str]) -> None:
+        for clause in clauses:
+            self.clauses.send_nowait(clause)
+        if clauses and self.task is None:
+            self.task = asyncio.get_running_loop().create_task(
+                self.speaker.speak(self.turn, self.clauses), name="pipeline-speak"
+            )
+
+    async def finish(self) -> None:
+        """Until every clause has been spoken."""
+        self.clauses.close()
+        if self.task is not None:
+            await self.task
+
+    async def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
