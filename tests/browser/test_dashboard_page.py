@@ -122,7 +122,8 @@ def test_the_waterfall_shows_the_stages_to_first_audio_and_playback_apart(open_f
     assert stages == ["llm_request", "first_token", "first_tts_request", "first_audio_out"]  # a typed turn
     # The stages share one scale, whose end is the last of them (the whole track) ...
     widths = figure.locator("ol.wf-rows .wf-bar").evaluate_all("(bars) => bars.map((b) => b.style.width)")
-    metrics = aria.state()["metrics"][0]["waterfall"]
+    turn = figure.get_attribute("data-turn-id")  # the newest figure: the last metrics of its turn
+    metrics = [m for m in aria.state()["metrics"] if m["turn_id"] == turn][-1]["waterfall"]
     span = max(metrics[stage] for stage in stages)
     for stage, width in zip(stages, widths, strict=True):
         expected = 100 * metrics[stage] / span
