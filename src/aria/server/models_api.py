@@ -148,6 +148,8 @@ def _configured(settings: Settings) -> ModelChoice:
     llm = settings.llm
     model = llm.options.get("model") or llm.options.get("model_path")
     what = f"{llm.backend} ({Path(str(model)).name})" if model else llm.backend
+    if llm.backend == "auto":  # nothing detected or on disk when it started: the chain's last resort
+        what = "automatic choice"
     return ModelChoice("configured", f"{what}: as started", llm.backend, dict(llm.options))
 
 
