@@ -5,7 +5,7 @@ from one mode's pipeline to the next over the same history."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from aria.core.config import Settings
@@ -20,10 +20,10 @@ from aria.pipeline.quality import GovernedLLM, LatencyGovernor
 from aria.pipeline.slots import SlotEngine
 from aria.pipeline.voice import VoicePipeline
 from aria.server.conversation import notices
-from aria.server.conversation.tools import SessionTools, Toolbox
+from aria.server.conversation.tools import ClientTools, SessionTools, Toolbox
 from aria.session.context import ContextWindow
 from aria.tools.runner import ToolRunner
-from aria.types import Message
+from aria.types import Message, ToolSpec
 
 if TYPE_CHECKING:
     from aria.server.conversation.core import Conversation
@@ -124,6 +124,24 @@ class Assembly:
         )
         return pipeline
 
+    def reconfigure(self, settings: Settings, client_tools: Iterable[ToolSpec] | None) -> tuple[bool, bool]:
+        """Take new base settings (and client tools): whether the pipeline must be rebuilt (turn detection
+        or tools changed), and whether the VAD must be made again."""
+        conv = self.conv
+        before = conv.settings()
+        conv.base_settings = settings
+        after = conv.settings()
+        vad_changed = before.vad != after.vad
+        rebuild = vad_changed or before.turn != after.turn
+        if client_tools is not None:
+            specs = tuple(client_tools)
+            rebuild = rebuild or conv.client_tools is None or conv.client_tools.specs() != specs
+            if conv.client_tools is None:
+                conv.client_tools = ClientTools(specs, conv.emit)
+            else:
+                conv.client_tools.set_specs(specs)
+        return rebuild, vad_changed
+
     def _governed(self, llm: LLM, settings: Settings) -> LLM:
         """The mode's model behind the latency governor, when one is configured (each pipeline starts on
         its own model, with no history of slow turns)."""
@@ -139,7 +157,7 @@ class Assembly:
             return await runtime.fast_llm(holder)
 
         self.governed = GovernedLLM(llm, governor, fast=fast, release=lambda: runtime.drop_fast_llm(holder))
-        self.conv.later(self.conv.quality_news(self.governed))
+        self.conv.later(self.conv.notices.quality_news(self.governed))
         return self.governed
 
     def _tools(self, settings: Settings, loadout: Loadout) -> Toolbox | None:

@@ -33,8 +33,6 @@ from aria.errors import AriaError, InvalidInput, ModeUnavailable, ResidencyError
 from aria.pipeline.config import Playback
 from aria.pipeline.echo import EchoGuard
 from aria.pipeline.outputs import AudioOut, ErrorOut, MetricsOut, NoticeOut, Output, ResponseDone, TextOut
-from aria.pipeline.quality import GovernedLLM
-from aria.pipeline.residency import ResidencyEvent
 from aria.pipeline.voice import PipelineConfig, VoicePipeline
 from aria.server.conversation import notices
 from aria.server.conversation.assembly import Assembly
@@ -83,7 +81,7 @@ class Conversation:
         self.outputs: Channel[Event] = Channel(max_pending, Overflow.BLOCK, name="conversation")
         self.player = Player(playback, self._withdraw)
         self.echo = echo
-        self.notices = Notices()
+        self.notices = Notices(self)
         self.confirmations = Confirmations(self.emit)
         self.client_tools = ClientTools(client_tools, self.emit) if client_tools is not None else None
         self.eyes = Eyes(
@@ -114,8 +112,7 @@ class Conversation:
         await rt.ready.wait()
         if self._closed:
             return
-        rt.listeners.add(self._on_residency)
-        rt.fallback_listeners.add(self._on_fallback)
+        self.notices.attach()
         try:
             await self.switch(self.mode)
         except (ModeUnavailable, ResidencyError) as exc:
@@ -149,8 +146,7 @@ class Conversation:
         if self._closed:
             return
         self._closed = True
-        self.runtime.listeners.discard(self._on_residency)
-        self.runtime.fallback_listeners.discard(self._on_fallback)
+        self.notices.detach()
         self.runtime.release(self)
         await self.eyes.stop_monitor()
         if self.pipeline is not None:
@@ -209,7 +205,7 @@ class Conversation:
         if isinstance(out, ResponseDone):
             self.save()  # every completed or interrupted turn is on disk before the next one
             if out.error == "engine_crashed":  # the turn (and its apology) is over: restart
-                self.later(self.recover())
+                self.later(self.notices.recover())
         if isinstance(out, AudioOut):
             await self.outputs.send(out)
         else:
@@ -332,23 +328,14 @@ class Conversation:
         """New base settings (and client tools) mid-conversation. Live ones (instructions, voice,
         temperature, whether to speak) apply to the next answer; a change of turn detection or of the
         tools rebuilds the pipeline (an answer in progress stops there, as heard)."""
-        before = self.settings()
-        self.base_settings = settings
-        rebuild = before.vad != self.settings().vad or before.turn != self.settings().turn
-        if client_tools is not None:
-            specs = tuple(client_tools)
-            rebuild = rebuild or self.client_tools is None or self.client_tools.specs() != specs
-            if self.client_tools is None:
-                self.client_tools = ClientTools(specs, self.emit)
-            else:
-                self.client_tools.set_specs(specs)
+        rebuild, vad_changed = self.parts.reconfigure(settings, client_tools)
         pipeline = await self.ready()
         if pipeline is None:
             return
         if not rebuild:
             self._apply_config(pipeline, self.settings())
             return
-        if self.vad is not None and before.vad != self.settings().vad:
+        if self.vad is not None and vad_changed:
             await self.vad.aclose()
             self.vad = None
         await self.switch(self.mode)
@@ -389,6 +376,11 @@ class Conversation:
         self.emit(self.mode_event())
         self.save()
 
+    @property
+    def switching(self) -> bool:
+        """A mode switch (or rebuild) is under way."""
+        return self._switch_lock.locked()
+
     def mode_event(self) -> ModeOut:
         """The mode in effect, what the monitor watches, the slot serving each role."""
         return ModeOut(self.mode, self.eyes.watch, dict(self.parts.slots()))
@@ -400,38 +392,6 @@ class Conversation:
             raise InvalidInput(f"the {self.mode} mode does not watch the camera; switch to a watching mode")
         self.eyes.monitor.set_condition(condition)
         self.emit(self.mode_event())
-
-    # -- what happens to the engines ---------------------------------------------------------------
-
-    def _on_residency(self, event: ResidencyEvent) -> None:
-        state = self.pipeline.state.state.value if self.pipeline is not None else "idle"
-        out = self.notices.residency(event, state)
-        if out is not None:
-            self.emit(out)
-        swapped = event.kind == "loaded" and event.name in self.parts.slots().values()
-        if swapped and self.pipeline is not None and not self._switch_lock.locked():
-            self.emit(self.mode_event())  # a slot of this mode has a new engine (restarted, switched)
-
-    def _on_fallback(self, kind: str, engine: str, error: str) -> None:
-        notice = self.notices.fallback(kind, engine, error)
-        if notice is not None:
-            self.emit(notice)
-
-    async def recover(self) -> None:
-        """An engine crashed during a turn: the session is saved first, then broken engines restart (in
-        their slots: the pipeline goes on with the fresh ones) and the person is told."""
-        self.save()
-        restarted = await self.runtime.recover()
-        log.info("after a crash, restarted: %s", restarted or "nothing (the engines report healthy)")
-        used = set(self.parts.slots().values())
-        for slot in restarted:
-            if slot in used:
-                self.emit(notices.restarted(slot))
-
-    async def quality_news(self, governed: GovernedLLM) -> None:
-        """Tell the person when answers move to the faster model and back (between turns)."""
-        async for change in governed.changes:
-            self.between_turns(notices.quality(change))
 
     def _watch_changed(self) -> None:
         self.emit(self.mode_event())
