@@ -3,6 +3,7 @@ tiny models of the loadout's kinds made by :mod:`aria.testing.shapes`, and the s
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -130,3 +131,71 @@ def test_the_made_models_are_what_the_engines_load(cache: Path, result: dict[str
     assert model.n_mels == 80
     config = json.loads((whisper / "config.json").read_text())
     assert 50256 in config["suppress_ids"], "end of text suppressed: fixed decode lengths"
+
+
+# -- the performance settings the bench varies, on the made tiny models -----------------------------
+
+
+def test_whisper_max_new_tokens_caps_the_decode(cache: Path, result: dict[str, Any]) -> None:
+    import numpy as np
+
+    from aria.engines.stt.whisper import WhisperSTT
+    from aria.types import AudioChunk
+
+    folder = next(p for p in cache.iterdir() if p.name.startswith("tiny-whisper"))
+    audio = AudioChunk(np.random.default_rng(1).standard_normal(16000).astype(np.float32) * 0.1, 16000)
+
+    async def words(cap: int | None) -> int:
+        config = WhisperSTT.Config(
+            model=str(folder), language="en", temperatures=(0.0,), max_new_tokens=cap, local_files_only=True
+        )
+        stt = WhisperSTT(config)
+        await stt.start()
+        try:
+            return len((await stt.transcribe(audio)).text.split())
+        finally:
+            await stt.aclose()
+
+    capped, uncapped = asyncio.run(words(4)), asyncio.run(words(None))
+    assert 1 <= capped <= 4
+    assert uncapped > 20, "the end of text is suppressed: without a cap the decode runs on"
+
+
+def test_llamacpp_thread_options_reach_llama_cpp(cache: Path, result: dict[str, Any]) -> None:
+    from aria.engines.base import LLMRequest
+    from aria.engines.llm.llamacpp import LlamaCppLLM
+    from aria.types import Message
+
+    model = next(cache.glob("*-Q4_K_M.gguf"))
+    llm = LlamaCppLLM(LlamaCppLLM.Config(model_path=model, n_threads=1, n_threads_batch=1))
+
+    async def run() -> str:
+        await llm.start()
+        try:
+            assert llm._llama.n_threads == 1
+            assert llm._llama.n_threads_batch == 1
+            request = LLMRequest(messages=(Message("user", "hello there"),), temperature=0.0, max_tokens=3)
+            return await llm.complete(request)
+        finally:
+            await llm.aclose()
+
+    assert asyncio.run(run()).strip()
+
+
+def test_kokoro_threads_option(cache: Path, result: dict[str, Any]) -> None:
+    from aria.engines.tts.kokoro import KokoroTTS
+
+    folder = next(p for p in cache.iterdir() if p.name.startswith("tiny-kokoro"))
+    tts = KokoroTTS(
+        KokoroTTS.Config(model_path=folder / "model.onnx", voices_path=folder / "voices.bin", threads=1)
+    )
+
+    async def run() -> float:
+        await tts.start()
+        try:
+            assert tts._kokoro.sess.get_session_options().intra_op_num_threads == 1
+            return sum([chunk.duration async for chunk in tts.synthesize("Hello there, how are you?")])
+        finally:
+            await tts.aclose()
+
+    assert asyncio.run(run()) > 0.5

@@ -228,8 +228,11 @@ async def _bench_stt(models: ShapedModels, runs: int, threads: int) -> dict[str,
     }
 
 
-async def _bench_tts(models: ShapedModels, runs: int) -> dict[str, Any]:
-    tts = KokoroTTS(KokoroTTS.Config(model_path=models.kokoro_model, voices_path=models.kokoro_voices))
+async def _bench_tts(models: ShapedModels, runs: int, threads: int | None) -> dict[str, Any]:
+    config = KokoroTTS.Config(
+        model_path=models.kokoro_model, voices_path=models.kokoro_voices, threads=threads
+    )
+    tts = KokoroTTS(config)
     await tts.start()
     firsts, cpus, audio_s = [], [], 0.0
     try:
@@ -251,6 +254,7 @@ async def _bench_tts(models: ShapedModels, runs: int) -> dict[str, Any]:
         "first_audio_ms": _median([_ms(t) for t in firsts]),
         "first_audio_cpu_ms": _median([_ms(t) for t in cpus]),
         "text": FIRST_CLAUSE,
+        "threads": threads,
         "audio_s": round(audio_s, 2),
     }
 
@@ -262,6 +266,7 @@ async def run_embedded_bench(
     runs: int | None = None,
     llm_threads: int | None = None,
     stt_threads: int = 0,
+    tts_threads: int | None = None,
 ) -> dict[str, Any]:
     """Make (or reuse) the shaped models and measure; see the module docstring."""
     runs = runs or (1 if quick else 3)
@@ -271,7 +276,7 @@ async def run_embedded_bench(
     decode = 12 if quick else 32
     stt = await _bench_stt(models, runs, stt_threads)
     llm = await _bench_llm(models, runs, decode, llm_threads)
-    tts = await _bench_tts(models, runs)
+    tts = await _bench_tts(models, runs, tts_threads)
     stages = {
         "stt_final_ms": stt["final_ms"],
         "llm_ttft_ms": llm["cached"]["ttft_ms"],

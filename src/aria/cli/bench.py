@@ -68,6 +68,7 @@ def add_parser(sub: Any) -> None:
     )
     m.add_argument("--llm-threads", type=int, default=None, help="llm n_threads (default: the engine's)")
     m.add_argument("--stt-threads", type=int, default=0, help="whisper cpu_threads (0: the engine's default)")
+    m.add_argument("--tts-threads", type=int, default=None, help="kokoro threads (default: onnxruntime's)")
     m.add_argument("--json", action="store_true", help="print only the JSON result")
     m.set_defaults(run=_run_embedded)
 
@@ -153,6 +154,7 @@ def _run_embedded(args: argparse.Namespace) -> int:
             runs=args.runs,
             llm_threads=args.llm_threads,
             stt_threads=args.stt_threads,
+            tts_threads=args.tts_threads,
         )
     )
     if not args.json:

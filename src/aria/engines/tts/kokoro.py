@@ -85,6 +85,9 @@ class KokoroTTS:
         speed: float = Field(default=1.0, ge=0.5, le=2.0)
         #: espeak language for phonemes; by default from the voice's first letter.
         lang: str | None = None
+        #: onnxruntime CPU threads (None: its default, every core). On a machine whose cores are busy with
+        #: other work (the LLM decoding while the first clause is spoken), fewer threads waste less.
+        threads: int | None = Field(default=None, ge=1)
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -108,7 +111,7 @@ class KokoroTTS:
             return
         model, voices = self.paths(self.config)
         _REQUIRES.require((model, voices), engine=_ENGINE)
-        kokoro = await asyncio.to_thread(_load, model, voices)
+        kokoro = await asyncio.to_thread(_load, model, voices, self.config.threads)
         names = tuple(kokoro.get_voices())
         if self.config.voice not in names:
             raise ConfigError(
@@ -175,11 +178,18 @@ class KokoroTTS:
         return shaper.marked([*shaper.push(samples), *shaper.finish(pause_ms(text, config))])
 
 
-def _load(model: Path, voices: Path) -> Any:
+def _load(model: Path, voices: Path, threads: int | None = None) -> Any:
     try:
         from kokoro_onnx import Kokoro
 
-        return Kokoro(str(model), str(voices))
+        if threads is None:
+            return Kokoro(str(model), str(voices))
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        return Kokoro.from_session(session, str(voices))
     except Exception as exc:
         raise EngineUnavailable(
             f"cannot load the Kokoro model {model} with voices {voices}: {type(exc).__name__}: {exc}; "
