@@ -248,7 +248,7 @@ def test_importing_the_core_and_engines_framework_imports_no_engine_sdk() -> Non
         for info in pkgutil.walk_packages(aria.core.__path__, "aria.core."):
             importlib.import_module(info.name)
         import aria.types, aria.errors
-        import aria.engines.base, aria.engines.registry, aria.engines.factory, aria.engines.fallback
+        import aria.engines.base, aria.engines.registry, aria.engines.factory, aria.engines.chain
         print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set({sorted(ENGINE_SDKS)!r}))))
         """
     )

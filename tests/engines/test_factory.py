@@ -10,8 +10,8 @@ import pytest
 
 from aria.core.config import Settings, load_settings
 from aria.engines.base import LLM, STT, TTS, EngineHealth, LLMRequest
+from aria.engines.chain import FallbackLLM, FallbackSTT, FallbackTTS, primary
 from aria.engines.factory import _chain_member, create_engine, resolve_backend
-from aria.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS, primary
 from aria.engines.llm.builtin import BuiltinLLM
 from aria.engines.registry import BUILTIN, EngineRegistry, default_registry
 from aria.errors import AllEnginesFailed, EngineError, EngineTimeout, EngineUnavailable, RegistryError

@@ -298,7 +298,7 @@ async def test_an_unknown_vision_handler_is_refused(tiny: Path) -> None:
 
 
 async def test_a_whole_text_turn_through_a_live_server(tmp_path: Path, tiny: Path) -> None:
-    from aria.engines.fallback import primary
+    from aria.engines.chain import primary
     from tests.server.conftest import connect, start_server, stop_server
 
     overrides = {

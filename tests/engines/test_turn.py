@@ -20,8 +20,8 @@ import pytest
 from aria.core.config import DEFAULT_BACKCHANNELS, Settings, load_settings
 from aria.engines.base import Capabilities, EngineHealth, TurnDetector, TurnPrediction
 from aria.engines.catalog import find_entry
+from aria.engines.chain import FallbackTurn
 from aria.engines.factory import create_engine
-from aria.engines.fallback import FallbackTurn
 from aria.engines.registry import EngineRegistry
 from aria.engines.turn import smart_turn
 from aria.engines.turn.silence import SilenceTurn

@@ -14,10 +14,10 @@ import pytest
 from aria.core.config import Settings, load_settings
 from aria.core.events import Event, EventType
 from aria.core.history import History
-from aria.core.modes import BUILTIN_MODES, LLMOverride, ModeSpec
+from aria.core.modespec import BUILTIN_MODES, LLMOverride, ModeSpec
 from aria.errors import InvalidInput
 from aria.pipeline.answer import HAND_OFF, ROUTER_PROMPT
-from aria.pipeline.modes import Loadout, engine_key, loadout_slots, mode_pipeline, watch_command
+from aria.pipeline.mode_pipelines import Loadout, engine_key, loadout_slots, mode_pipeline, watch_command
 from aria.pipeline.outputs import (
     AudioOut,
     MetricsOut,

@@ -11,7 +11,7 @@ import pytest
 
 from aria.core.events import Event, EventBus, EventType
 from aria.core.metrics import STAGES
-from aria.engines.fallback import FallbackLLM
+from aria.engines.chain import FallbackLLM
 from aria.errors import InvalidInput
 from aria.pipeline.answer import APOLOGY_MID, APOLOGY_NONE
 from aria.pipeline.interruptions import InterruptionMode, InterruptionPolicy

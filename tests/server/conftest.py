@@ -15,7 +15,7 @@ import uvicorn
 import websockets
 
 from aria.core.config import Settings, load_settings
-from aria.engines.fallback import primary
+from aria.engines.chain import primary
 from aria.server.app import create_app
 
 FAST_FAKES: dict[str, Any] = {

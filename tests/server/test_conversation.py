@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from aria.core.config import load_settings
-from aria.engines.fallback import primary
+from aria.engines.chain import primary
 from aria.errors import InvalidInput
 from aria.pipeline.outputs import (
     AudioOut,

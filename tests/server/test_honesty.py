@@ -20,7 +20,7 @@ import uvicorn
 
 from aria.core.config import load_settings
 from aria.engines.base import Engine
-from aria.engines.fallback import FallbackSTT
+from aria.engines.chain import FallbackSTT
 from aria.engines.registry import default_registry
 from aria.errors import EngineUnavailable
 from aria.server.app import create_app

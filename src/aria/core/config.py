@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from aria.core.modes import BUILTIN_MODES, LLMOverride, ModeSpec, resolve_modes
+from aria.core.modespec import BUILTIN_MODES, LLMOverride, ModeSpec, resolve_modes
 from aria.errors import ConfigError
 
 __all__ = [
@@ -293,7 +293,7 @@ class Settings(BaseSettings):
 
     log: LogSettings = Field(default_factory=LogSettings)
     data_dir: Path = Field(default_factory=default_data_dir)
-    #: Custom modes, and changes to the built-in ones (see :mod:`aria.core.modes`).
+    #: Custom modes, and changes to the built-in ones (see :mod:`aria.core.modespec`).
     modes: dict[str, ModeSpec] = Field(default_factory=dict)
     mode: str = "voice_chat"
     vad: VADSettings = Field(default_factory=VADSettings)

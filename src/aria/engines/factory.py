@@ -24,7 +24,7 @@ from aria.core.breaker import CircuitBreaker
 from aria.core.config import EngineSettings, LLMSettings, Settings
 from aria.core.retry import RetryPolicy
 from aria.engines.base import KINDS, Engine, EngineKind
-from aria.engines.fallback import FallbackEngine, FallbackLLM, FallbackSTT, FallbackTTS, FallbackTurn
+from aria.engines.chain import FallbackEngine, FallbackLLM, FallbackSTT, FallbackTTS, FallbackTurn
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AllEnginesFailed, AriaError, EngineUnavailable
 

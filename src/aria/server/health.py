@@ -10,8 +10,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aria.engines.base import Engine, EngineKind
-from aria.engines.fallback import FallbackEngine, serving
-from aria.pipeline.modes import loadout_slots
+from aria.engines.chain import FallbackEngine, serving
+from aria.pipeline.mode_pipelines import loadout_slots
 from aria.server.honesty import LIMITED, Limitation, limitation, mode_availability
 
 if TYPE_CHECKING:

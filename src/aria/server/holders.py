@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aria.engines.base import LLM
 from aria.errors import ModeUnavailable, ResidencyError
-from aria.pipeline.modes import Loadout, loadout_slots
+from aria.pipeline.mode_pipelines import Loadout, loadout_slots
 
 if TYPE_CHECKING:
     from aria.server.runtime import Runtime

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from aria.core.modes import ModeSpec
+from aria.core.modespec import ModeSpec
 from aria.engines.base import Engine
-from aria.engines.fallback import FallbackEngine, serving
+from aria.engines.chain import FallbackEngine, serving
 from aria.engines.registry import EngineRegistry
 
 __all__ = ["LIMITED", "Limitation", "LimitedEngine", "limitation", "mode_availability"]

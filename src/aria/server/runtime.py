@@ -20,15 +20,15 @@ from typing import Any
 
 from aria.core.config import Settings
 from aria.core.metrics import MetricsRegistry
-from aria.core.modes import ModeSpec
+from aria.core.modespec import ModeSpec
 from aria.engines.base import LLM, STT, TTS, VAD, Engine, EngineKind, TurnDetector
+from aria.engines.chain import FallbackEngine, primary
 from aria.engines.factory import create_engine, detect_llm, resolve_backend
-from aria.engines.fallback import FallbackEngine, primary
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AriaError, ModeUnavailable, ResidencyError
 from aria.pipeline.build import Engines
 from aria.pipeline.memory import gpu_memory_mb, total_memory_mb
-from aria.pipeline.modes import Loadout, engine_key, loadout_slots
+from aria.pipeline.mode_pipelines import Loadout, engine_key, loadout_slots
 from aria.pipeline.residency import ResidencyEvent, ResidencyManager
 from aria.server.firstrun import FirstRunPull, embedded_llm
 from aria.server.health import MAIN_KINDS, Health

@@ -19,7 +19,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from aria.core.audio import resample
-from aria.core.modes import ModeSpec
+from aria.core.modespec import ModeSpec
 from aria.errors import AriaError, ChannelClosed, InvalidInput
 from aria.pipeline.echo import EchoGuard
 from aria.pipeline.observers import TurnMetricsRecorder

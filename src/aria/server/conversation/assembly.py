@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from aria.core.config import Settings
-from aria.core.modes import ModeSpec
+from aria.core.modespec import ModeSpec
 from aria.engines.base import LLM, VAD, TurnDetector
+from aria.engines.chain import answered_by
 from aria.engines.factory import create_engine
-from aria.engines.fallback import answered_by
 from aria.errors import AriaError, InvalidInput, ModeUnavailable
-from aria.pipeline.modes import Loadout, mode_pipeline
+from aria.pipeline.mode_pipelines import Loadout, mode_pipeline
 from aria.pipeline.outputs import NoticeOut
 from aria.pipeline.quality import GovernedLLM, LatencyGovernor
 from aria.pipeline.slots import SlotEngine

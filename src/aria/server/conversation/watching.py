@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 
 from aria.core.channels import Channel, Overflow
-from aria.core.modes import ModeSpec
+from aria.core.modespec import ModeSpec
 from aria.engines.base import LLM
-from aria.pipeline.modes import watch_command
+from aria.pipeline.mode_pipelines import watch_command
 from aria.pipeline.monitor import Alert, Monitor, MonitorConfig
 from aria.pipeline.outputs import NoticeOut
 from aria.session.store import Session

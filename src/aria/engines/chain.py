@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aria.core.breaker import CircuitBreaker
-from aria.core.fallback import FallbackChain
+from aria.core.failover import FallbackChain
 from aria.core.retry import RetryPolicy
 from aria.engines.base import (
     LLM,

@@ -1,4 +1,4 @@
-"""From a mode (:class:`aria.core.modes.ModeSpec`) to what runs it: the engines it needs and its pipeline.
+"""From a mode (:class:`aria.core.modespec.ModeSpec`) to what runs it: the engines it needs and its pipeline.
 
 :func:`loadout_slots` names the engine slots a mode needs (``stt``, ``llm``, ``tts``, and for a mode whose
 model differs from the main one ``llm:<mode>`` / ``router:<mode>``); :func:`mode_pipeline` builds the
@@ -16,7 +16,7 @@ from typing import Any
 from aria.core.config import Settings
 from aria.core.events import EventBus
 from aria.core.history import History
-from aria.core.modes import LLMOverride, ModeSpec
+from aria.core.modespec import LLMOverride, ModeSpec
 from aria.engines.base import LLM, STT, TTS, VAD, EngineKind
 from aria.pipeline.interruptions import InterruptionMode, InterruptionPolicy
 from aria.pipeline.voice import PipelineConfig, VoicePipeline

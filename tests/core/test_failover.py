@@ -1,4 +1,4 @@
-"""Tests for aria.core.fallback: fallback chains over fake engines, for calls and streams."""
+"""Tests for aria.core.failover: fallback chains over fake engines, for calls and streams."""
 
 from __future__ import annotations
 
@@ -147,13 +147,13 @@ async def test_uses_secondary_when_primary_fails(caplog: pytest.LogCaptureFixtur
     fallbacks = Fallbacks()
     c = chain(primary, secondary, on_fallback=fallbacks, threshold=3)
 
-    with caplog.at_level(logging.WARNING, logger="aria.core.fallback"):
+    with caplog.at_level(logging.WARNING, logger="aria.core.failover"):
         assert await c.call(lambda e: e.transcribe("hi")) == "b:hi"
 
     assert c.last_used == "b"
     assert fallbacks.seen == [("stt", "a", error)]
     assert c.breakers["a"].failures == 1
-    warnings = [r.getMessage() for r in caplog.records if r.name == "aria.core.fallback"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "aria.core.failover"]
     assert len(warnings) == 1
     assert "a" in warnings[0]
     assert "model crashed" in warnings[0]

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from aria.core.config import Settings, load_settings
-from aria.core.modes import BUILTIN_MODES, LLMOverride, ModeSpec, resolve_modes
+from aria.core.modespec import BUILTIN_MODES, LLMOverride, ModeSpec, resolve_modes
 from aria.errors import ConfigError
 
 DEEP_DIVE_PROMPT = BUILTIN_MODES["deep_dive"].llm.system_prompt if BUILTIN_MODES["deep_dive"].llm else None
