@@ -64,7 +64,11 @@ def test_session_created_echoes_the_model_and_ga_defaults() -> None:
 
 def test_a_text_turn_with_audio_comes_in_the_ga_order() -> None:
     d = Driver()
-    assert d.types(d.send(user_text("hello"))) == ["conversation.item.added", "conversation.item.done"]
+    assert d.types(d.send(user_text("hello"))) == [
+        "conversation.item.added",
+        "conversation.item.done",
+        "AddItem",
+    ]
     out = d.send({"type": "response.create", "event_id": "client_1"})
     assert d.types(out) == ["response.created", "rate_limits.updated", "Respond"]
     respond = out[-1]
@@ -324,7 +328,11 @@ def test_malformed_events_get_a_clear_error_and_the_session_goes_on(
     assert error["code"] == code
     assert error["param"] == param
     assert error["message"]
-    assert d.types(d.send(user_text("still here"))) == ["conversation.item.added", "conversation.item.done"]
+    assert d.types(d.send(user_text("still here"))) == [
+        "conversation.item.added",
+        "conversation.item.done",
+        "AddItem",
+    ]
 
 
 def test_the_not_yet_fields_are_known() -> None:

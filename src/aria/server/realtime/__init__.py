@@ -1,6 +1,8 @@
-"""``/v1/realtime``: the OpenAI Realtime API (GA) over Aria's engines (``docs/realtime.md``).
+"""``/v1/realtime``: the OpenAI Realtime API (GA) over Aria's conversation core (``docs/realtime.md``).
 
-``events`` / ``server_events`` are the wire models, ``protocol`` the sans-I/O state machine, ``codecs``
-the audio formats, ``listening`` the server-side turn detection, ``responses`` the answer generator,
-``ws`` the WebSocket shell.
+``events`` / ``server_events`` are the wire models; ``protocol`` (with ``state`` and ``answering``) the
+sans-I/O state machine; ``codecs`` and ``tempo`` the audio formats and speed; ``listening`` the turn
+detection a client that commits its own audio gets; ``bridge`` the session over the
+:class:`~aria.server.conversation.Conversation` that ``/ws`` uses too; ``ws`` the WebSocket shell;
+``files`` the audio files of ``/v1/audio/*``.
 """

@@ -13,17 +13,23 @@ times it reports, and ``idle_timeout_ms``, follow the audio the client sent, not
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from aria.core.config import Settings
 from aria.engines.base import VAD, VADEventType
+from aria.engines.factory import create_engine
+from aria.engines.registry import EngineRegistry
+from aria.errors import AriaError
 from aria.types import AudioChunk
 
-__all__ = ["EAGERNESS", "FRAME", "Listener", "Pause", "Started", "Stopped", "Timeout"]
+__all__ = ["EAGERNESS", "FRAME", "Listener", "Pause", "Started", "Stopped", "Timeout", "session_vad"]
 
+log = logging.getLogger(__name__)
 RATE = 16000
 #: 20 ms frames.
 FRAME = 320
@@ -195,3 +201,29 @@ class Listener:
         self.speaking, self._paused_at = False, None
         if self.vad is not None:
             self.vad.reset()
+
+
+async def session_vad(
+    settings: Settings, registry: EngineRegistry | None, turn_detection: dict[str, Any] | None
+) -> VAD | None:
+    """A started VAD for a session's turn detection (``server_vad``'s threshold and silence as Aria's
+    ``[vad] threshold`` and ``min_silence_ms``); None without turn detection or when none can start."""
+    if turn_detection is None:
+        return None
+    update: dict[str, Any] = {}
+    if turn_detection["type"] == "server_vad":
+        update = {
+            "threshold": turn_detection["threshold"],
+            "min_silence_ms": turn_detection["silence_duration_ms"],
+        }
+    settings = settings.model_copy(update={"vad": settings.vad.model_copy(update=update)})
+    try:
+        vad = create_engine("vad", settings, registry)
+        if vad is None:
+            return None
+        await vad.start()
+    except AriaError as exc:
+        log.warning("no VAD for a realtime session: %s", exc)
+        return None
+    assert isinstance(vad, VAD)
+    return vad

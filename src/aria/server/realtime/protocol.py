@@ -44,14 +44,17 @@ from aria.server.realtime.state import (
 
 __all__ = [
     "ERROR_CODES",
+    "AddItem",
     "AudioIn",
     "Cancel",
     "ClearInput",
     "Commit",
     "Configure",
+    "DeleteItem",
     "RealtimeProtocol",
     "Respond",
     "TranscribeItem",
+    "TruncateItem",
 ]
 
 Json = dict[str, Any]
@@ -106,6 +109,26 @@ class TranscribeItem:
 
     item_id: str
     samples: Any
+
+
+@dataclass(frozen=True)
+class AddItem:
+    """A client item entered the conversation (an ``input_audio`` one is transcribed first)."""
+
+    item: Item
+
+
+@dataclass(frozen=True)
+class DeleteItem:
+    item: Item
+
+
+@dataclass(frozen=True)
+class TruncateItem:
+    """An answer was cut at ``audio_end_ms`` (the item already holds the words heard)."""
+
+    item_id: str
+    audio_end_ms: int
 
 
 @dataclass(frozen=True)
@@ -284,12 +307,15 @@ class RealtimeProtocol:
             self.event(se.ItemAdded, previous_item_id=previous, item=item.json),
             self.event(se.ItemDone, previous_item_id=previous, item=item.json),
             *out,
+            AddItem(item),
         ]
 
     def _on_conversation_item_delete(self, event: ev.ConversationItemDelete) -> list[Any]:
-        if not self.conversation.delete(event.item_id):
+        item = self.conversation.get(event.item_id)
+        if item is None:
             raise InvalidInput(f"item_id: no item {event.item_id!r}")
-        return [self.event(se.ItemDeleted, item_id=event.item_id)]
+        self.conversation.delete(event.item_id)
+        return [self.event(se.ItemDeleted, item_id=event.item_id), DeleteItem(item)]
 
     def _on_conversation_item_retrieve(self, event: ev.ConversationItemRetrieve) -> list[Any]:
         item = self.conversation.get(event.item_id)
@@ -322,7 +348,8 @@ class RealtimeProtocol:
                 item_id=item.id,
                 content_index=event.content_index,
                 audio_end_ms=event.audio_end_ms,
-            )
+            ),
+            TruncateItem(item.id, event.audio_end_ms),
         ]
 
     def _on_response_create(self, event: ev.ResponseCreate) -> list[Any]:

@@ -1,5 +1,6 @@
 """``WS /v1/realtime``: the WebSocket shell around :class:`RealtimeSession` (``docs/realtime.md``).
 
+A thin shell: the session is a :class:`RealtimeBridge` over the conversation core (what ``/ws`` uses too).
 The official SDKs connect with ``?model=`` and ``Authorization: Bearer <key>`` (browsers with the
 ``openai-insecure-api-key.<key>`` subprotocol); the key must be the server's token when one is set, and
 may be anything when none is. ``?intent=transcription`` opens a transcription session. Two tasks: the
@@ -16,10 +17,10 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from aria.errors import AriaError
-from aria.server.realtime.session import Engines, RealtimeSession
+from aria.server.guards import host_allowed, origin_allowed, token_ok
+from aria.server.realtime.bridge import RealtimeBridge
+from aria.server.realtime.protocol import RealtimeProtocol
 from aria.server.runtime import Runtime
-from aria.server.ws import host_allowed, origin_allowed, token_ok
 
 __all__ = ["serve_realtime"]
 
@@ -60,11 +61,10 @@ async def serve_realtime(ws: WebSocket, runtime: Runtime) -> None:
     runtime.connections += 1
     runtime.connections_gauge.set(runtime.connections)
     transcription = ws.query_params.get("intent") == "transcription"
-    holder = object()
-    session: RealtimeSession | None = None
+    session: RealtimeBridge | None = None
     writer: asyncio.Task[None] | None = None
     try:
-        session = await _open(ws, runtime, holder, transcription)
+        session = await _open(ws, runtime, transcription)
         if session is None:
             return
         writer = asyncio.create_task(_write(ws, session), name="realtime-write")
@@ -79,42 +79,39 @@ async def serve_realtime(ws: WebSocket, runtime: Runtime) -> None:
         if writer is not None:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
-        runtime.release(holder)
         runtime.connections -= 1
         runtime.connections_gauge.set(runtime.connections)
 
 
-async def _open(
-    ws: WebSocket, runtime: Runtime, holder: object, transcription: bool
-) -> RealtimeSession | None:
-    """The session over the mode's engines; None (after an ``error`` event and a close) when they cannot
-    start."""
+async def _open(ws: WebSocket, runtime: Runtime, transcription: bool) -> RealtimeBridge | None:
+    """The session over the conversation core; None (after an ``error`` event and a close) when its
+    engines cannot start."""
     await runtime.ready.wait()
     mode = TRANSCRIPTION_MODE if transcription and TRANSCRIPTION_MODE in runtime.modes else CHAT_MODE
     if mode not in runtime.modes:
         mode = runtime.settings.mode
-    try:
-        loadout = await runtime.acquire(holder, mode)
-    except AriaError as exc:
-        error = {"type": "server_error", "code": "engine_unavailable", "message": str(exc), "param": None}
+    session, _resumed = runtime.sessions.open(None, mode=mode)
+    engines = runtime.engines
+    voices = tuple(engines.tts.capabilities.voices) if engines is not None and engines.tts is not None else ()
+    protocol = RealtimeProtocol(
+        model=ws.query_params.get("model") or ("aria-transcribe" if transcription else "aria"),
+        kind="transcription" if transcription else "realtime",
+        voices=voices,
+        default_voice=runtime.settings.tts.voice,
+    )
+    bridge = RealtimeBridge(runtime, session, protocol)
+    await bridge.start()
+    if await bridge.conv.ready() is None:
+        message = "the engines could not start: see the server's log and GET /health"
+        error = {"type": "server_error", "code": "engine_unavailable", "message": message, "param": None}
         await ws.send_text(json.dumps({"type": "error", "event_id": "event_0", "error": error}))
+        await bridge.aclose()
         await ws.close(code=1011)
         return None
-    engines = Engines(
-        runtime.settings,
-        llm=loadout.llm,
-        stt=loadout.stt,
-        tts=loadout.tts,
-        turn_detector=runtime.turn_detector,
-        registry=runtime.registry,
-    )
-    model = ws.query_params.get("model") or ("aria-transcribe" if transcription else "aria")
-    session = RealtimeSession(engines, model=model, kind="transcription" if transcription else "realtime")
-    await session.start()
-    return session
+    return bridge
 
 
-async def _read(ws: WebSocket, session: RealtimeSession) -> None:
+async def _read(ws: WebSocket, session: RealtimeBridge) -> None:
     while True:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
@@ -128,7 +125,7 @@ async def _read(ws: WebSocket, session: RealtimeSession) -> None:
             await session.receive(text)
 
 
-async def _write(ws: WebSocket, session: RealtimeSession) -> None:
+async def _write(ws: WebSocket, session: RealtimeBridge) -> None:
     while True:
         event = await session.events.get()
         with contextlib.suppress(Exception):  # the client left: the reader sees the disconnect
