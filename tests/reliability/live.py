@@ -24,6 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from aria.core.config import Settings, load_settings
 from aria.server.app import create_app
+from tests.keys import owned, remember
 from tests.server.conftest import FAST_FAKES, free_port
 
 __all__ = ["CLIENT_OPTIONS", "WS_MAX_SIZE", "Closed", "ServerThread", "SyncClient", "rss_mb"]
@@ -154,9 +155,10 @@ class SyncClient:
         options: dict[str, Any] = {**CLIENT_OPTIONS, "max_size": None, "max_queue": None}
         self._stack = contextlib.ExitStack()
         self.ws: ClientConnection = self._stack.enter_context(
-            connect(server.ws_url + query, **{**options, **kwargs})
+            connect(server.ws_url + owned(query), **{**options, **kwargs})  # resuming: as the owner
         )
         self.session: dict[str, Any] = json.loads(self.ws.recv(10))
+        remember(self.session)
         assert self.session["type"] == "session"
         self._tokens = float(self.BURST)
         self._last = time.monotonic()

@@ -75,12 +75,6 @@ def test_no_other_id_and_no_other_connection_can_confirm(tmp_path: Path) -> None
             )
             error, _ = intruder.until("error")
             assert error["code"] == "unknown_action"
-        with SyncClient(live, f"?session_id={client.session['session_id']}") as same_session:
-            same_session.send_json(
-                {"type": "control", "action": "confirm_action", "id": signal["id"], "accept": True}
-            )
-            error, _ = same_session.until("error")
-            assert error["code"] == "unknown_action"
         client.send_json(
             {"type": "control", "action": "confirm_action", "id": "confirm_other", "accept": True}
         )
@@ -88,9 +82,14 @@ def test_no_other_id_and_no_other_connection_can_confirm(tmp_path: Path) -> None
         assert error["code"] == "unknown_action"
         time.sleep(0.2)
         assert not marker.exists()
-        client.send_json({"type": "control", "action": "interrupt"})
-        done, _ = client.until("response_done")
-        assert done["interrupted"] is True
+        # The same session opened again (with its key) takes it over: the first connection is closed,
+        # its pending confirmation dropped, and the new one cannot confirm it either.
+        with SyncClient(live, f"?session_id={client.session['session_id']}") as same_session:
+            same_session.send_json(
+                {"type": "control", "action": "confirm_action", "id": signal["id"], "accept": True}
+            )
+            error, _ = same_session.until("error")
+            assert error["code"] == "unknown_action"
         time.sleep(0.2)
     assert not marker.exists()
 

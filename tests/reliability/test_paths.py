@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from aria.session.journal import JournalFileStore
+from tests.keys import KEYS, OWNER
 from tests.reliability.live import CLIENT_OPTIONS, ServerThread, SyncClient
 
 
@@ -61,7 +62,7 @@ def victims(plain: ServerThread) -> Iterator[tuple[Path, list[Path]]]:
     plain.runtime.sessions.flush()  # the writer thread has written what was saved
     saved = JournalFileStore(data_dir / "sessions").load(session_id)  # the snapshot and its journal
     snapshot = json.dumps(saved)
-    with httpx.Client(base_url=plain.url) as http:
+    with httpx.Client(base_url=plain.url, auth=OWNER) as http:
         assert http.delete(f"/sessions/{session_id}").status_code == 200
     planted = [data_dir / "victim-session.json", data_dir.parent / "victim-session.json"]
     for path in planted:
@@ -91,12 +92,13 @@ def test_session_ids_in_the_url_cannot_escape_the_data_dir(
     assert all(path.exists() for path in planted)
 
 
-def raw_request(port: int, method: str, target: str) -> tuple[int, bytes]:
-    """One HTTP/1.1 request with the target exactly as given (no client-side normalisation)."""
+def raw_request(port: int, method: str, target: str, key: str = "") -> tuple[int, bytes]:
+    """One HTTP/1.1 request with the target exactly as given (no client-side normalisation); ``key``:
+    a session key to present."""
+    extra = f"X-Aria-Session-Key: {key}\r\n" if key else ""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(
-            f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
-        )
+        head = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Connection: close\r\n\r\n"
+        sock.sendall(head.encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -132,10 +134,11 @@ def test_session_ids_in_rest_paths_cannot_escape_the_data_dir(
     # The control: had a path reached a planted snapshot, its marker would have shown.
     inside = Path(plain.settings.data_dir) / "sessions" / "victim-session.json"
     inside.write_bytes(planted[0].read_bytes())
-    status, body = raw_request(plain.port, "GET", "/sessions/victim-session")
+    key = list(KEYS.values())[-1]  # the victim's snapshot is a copy of the session `victims` made last
+    status, body = raw_request(plain.port, "GET", "/sessions/victim-session", key)
     assert status == 200
     assert b"VICTIM-MARKER" in body
-    assert raw_request(plain.port, "DELETE", "/sessions/victim-session")[0] == 200
+    assert raw_request(plain.port, "DELETE", "/sessions/victim-session", key)[0] == 200
 
 
 def test_saving_sessions_writes_only_inside_the_sessions_dir(plain: ServerThread) -> None:

@@ -13,6 +13,7 @@ import httpx
 from aria.bench.soak import SoakBench, _missing
 from aria.bench.soak_client import Turn
 from aria.server.app import create_app
+from tests.keys import OWNER
 from tests.reliability.live import ServerThread, SyncClient
 
 REPLY = "Sure, here is the answer. It has two sentences."
@@ -144,7 +145,7 @@ def test_an_answer_cut_by_a_dropped_connection_stays_in_the_history_as_interrupt
         with SyncClient(live, f"?session_id={session_id}") as again:
             again.send_json({"type": "text", "text": "second question"})
             again.until("response_done")
-        history = httpx.get(f"{live.url}/sessions/{session_id}").json()["history"]
+        history = httpx.get(f"{live.url}/sessions/{session_id}", auth=OWNER).json()["history"]
     assert [(h["role"], h["interrupted"]) for h in history] == [
         ("user", False),
         ("assistant", True),

@@ -17,6 +17,7 @@ import websockets
 from aria.core.config import Settings, load_settings
 from aria.engines.chain import primary
 from aria.server.app import create_app
+from tests.keys import owned, remember
 
 FAST_FAKES: dict[str, Any] = {
     "vad.backend": "fake",
@@ -143,7 +144,8 @@ class Client:
 async def connect(
     live: LiveServer, query: str = "", **kwargs: Any
 ) -> tuple[websockets.ClientConnection, Client]:
-    ws = await websockets.connect(live.ws_url + query, **kwargs)
+    ws = await websockets.connect(live.ws_url + owned(query), **kwargs)  # resuming: as the owner
     client = Client(ws)
     client.session = await client.next()
+    remember(client.session)
     return ws, client

@@ -30,6 +30,7 @@ import numpy as np
 import websockets
 
 from aria.types import AudioChunk
+from tests.keys import owned, remember
 from tests.server.conftest import LiveServer
 
 __all__ = [
@@ -208,10 +209,11 @@ class Run:
         return self.conns[-1]
 
     async def connect(self) -> Conn:
-        query = f"?session_id={self.session_id}" if self.session_id else ""
+        query = owned(f"?session_id={self.session_id}") if self.session_id else ""
         ws = await websockets.connect(self.live.ws_url + query, **CLIENT_OPTIONS)
         session = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert session["type"] == "session", session
+        remember(session)
         self.session_id = session["session_id"]
         conn = Conn(ws, session)
         conn.start()

@@ -9,13 +9,14 @@ import httpx
 
 from aria.session.files import MemorySnapshotStore
 from aria.session.store import SessionStore
+from tests.keys import OWNER
 from tests.server.conftest import LiveServer, connect
 
 
 async def test_the_open_conversation_stays_deleted_after_its_connection_saves(live: LiveServer) -> None:
     ws, client = await connect(live)
     session_id = str(client.session["session_id"])
-    async with ws, httpx.AsyncClient(base_url=live.url) as http:
+    async with ws, httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         await client.send({"type": "text", "text": "remember this"})
         await client.until("metrics")
         assert (await http.get(f"/sessions/{session_id}")).status_code == 200
@@ -24,7 +25,7 @@ async def test_the_open_conversation_stays_deleted_after_its_connection_saves(li
         await client.send({"type": "text", "text": "and this too"})  # a turn after the delete saves again
         await client.until("metrics")
     # The connection is closed (it saved once more on the way out).
-    async with httpx.AsyncClient(base_url=live.url) as http:
+    async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         for _ in range(50):  # the close is handled by the server's own task
             if live.runtime.connections == 0:
                 break

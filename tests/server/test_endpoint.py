@@ -13,6 +13,7 @@ import pytest
 import websockets
 
 from aria.types import AudioChunk
+from tests.keys import OWNER
 from tests.server.conftest import LiveServer, connect
 
 REPLY = "Sure, here is the answer. It has two sentences."
@@ -173,7 +174,7 @@ async def test_interrupt_stops_audio_and_history_keeps_what_was_heard(live: Live
         heard = done["text"].split()
         assert heard == words[: len(heard)]
         assert 1 <= len(heard) <= 3
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(auth=OWNER) as http:
             session = (await http.get(f"{live.url}/sessions/{client.session['session_id']}")).json()
         assistant = session["history"][1]
         assert assistant["interrupted"] is True
@@ -190,7 +191,7 @@ async def test_reconnecting_with_the_session_id_resumes_history(live: LiveServer
     async with ws:
         assert again.session["resumed"] is True
         assert again.session["session_id"] == session_id
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(auth=OWNER) as http:
         history = (await http.get(f"{live.url}/sessions/{session_id}")).json()["history"]
         assert [h["content"] for h in history] == ["remember me", REPLY]
         assert (await http.get(f"{live.url}/sessions/nope-nope-nope")).status_code == 404
@@ -215,7 +216,7 @@ async def test_video_flood_does_not_disturb_the_conversation(live: LiveServer) -
 
 
 async def test_rest_health_models_config_metrics(live: LiveServer) -> None:
-    async with httpx.AsyncClient(base_url=live.url) as http:
+    async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         health = (await http.get("/health")).json()
         assert health["status"] == "ok"
         assert health["engines"]["llm"]["name"] == "fake"
@@ -255,7 +256,7 @@ async def test_secrets_never_appear_in_config(tmp_path: Any) -> None:
         tmp_path, {"server.token": "tok-123", "llm.options": {"replies": ["x"]}}
     )
     try:
-        async with httpx.AsyncClient(base_url=info.url) as http:
+        async with httpx.AsyncClient(auth=OWNER, base_url=info.url) as http:
             body = (await http.get("/config")).text
         assert "tok-123" not in body
     finally:

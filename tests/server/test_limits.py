@@ -7,6 +7,7 @@ limits on a live server in the test's loop with small limits."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -16,14 +17,16 @@ import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import websockets
 
 from aria.engines.vad.silero import SileroVAD, find_model
 from aria.types import AudioChunk
-from tests.server.conftest import free_port
+from tests.server.conftest import Client, LiveServer, free_port
 
 FAKES = {
     "ARIA_MODELS__OFFLINE": "1",
@@ -237,3 +240,103 @@ async def test_silero_instances_share_one_model_and_cost_kilobytes_each() -> Non
     assert more[1].last_probability == 0.0
     for vad in [first, *more]:
         await vad.aclose()
+
+
+# -- WebSocket admission and idleness (a live server in this loop) ------------------------------------
+
+SMALL = {
+    "server.max_connections": 6,
+    "server.max_connections_per_client": 4,
+    "server.idle_evict_s": 0.5,
+    "server.idle_timeout_s": 0,
+}
+
+
+async def _closed_with(client: Client, within: float = 5.0) -> tuple[dict[str, Any] | None, int | None]:
+    """Read until the server closes (or ``within`` passes); the last error and the close code (None:
+    still open)."""
+    error = None
+    try:
+        while True:
+            item = await client.next(within)
+            if isinstance(item, dict) and item.get("type") == "error":
+                error = item
+    except (websockets.ConnectionClosed, TimeoutError):  # closed, or still open after ``within``
+        pass
+    return error, client.ws.close_code
+
+
+async def _try_connect(live: LiveServer) -> tuple[websockets.ClientConnection, Client]:
+    ws = await websockets.connect(live.ws_url)
+    client = Client(ws)
+    client.session = await client.next()
+    return ws, client
+
+
+@pytest.mark.parametrize("server_overrides", [SMALL])
+async def test_forty_idle_connections_do_not_lock_out_a_new_client(live: LiveServer) -> None:
+    held: list[websockets.ClientConnection] = []
+    refused_codes = []
+    try:
+        for _ in range(40):
+            ws, client = await _try_connect(live)
+            if client.session.get("type") == "session":
+                held.append(ws)
+                continue
+            assert client.session["code"] == "too_many_connections"
+            assert "max_connections_per_client" in client.session["message"]
+            _, code = await _closed_with(client)
+            refused_codes.append(code)
+            await ws.close()
+        assert len(held) == 4  # max_connections_per_client
+        assert refused_codes == [1013] * 36
+        # One of the held connections is in use: it keeps its seat.
+        busy_ws = held[0]
+        busy = Client(busy_ws)
+        await asyncio.sleep(0.6)  # the others are now idle for longer than idle_evict_s
+        await busy.send({"type": "text", "text": "still here"})
+        await busy.until("response_done")
+        newcomer_ws, newcomer = await _try_connect(live)
+        async with newcomer_ws:
+            assert newcomer.session["type"] == "session"  # admitted: an idle one made room
+            await newcomer.send({"type": "text", "text": "hello"})
+            await newcomer.until("response_done")
+        evicted = 0
+        for ws in held[1:]:
+            if ws.close_code is None:
+                await _closed_with(Client(ws), within=0.5)
+            if ws.close_code == 4408:
+                evicted += 1
+        assert evicted == 1  # exactly one gave up its seat
+        assert busy_ws.close_code is None  # the busy one was not chosen
+    finally:
+        for ws in held:
+            await ws.close()
+
+
+@pytest.mark.parametrize("server_overrides", [{"server.idle_timeout_s": 0.6}])
+async def test_pings_keep_a_connection_only_until_the_idle_timeout(live: LiveServer) -> None:
+    idle_ws, idle = await _try_connect(live)
+    talking_ws, talking = await _try_connect(live)
+    async with idle_ws, talking_ws:
+        began = asyncio.get_running_loop().time()
+
+        async def ping() -> None:
+            for i in range(100):
+                await idle.send({"type": "ping", "id": str(i)})
+                await asyncio.sleep(0.1)
+
+        pinger = asyncio.create_task(ping())
+        for _ in range(3):  # turns keep the other one alive past the timeout
+            await asyncio.sleep(0.3)
+            await talking.send({"type": "text", "text": "and another thing"})
+        try:
+            error, code = await _closed_with(idle, within=3.0)
+        finally:
+            pinger.cancel()
+            await asyncio.gather(pinger, return_exceptions=True)
+        assert error is not None
+        assert error["code"] == "idle_timeout"
+        assert code == 4408
+        assert 0.5 < asyncio.get_running_loop().time() - began < 2.5
+        assert talking_ws.close_code is None

@@ -18,6 +18,7 @@ from PIL import Image
 from aria.testing.speech import say
 from aria.types import AudioChunk
 from tests.engines.llm_servers import OpenAIServer, Script
+from tests.keys import OWNER
 from tests.server.conftest import Client, LiveServer, connect, engine, start_server, stop_server
 from tests.server.test_endpoint import pcm_frames
 
@@ -147,7 +148,7 @@ async def test_broadcast_transcribes_only_and_history_survives_switches(live: Li
     sent = [(m.role, m.content) for m in llm.requests[-1].messages]
     assert ("user", "hello there") in sent
     assert ("user", "what time is it") in sent  # the dictated text is part of the conversation
-    async with httpx.AsyncClient(base_url=live.url) as http:
+    async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         history = (await http.get(f"/sessions/{session_id}")).json()
     turns = [(m["role"], m["mode"]) for m in history["history"]]
     assert turns == [
@@ -329,7 +330,7 @@ async def test_monitor_is_told_by_voice_what_to_watch_and_keeps_talking(tmp_path
             await client.send({"type": "control", "action": "set_watch", "watch": ""})
             assert (await client.until("mode"))["watch"] is None
             session_id = client.session["session_id"]
-        async with httpx.AsyncClient(base_url=info.url) as http:
+        async with httpx.AsyncClient(auth=OWNER, base_url=info.url) as http:
             history = (await http.get(f"/sessions/{session_id}")).json()["history"]
         assert any(m["content"].startswith("Seen:") for m in history)  # the alert is in the history
     finally:
@@ -435,7 +436,7 @@ async def test_deep_dive_swaps_in_the_heavier_model_within_the_budget(tmp_path: 
             assert [m.content for m in deep.requests[-1].messages][:1] == ["hi"]  # same conversation
             await switch(client, "voice_chat")
             assert set(residency.resident()) == {"stt", "tts", "llm"}
-        async with httpx.AsyncClient(base_url=info.url) as http:
+        async with httpx.AsyncClient(auth=OWNER, base_url=info.url) as http:
             health = (await http.get("/health")).json()
         assert health["residency"]["budget_mb"] == 1000
         assert health["residency"]["engines"]["llm:deep_dive"]["resident"] is False

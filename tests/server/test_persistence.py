@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.keys import OWNER
 from tests.server.conftest import LiveServer, connect, engine, free_port
 
 ENV = {
@@ -44,7 +45,7 @@ def spawn(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
 
 async def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     proc = spawn(data_dir, port)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(auth=OWNER) as http:
         for _ in range(300):
             try:
                 if (await http.get(f"http://127.0.0.1:{port}/health")).json()["status"] == "ok":
@@ -103,7 +104,7 @@ async def test_sessions_are_listed_exported_and_deleted(live: LiveServer) -> Non
         await client.until("response_done")
         await client.until("metrics")
     session_id = client.session["session_id"]
-    async with httpx.AsyncClient(base_url=live.url) as http:
+    async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         listed = (await http.get("/sessions")).json()["sessions"]
         assert [s["session_id"] for s in listed] == [session_id]
         assert listed[0]["title"] == "hello there"
@@ -128,7 +129,7 @@ async def test_settings_changed_in_a_session_survive_a_reconnect(live: LiveServe
     async with ws:
         await again.send({"type": "text", "text": "again"})
         await again.until("response_done")
-    async with httpx.AsyncClient(base_url=live.url) as http:
+    async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         exported = (await http.get(f"/sessions/{client.session['session_id']}/export?format=json")).json()
     assert exported["overrides"] == {"llm.temperature": 0.1}
 

@@ -69,6 +69,8 @@ def test_the_config_dump_masks_url_passwords() -> None:
 
 def test_the_log_handler_masks_messages_and_tracebacks() -> None:
     stream = io.StringIO()
+    aria_logger = logging.getLogger("aria")
+    level, handlers = aria_logger.level, list(aria_logger.handlers)
     configure_logging("INFO", stream=stream)
     log = logging.getLogger("aria.test.redaction")
     try:
@@ -77,8 +79,10 @@ def test_the_log_handler_masks_messages_and_tracebacks() -> None:
             raise ConnectionError(f"could not reach http://ada:{PASSWORD}@h/v1")
         except ConnectionError:
             log.exception("turn failed")
-    finally:
-        configure_logging("WARNING", stream=io.StringIO())
+    finally:  # as it was: other tests read the aria logger's records
+        for handler in [h for h in aria_logger.handlers if h not in handlers]:
+            aria_logger.removeHandler(handler)
+        aria_logger.setLevel(level)
     text = stream.getvalue()
     assert PASSWORD not in text
     assert "http://ada:***@h/v1" in text
@@ -210,6 +214,7 @@ async def test_an_abrupt_drop_is_info_without_a_traceback(
     await _settle(live)
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert not any(r.exc_info for r in caplog.records)
+    assert any(r.levelno == logging.INFO and "closed" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("server_overrides", [{"tts.options": {"ms_per_char": 40.0}}])
@@ -225,9 +230,10 @@ async def test_closing_while_an_answer_plays_is_info_without_a_traceback(
     await _settle(live)
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert not any(r.exc_info for r in caplog.records)
+    assert any(r.levelno == logging.INFO and "closed" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize(("payload", "words"), [(b"\xff\xfe bad utf-8", "UTF-8")])
+@pytest.mark.parametrize(("payload", "words"), [(b"\xff\xfe bad utf-8", "UTF-8"), (b"{not json", "JSON")])
 async def test_malformed_frames_are_one_warning_line(
     live: LiveServer, caplog: pytest.LogCaptureFixture, payload: bytes, words: str
 ) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.keys import OWNER
 from tests.server.conftest import LiveServer, connect, start_server, stop_server
 
 
@@ -26,7 +27,7 @@ async def test_the_list_has_titles_updated_times_and_counts_newest_first(live: L
     first = await talk(live, "What is   the capital\nof France?")
     long_question = "Tell me " + "a very long story about dragons " * 5
     second = await talk(live, long_question)
-    async with httpx.AsyncClient(base_url=live.url) as http:
+    async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         listed = (await http.get("/sessions")).json()["sessions"]
     assert [s["session_id"] for s in listed] == [second, first]
     assert listed[1]["title"] == "What is the capital of France?"
@@ -40,7 +41,7 @@ async def test_the_list_has_titles_updated_times_and_counts_newest_first(live: L
 
 async def test_rename_then_reset_and_the_name_is_in_the_history_and_export(live: LiveServer) -> None:
     session_id = await talk(live, "hello there")
-    async with httpx.AsyncClient(base_url=live.url) as http:
+    async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         renamed = await http.patch(f"/sessions/{session_id}", json={"title": "  Greetings \n  chat "})
         assert renamed.status_code == 200, renamed.text
         assert renamed.json()["title"] == "Greetings chat"
@@ -56,7 +57,7 @@ async def test_rename_then_reset_and_the_name_is_in_the_history_and_export(live:
 
 async def test_rename_refuses_what_it_cannot_use(live: LiveServer) -> None:
     session_id = await talk(live, "hello there")
-    async with httpx.AsyncClient(base_url=live.url) as http:
+    async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         missing = await http.patch("/sessions/s_nosuchsession00", json={"title": "x"})
         assert missing.status_code == 404
         assert missing.json()["code"] == "unknown_session"
@@ -83,7 +84,7 @@ async def test_rename_refuses_what_it_cannot_use(live: LiveServer) -> None:
 async def test_delete_removes_it_from_the_list(live: LiveServer) -> None:
     keep = await talk(live, "keep this one")
     drop = await talk(live, "drop this one")
-    async with httpx.AsyncClient(base_url=live.url) as http:
+    async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         cross = await http.delete(f"/sessions/{drop}", headers={"origin": "https://evil.example"})
         assert cross.status_code == 403
         assert (await http.delete(f"/sessions/{drop}")).status_code == 200
@@ -95,7 +96,7 @@ async def test_delete_removes_it_from_the_list(live: LiveServer) -> None:
 @pytest.mark.parametrize("server_overrides", [{"server.token": "s3cret"}])
 async def test_the_routes_need_the_token_when_one_is_set(live: LiveServer) -> None:
     session_id = await talk(live, "hello there", "?token=s3cret")
-    async with httpx.AsyncClient(base_url=live.url) as http:
+    async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         assert (await http.get("/sessions")).status_code == 401
         assert (await http.patch(f"/sessions/{session_id}", json={"title": "x"})).status_code == 401
         assert (await http.delete(f"/sessions/{session_id}")).status_code == 401
@@ -110,13 +111,13 @@ async def test_a_name_survives_a_restart(tmp_path: Path) -> None:
     live, server, task = await start_server(tmp_path, {})
     try:
         session_id = await talk(live, "hello there")
-        async with httpx.AsyncClient(base_url=live.url) as http:
+        async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
             assert (await http.patch(f"/sessions/{session_id}", json={"title": "Kept"})).status_code == 200
     finally:
         await stop_server(server, task)
     live, server, task = await start_server(tmp_path, {})
     try:
-        async with httpx.AsyncClient(base_url=live.url) as http:
+        async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
             listed = (await http.get("/sessions")).json()["sessions"]
             assert [(s["session_id"], s["title"]) for s in listed] == [(session_id, "Kept")]
             assert (await http.get(f"/sessions/{session_id}")).json()["title"] == "Kept"

@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.keys import OWNER
 from tests.server.conftest import LiveServer, engine
 from tests.server.races import MODES, Run, Step, describe, history_problems, problems
 
@@ -73,7 +74,7 @@ async def history(live: LiveServer, session_id: str) -> list[dict[str, Any]]:
     # counter to watch, so a bounded wait on it.
     while live.runtime.connections and loop.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.005)
-    async with httpx.AsyncClient(base_url=live.url, trust_env=False) as http:
+    async with httpx.AsyncClient(auth=OWNER, base_url=live.url, trust_env=False) as http:
         reply = await http.get(f"/sessions/{session_id}")
     reply.raise_for_status()
     entries: list[dict[str, Any]] = reply.json()["history"]

@@ -8,9 +8,9 @@
 ``GET /models``              the engines per kind, the voices and the language models offered
 ``GET/POST /config``         the settings (secrets redacted); POST hot-reloads what can change
 ``GET /metrics``             Prometheus text: turn stage latencies, turns, errors, connections
-``GET /sessions``            the saved sessions, newest first: id, title, mode, created, updated, messages
-``GET /sessions/{id}``       a session's title and history (``PATCH {"title"}`` renames it, ``DELETE``
-                             removes it, ``/export?format=`` json|markdown)
+``GET /sessions``            the caller's saved sessions (by their keys; all with the token), newest first
+``GET /sessions/{id}``       a session's title and history, with its key (``PATCH {"title"}`` renames it,
+                             ``DELETE`` removes it, ``/export?format=`` json|markdown): ``sessions_api``
 ``GET/POST /models/llm``     the language models on offer; switch the live one (:mod:`.models_api`)
 ``GET /dashboard``           the status dashboard, fed by ``GET /metrics/json`` (:mod:`.dashboard`)
 ``WS /ws``                   the conversation protocol (``docs/protocol.md``)
@@ -34,12 +34,11 @@ from aria.core.config import Settings, apply_update, redacted
 from aria.core.logs import SecretFilter
 from aria.core.metrics import CONTENT_TYPE
 from aria.core.redact import redact, redact_tree
-from aria.errors import AriaError, ConfigError, InvalidInput
-from aria.server import dashboard, models_api, openai_api
+from aria.errors import AriaError, ConfigError
+from aria.server import dashboard, models_api, openai_api, sessions_api
 from aria.server.limits import BodyLimit, MalformedFrameLog
 from aria.server.runtime import Runtime
-from aria.server.ws import history_message, host_allowed, origin_allowed, serve_connection, token_ok
-from aria.session.export import export_json, export_markdown
+from aria.server.ws import host_allowed, origin_allowed, serve_connection, token_ok
 
 __all__ = ["create_app"]
 
@@ -166,87 +165,6 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         rt.refresh_gauges()
         return PlainTextResponse(rt.metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/sessions")
-    async def sessions() -> dict[str, Any]:
-        return {
-            "sessions": [
-                {
-                    "session_id": s.id,
-                    "title": s.title,
-                    "mode": s.mode,
-                    "created": s.created,
-                    "updated": s.updated,
-                    "messages": s.messages,
-                }
-                for s in rt.sessions.list()
-            ]
-        }
-
-    @app.delete("/sessions/{session_id}")
-    async def delete_session(session_id: str) -> JSONResponse:
-        try:
-            deleted = rt.sessions.delete(session_id)
-        except InvalidInput as exc:
-            return JSONResponse({"code": "invalid_session", "message": str(exc)}, 400)
-        if not deleted:
-            return JSONResponse({"code": "unknown_session", "message": f"no session {session_id!r}"}, 404)
-        return JSONResponse({"deleted": session_id})
-
-    @app.patch("/sessions/{session_id}")
-    async def rename_session(session_id: str, request: Request) -> JSONResponse:
-        """``{"title": "..."}`` names the conversation; an empty title goes back to its first message."""
-        if not request.headers.get("content-type", "").startswith("application/json"):
-            return JSONResponse({"code": "invalid_json", "message": "send application/json"}, 415)
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict) or not isinstance(body.get("title"), str):
-            return JSONResponse(
-                {"code": "invalid_message", "message": 'send {"title": "..."} (text; empty resets it)'}, 400
-            )
-        try:
-            found = rt.sessions.rename(session_id, body["title"])
-        except InvalidInput as exc:
-            return JSONResponse({"code": "invalid_session", "message": str(exc)}, 400)
-        except OSError as exc:
-            log.error("could not save session %s after renaming it: %s", session_id, exc)
-            return JSONResponse({"code": "internal_error", "message": "could not save the session"}, 500)
-        if found is None:
-            return JSONResponse({"code": "unknown_session", "message": f"no session {session_id!r}"}, 404)
-        summary = found.summary()
-        return JSONResponse(
-            {
-                "session_id": summary.id,
-                "title": summary.title,
-                "mode": summary.mode,
-                "created": summary.created,
-                "updated": summary.updated,
-                "messages": summary.messages,
-            }
-        )
-
-    @app.get("/sessions/{session_id}/export")
-    async def export_session(session_id: str, format: str = "markdown") -> Response:
-        found = rt.sessions.get(session_id)
-        if found is None:
-            return JSONResponse({"code": "unknown_session", "message": f"no session {session_id!r}"}, 404)
-        if format == "json":
-            return Response(export_json(found), media_type="application/json")
-        if format in ("markdown", "md"):
-            return PlainTextResponse(export_markdown(found), media_type="text/markdown; charset=utf-8")
-        return JSONResponse({"code": "invalid_message", "message": "format must be json or markdown"}, 400)
-
-    @app.get("/sessions/{session_id}")
-    async def session(session_id: str) -> JSONResponse:
-        found = rt.sessions.get(session_id)
-        if found is None:
-            return JSONResponse({"code": "unknown_session", "message": f"no session {session_id!r}"}, 404)
-        history = [entry.model_dump(mode="json") for entry in history_message(found).messages]
-        return JSONResponse(
-            {"session_id": found.id, "title": found.title, "mode": found.mode, "history": history}
-        )
-
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
         await serve_connection(websocket, rt)
@@ -254,5 +172,6 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(models_api.router)  # /models/llm: the model picker
     app.include_router(dashboard.router)  # /dashboard, /metrics/json
     app.include_router(openai_api.router)  # /v1/realtime, /v1/audio/*, /v1/models: OpenAI-compatible
+    app.include_router(sessions_api.router)  # /sessions: each conversation open to its owner
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
     return app

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from aria.errors import InvalidInput
 from aria.server.ownership import can_use, is_admin, keys_from, session_of_key
 from aria.session.export import export_json, export_markdown
+from aria.session.serialize import check_session_id
 
 __all__ = ["router"]
 
@@ -55,7 +56,7 @@ def _summary_json(summary: Any) -> dict[str, Any]:
 def _owned(request: Request, session_id: str) -> tuple[Any, JSONResponse | None]:
     """The session if the request may use it, else the error response to send."""
     try:
-        found = _runtime(request).sessions.get(session_id)
+        found = _runtime(request).sessions.get(check_session_id(session_id))
     except InvalidInput as exc:
         return None, JSONResponse({"code": "invalid_session", "message": str(exc)}, 400)
     if found is None:
@@ -72,7 +73,7 @@ def _owned(request: Request, session_id: str) -> tuple[Any, JSONResponse | None]
 
 
 @router.get("/sessions")
-async def list_sessions(request: Request) -> dict[str, Any]:
+async def _list_sessions(request: Request) -> dict[str, Any]:
     rt = _runtime(request)
     if _admin(request):
         return {"sessions": [_summary_json(s) for s in rt.sessions.list()]}
@@ -94,7 +95,7 @@ async def list_sessions(request: Request) -> dict[str, Any]:
 
 
 @router.get("/sessions/{session_id}")
-async def read_session(session_id: str, request: Request) -> JSONResponse:
+async def _read_session(session_id: str, request: Request) -> JSONResponse:
     from aria.server.ws import history_message  # the wire form of a history, shared with /ws
 
     found, refusal = _owned(request, session_id)
@@ -107,7 +108,7 @@ async def read_session(session_id: str, request: Request) -> JSONResponse:
 
 
 @router.delete("/sessions/{session_id}")
-async def delete_session(session_id: str, request: Request) -> JSONResponse:
+async def _delete_session(session_id: str, request: Request) -> JSONResponse:
     found, refusal = _owned(request, session_id)
     if refusal is not None:
         return refusal
@@ -116,7 +117,7 @@ async def delete_session(session_id: str, request: Request) -> JSONResponse:
 
 
 @router.patch("/sessions/{session_id}")
-async def rename_session(session_id: str, request: Request) -> JSONResponse:
+async def _rename_session(session_id: str, request: Request) -> JSONResponse:
     """``{"title": "..."}`` names the conversation; an empty title goes back to its first message."""
     if not request.headers.get("content-type", "").startswith("application/json"):
         return JSONResponse({"code": "invalid_json", "message": "send application/json"}, 415)
@@ -144,7 +145,7 @@ async def rename_session(session_id: str, request: Request) -> JSONResponse:
 
 
 @router.get("/sessions/{session_id}/export")
-async def export_session(session_id: str, request: Request, format: str = "markdown") -> Response:
+async def _export_session(session_id: str, request: Request, format: str = "markdown") -> Response:
     found, refusal = _owned(request, session_id)
     if refusal is not None:
         return refusal

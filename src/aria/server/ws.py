@@ -24,10 +24,12 @@ from aria.errors import AriaError, ChannelClosed, InvalidInput
 from aria.pipeline.echo import EchoGuard
 from aria.pipeline.observers import TurnMetricsRecorder
 from aria.pipeline.outputs import AudioOut, MetricsOut, ResponseDone, StateOut
+from aria.server import ownership
 from aria.server import protocol as proto
 from aria.server.conversation import CAMERA_FRESH_S, FALLBACK_NOTICE_S, Conversation
 from aria.server.conversation.events import ConfirmOut, Event, ModeOut, ToolCallOut
 from aria.server.guards import host_allowed, origin_allowed, token_ok
+from aria.server.limits import MalformedCounter, Refused, Seat, admission_for, watch_idle
 from aria.server.pacing import AudioPacer
 from aria.server.runtime import Runtime
 from aria.session.store import Session
@@ -53,10 +55,13 @@ _AFTER_AUDIO = (ResponseDone, MetricsOut, StateOut)
 class Connection:
     """One ``/ws`` client: its protocol state, its pacer and the conversation it speaks to."""
 
-    def __init__(self, ws: WebSocket, runtime: Runtime, session: Session) -> None:
+    def __init__(self, ws: WebSocket, runtime: Runtime, session: Session, seat: Seat | None = None) -> None:
         self.ws = ws
         self.runtime = runtime
         self.session = session
+        #: This connection's place in the server's admission (idleness, takeover, eviction).
+        self.seat = seat if seat is not None else Seat(_client(ws))
+        self.malformed = MalformedCounter(f"{self.seat.address} (session {session.id})")
         self.protocol = proto.ServerProtocol(proto.Limits(), rate_limiter=proto.RateLimiter(20.0, 40))
         self._send_lock = asyncio.Lock()
         #: The client has gone (a send failed): nothing more is sent.
@@ -87,6 +92,14 @@ class Connection:
                     await self.ws.send_bytes(data)
                 except Exception as exc:
                     self._left(exc)
+
+    async def kick(self, code: str, message: str, close_code: int) -> None:
+        """Tell the client why, then close the connection (taken over, idle, evicted)."""
+        await self.send(proto.ErrorMessage(code=code, message=message))
+        async with self._send_lock:
+            self.gone = True
+            with contextlib.suppress(Exception):  # already closing: nothing to do
+                await self.ws.close(code=close_code, reason=code)
 
     def _left(self, exc: BaseException) -> None:
         """The client is gone: sending stops, and reading goes on until the frames it sent before it
@@ -159,8 +172,14 @@ class Connection:
     async def handle(self, event: Any) -> None:
         conv = self.conversation
         if isinstance(event, proto.ProtocolError):
-            await self.send(event.to_message())
-        elif isinstance(event, proto.AudioIn):
+            message = event.to_message()
+            if message.code != "rate_limited":
+                self.malformed(message.code, message.message)
+            await self.send(message)
+            return
+        if getattr(event, "type", None) not in ("ping", "playback"):
+            self.seat.touch()  # a turn-related message: not idle (pings keep it only until idle_timeout_s)
+        if isinstance(event, proto.AudioIn):
             conv.push_audio(AudioChunk.from_pcm16(event.pcm, proto.AUDIO_IN_RATE))
         elif isinstance(event, proto.VideoIn):
             conv.push_camera(event.jpeg)
@@ -243,23 +262,41 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
         log.warning("refused a WebSocket with a missing or wrong token")
         await ws.close(code=1008)
         return
-    if runtime.connections >= settings.max_connections:
-        await ws.close(code=1013)
-        return
     await ws.accept()
+    admission = admission_for(runtime)
     try:
-        wanted = ws.query_params.get("session_id") or runtime.resume_id
-        session, resumed = runtime.sessions.open(wanted, mode=runtime.settings.mode)
+        seat = admission.admit(_client(ws))
+    except Refused as exc:
+        log.warning("refused a WebSocket from %s: %s", _client(ws), exc.reason)
+        await _refuse(ws, "too_many_connections", exc.reason, 1013)
+        return
+    try:
+        opened = ownership.open_owned(
+            runtime.sessions,
+            wanted=ws.query_params.get("session_id"),
+            keys=ownership.keys_from(ws.headers, ws.query_params),
+            admin=ownership.is_admin(ws.query_params, ws.headers, settings.token),
+            resume_id=runtime.resume_id,
+            mode=runtime.settings.mode,
+        )
+        session, resumed = opened.session, opened.resumed
         if session.mode not in runtime.modes:  # a mode removed from the configuration since
             session.mode = runtime.settings.mode
+        await ownership.take_over(admission.seats, seat, session.id)
     except InvalidInput as exc:
-        await ws.send_text(proto.encode(proto.ErrorMessage(code="invalid_session", message=str(exc))))
-        await ws.close(code=1008)
+        admission.release(seat)
+        await _refuse(ws, "invalid_session", str(exc), 1008)
+        return
+    except ownership.Locked as exc:
+        admission.release(seat)
+        log.warning("refused a WebSocket from %s: %s", seat.address, exc)
+        await _refuse(ws, "session_locked", str(exc), ownership.LOCKED_CLOSE)
         return
     runtime.connections += 1
     runtime.connections_gauge.set(runtime.connections)
     session.connections += 1
-    conn = Connection(ws, runtime, session)
+    conn = Connection(ws, runtime, session, seat)
+    seat.kick = conn.kick
     conv = conn.conversation
     recorder = TurnMetricsRecorder(runtime.metrics).attach(conv.bus)
     tasks: list[asyncio.Task[None]] = []
@@ -281,7 +318,7 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
                 audio_out_rate=conn.out_rate,
                 engines=runtime.engine_states(),
                 limits=conn.protocol.limits,
-            )
+            ).model_copy(update={"key": opened.key})  # the resume key: given once
         )
         if resumed and len(session.history):
             await conn.send(history_message(session))
@@ -289,6 +326,9 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
             asyncio.create_task(conv.start(), name="ws-start"),
             asyncio.create_task(conn.write(), name="ws-write"),
             asyncio.create_task(conn.pacer.run(), name="ws-pacer"),
+            asyncio.create_task(
+                watch_idle(seat, lambda: runtime.settings.server.idle_timeout_s), name="ws-idle"
+            ),
         ]
         await conn.read()
     except (WebSocketDisconnect, ChannelClosed):
@@ -304,3 +344,16 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
         session.connections -= 1
         runtime.connections -= 1
         runtime.connections_gauge.set(runtime.connections)
+        admission.release(seat)  # last: a takeover waits for this, the session saved
+        log.info("connection from %s for session %s closed", seat.address, session.id)
+
+
+def _client(ws: WebSocket) -> str:
+    return ws.client.host if ws.client is not None else "unknown"
+
+
+async def _refuse(ws: WebSocket, code: str, message: str, close_code: int) -> None:
+    """An accepted connection that may not go on: the error, then the close (its reason: the code)."""
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await ws.send_text(proto.encode(proto.ErrorMessage(code=code, message=message)))
+        await ws.close(code=close_code, reason=code)
