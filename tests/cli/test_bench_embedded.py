@@ -62,6 +62,10 @@ def test_stages_add_up_to_voice_to_voice(result: dict[str, Any]) -> None:
     assert result["voice_to_voice_cpu_ms"] == pytest.approx(sum(cpu.values()), abs=0.2)
     assert result["voice_to_voice_uncached_ms"] > result["voice_to_voice_ms"] - stages["llm_ttft_ms"]
     assert len(result["machine"]["loadavg_1m"]) == 2
+    piped = result["llm"]["pipelined"]
+    assert piped["cached_tokens"] > result["llm"]["cached"]["prompt_tokens"], "the third turn is cached too"
+    expected = stages["stt_final_ms"] + piped["first_clause_ms"] + piped["tts_first_audio_ms"]
+    assert result["voice_to_voice_pipelined_ms"] == pytest.approx(expected, abs=0.2)
     assert "stt_final_ms" in result["formula"]
     assert "tts_first_audio_ms" in result["formula"]
     assert result["goal_ms"] == 1200.0
@@ -106,7 +110,14 @@ def test_the_table_and_the_cache_is_reused(cache: Path, result: dict[str, Any]) 
     assert done.returncode == 0, done.stderr[-3000:]
     *table, last = done.stdout.strip().splitlines()
     text = "\n".join(table)
-    words = ("stt_final_ms", "llm_ttft_ms", "tts_first_audio_ms", "voice_to_voice_ms", "uncached", "cached")
+    words = (
+        "stt_final_ms",
+        "llm_ttft_ms",
+        "tts_first_audio_ms",
+        "voice_to_voice_ms",
+        "uncached",
+        "pipelined",
+    )
     for word in words:
         assert word in text
     again = json.loads(last)
