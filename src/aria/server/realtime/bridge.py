@@ -13,9 +13,7 @@ audio in the session's format. ``events`` is the ordered queue of server events 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,36 +33,18 @@ from aria.server.conversation import ConfirmOut, Conversation, ToolCallOut
 from aria.server.realtime import protocol as p
 from aria.server.realtime.codecs import Encoder
 from aria.server.realtime.events import ResponseParams
-from aria.server.realtime.listening import EAGERNESS, Listener, Started, Stopped, Timeout, session_vad
+from aria.server.realtime.listening import Listener, Started, Stopped, Timeout, session_vad
+from aria.server.realtime.speaking import AnswerAudio, aria_settings
 from aria.server.realtime.state import Item, Spoken, tool_specs
-from aria.server.realtime.tempo import stretch
 from aria.server.runtime import Runtime
 from aria.session.store import Session
-from aria.types import AudioChunk, Message, WordMark
+from aria.types import AudioChunk, Message
 
 __all__ = ["RealtimeBridge"]
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
 RATE = 16000
-
-
-@dataclass
-class _Answer:
-    """The response a core turn is writing: its format, and its clauses' audio so far."""
-
-    turn_id: str
-    modalities: tuple[str, ...]
-    encoder: Encoder
-    speed: float
-    clauses: list[str] = field(default_factory=list)
-    clause: int = -1
-    clause_start: float = 0.0
-    clause_s: float = 0.0
-    marks: list[WordMark] = field(default_factory=list)
-    held: list[np.ndarray] = field(default_factory=list)
-    rate: int = RATE
-    seconds: float = 0.0
 
 
 class RealtimeBridge:
@@ -75,7 +55,7 @@ class RealtimeBridge:
         #: The bridge's own listening: manual commits, and turns that are not answered.
         self.listener = Listener(None, None)
         self._samples = 0  # input audio given to the core (its clock, for speech_started/stopped)
-        self._answer: _Answer | None = None
+        self._answer: AnswerAudio | None = None
         self._cancelling: str | None = None
         self._user_items: dict[str, str] = {}  # core turn -> the user item it committed
         self._answer_items: dict[str, str] = {}  # item -> the core turn that spoke it
@@ -119,29 +99,7 @@ class RealtimeBridge:
     # -- settings --------------------------------------------------------------------------------------
 
     def settings(self) -> Settings:
-        """The session's settings as Aria's: instructions, voice, turn detection."""
-        base, cfg = self.runtime.settings, self.protocol.session.config
-        # The client's functions only: Aria's own tools are not the Realtime client's to see or confirm.
-        llm = base.llm.model_copy(
-            update={"system_prompt": cfg["instructions"] or base.llm.system_prompt, "tools": []}
-        )
-        if cfg["max_output_tokens"] != "inf":
-            llm = llm.model_copy(update={"max_tokens": int(cfg["max_output_tokens"])})
-        tts = base.tts.model_copy(
-            update={"voice": self.protocol.session.voice or base.tts.voice, "enabled": True}
-        )
-        vad, turn, td = base.vad, base.turn, self.detection or {}
-        if td.get("type") == "server_vad":
-            vad = vad.model_copy(
-                update={"threshold": td["threshold"], "min_silence_ms": td["silence_duration_ms"]}
-            )
-            turn = turn.model_copy(update={"backend": "silence"})
-        elif td.get("type") == "semantic_vad":
-            probability, longest = EAGERNESS[td.get("eagerness") or "auto"]
-            turn = turn.model_copy(update={"threshold": probability, "max_wait_ms": longest})
-        if td and not td.get("interrupt_response", True):
-            turn = turn.model_copy(update={"interruption": "off"})
-        return base.model_copy(update={"llm": llm, "tts": tts, "vad": vad, "turn": turn})
+        return aria_settings(self.runtime.settings, self.protocol.session)
 
     async def _configure(self) -> None:
         cfg = self.protocol.session.config
@@ -273,7 +231,7 @@ class RealtimeBridge:
 
     async def _respond(self, action: p.Respond) -> None:
         if self._continuing is not None:  # the answer that waited for a function's output goes on
-            self._answer = _Answer(
+            self._answer = AnswerAudio(
                 self._continuing, action.modalities, Encoder(action.output_format), action.speed
             )
             self._continuing, held, self._held = None, self._held, []
@@ -287,7 +245,7 @@ class RealtimeBridge:
             error = {"type": "server_error", "code": "engine_unavailable", "message": "no language model"}
             self._emit(self.protocol.answers.finish("failed", error=error))
             return
-        self._answer = _Answer(turn, action.modalities, Encoder(action.output_format), action.speed)
+        self._answer = AnswerAudio(turn, action.modalities, Encoder(action.output_format), action.speed)
 
     # -- the core's events -----------------------------------------------------------------------------
 
@@ -298,7 +256,7 @@ class RealtimeBridge:
             except Exception:
                 log.exception("realtime bridge: %r", event)
 
-    def _bound(self, turn_id: str) -> _Answer:
+    def _bound(self, turn_id: str) -> AnswerAudio:
         """The response ``turn_id`` writes; a turn the core answers by itself starts one."""
         answer = self._answer
         if answer is not None and answer.turn_id == turn_id:
@@ -308,7 +266,7 @@ class RealtimeBridge:
         response = self.protocol.answers.response
         assert response is not None
         speed = float(self.protocol.session.config["audio"]["output"]["speed"])
-        self._answer = _Answer(turn_id, response.modalities, Encoder(response.output_format), speed)
+        self._answer = AnswerAudio(turn_id, response.modalities, Encoder(response.output_format), speed)
         return self._answer
 
     def _on(self, event: Any) -> None:
@@ -325,9 +283,7 @@ class RealtimeBridge:
         elif isinstance(event, TextOut):
             answer = self._bound(event.turn_id)
             answers = self.protocol.answers
-            self._emit(
-                answers.transcript(event.text) if "audio" in answer.modalities else answers.text(event.text)
-            )
+            self._emit(answers.transcript(event.text) if answer.speaks else answers.text(event.text))
         elif isinstance(event, AudioOut):
             self._audio_out(event)
         elif isinstance(event, ToolCallOut):
@@ -387,50 +343,22 @@ class RealtimeBridge:
 
     def _audio_out(self, event: AudioOut) -> None:
         answer = self._bound(event.turn_id)
-        if "audio" not in answer.modalities:
-            return
-        if event.clause != answer.clause:
-            self._flush()
-            answer.clause, answer.clause_start, answer.clause_s, answer.marks = (
-                event.clause,
-                answer.seconds,
-                0.0,
-                [],
-            )
-        chunk = event.chunk.to_mono()
-        samples, answer.rate = chunk.as_float32(), chunk.sample_rate
-        speed = answer.speed
-        answer.marks += [
-            WordMark(m.text, (m.start_s + answer.clause_s) / speed, (m.end_s + answer.clause_s) / speed)
-            for m in chunk.words
-        ]
-        answer.clause_s += samples.size / chunk.sample_rate
-        if speed != 1.0:
-            answer.held.append(samples)
-            return
-        self._send_audio(answer, answer.encoder.encode(samples, chunk.sample_rate))
+        if answer.speaks:
+            deltas, ended = answer.add(event)
+            self._send(deltas, ended)
 
-    def _send_audio(self, answer: _Answer, data: bytes) -> None:
-        if data:
-            self._emit(
-                self.protocol.answers.audio(
-                    base64.b64encode(data).decode("ascii"), answer.encoder.seconds(data)
-                )
-            )
+    def _send(self, deltas: list[tuple[str, float]], ended: Spoken | None) -> None:
+        for delta, seconds in deltas:
+            self._emit(self.protocol.answers.audio(delta, seconds))
+        if ended is not None:
+            self.protocol.answers.spoken(ended)
 
     def _flush(self) -> None:
-        """The clause in progress is complete: its stretched audio out, its timing recorded."""
+        """The clause in progress is complete (the answer ends, or a function call comes)."""
         answer = self._answer
-        if answer is None or answer.clause < 0:
-            return
-        held, answer.held = answer.held, []
-        tail = stretch(np.concatenate(held), answer.rate, answer.speed) if held else np.zeros(0, np.float32)
-        self._send_audio(answer, answer.encoder.encode(tail, answer.rate, last=True))
-        played = answer.clause_s / answer.speed
-        text = answer.clauses[answer.clause] if answer.clause < len(answer.clauses) else ""
-        self.protocol.answers.spoken(Spoken(text, answer.clause_start, played, tuple(answer.marks)))
-        answer.seconds += played
-        answer.clause = -1
+        ended = answer.end_clause() if answer is not None else None
+        if answer is not None and ended is not None:
+            self._send(*ended)
 
     def _done(self, event: ResponseDone) -> None:
         answer = self._answer
