@@ -359,3 +359,57 @@ async def test_the_server_token_is_the_api_key(live: LiveServer) -> None:
     assert refused.value.response.status_code == 403
     async with realtime(live.port, key="s3cret-token") as rt:
         assert (await rt.next())["type"] == "session.created"
+
+
+async def test_deleted_items_leave_the_models_context(live: LiveServer) -> None:
+    async with realtime(live.port) as rt:
+        await rt.next()
+        for text in ("my name is Ada", "I like tea"):
+            await rt.send({"type": "conversation.item.create", "item": user_text(text)})
+        first = (await rt.until("conversation.item.done"))["item"]["id"]
+        await rt.until("conversation.item.done")
+        await rt.send({"type": "conversation.item.delete", "item_id": first})
+        assert (await rt.until("conversation.item.deleted"))["item_id"] == first
+        await rt.send({"type": "response.create"})
+        await rt.until("response.done")
+    said = [m.content for m in engine(live).requests[-1].messages]
+    assert "I like tea" in said
+    assert "my name is Ada" not in said
+
+
+async def test_idle_timeout_asks_again(live: LiveServer) -> None:
+    async with realtime(live.port) as rt:
+        await rt.next()
+        vad = {"type": "server_vad", "idle_timeout_ms": 1000}
+        await rt.send({"type": "session.update", "session": {"audio": {"input": {"turn_detection": vad}}}})
+        await rt.until("session.updated")
+        await rt.send({"type": "conversation.item.create", "item": user_text("hello")})
+        await rt.send({"type": "response.create"})
+        await rt.until("response.done")
+        calls = engine(live).calls
+        await rt.stream_audio(np.zeros(24000 * 2, np.float32), realtime=False)  # 2 s of silence
+        timeout = await rt.until("input_audio_buffer.timeout_triggered")
+        assert timeout["audio_end_ms"] >= 1000
+        await rt.until("input_audio_buffer.committed")
+        await rt.until("response.done")
+    assert engine(live).calls == calls + 1
+    assert rt.types().count("input_audio_buffer.timeout_triggered") == 1
+
+
+async def test_create_response_false_transcribes_turns_without_answering(live: LiveServer) -> None:
+    async with realtime(live.port) as rt:
+        await rt.next()
+        detection = {"type": "server_vad", "create_response": False, "silence_duration_ms": 200}
+        session = {"audio": {"input": {"turn_detection": detection, "transcription": {"model": "whisper-1"}}}}
+        await rt.send({"type": "session.update", "session": session})
+        await rt.until("session.updated")
+        await rt.stream_audio(speech())
+        completed = await rt.until("conversation.item.input_audio_transcription.completed")
+        assert completed["transcript"] == "what time is it"
+        assert rt.types().index("input_audio_buffer.speech_started") < rt.types().index(
+            "input_audio_buffer.committed"
+        )
+        await rt.send({"type": "response.create"})  # the client decides when to answer
+        await rt.until("response.done")
+    assert rt.types().count("response.created") == 1
+    assert engine(live).requests[-1].messages[-1].content == "what time is it"
