@@ -32,6 +32,18 @@ def titles(aria: AriaPage) -> list[str]:
     return [t.strip() for t in aria.page.locator("#conv-list .conv-title").all_inner_texts()]
 
 
+def keys(aria: AriaPage) -> dict[str, str]:
+    """The resume keys the page keeps for its conversations, by session id."""
+    script = "JSON.parse(localStorage.getItem('aria.session_keys') || '{}')"
+    found: dict[str, str] = aria.page.evaluate(script)
+    return found
+
+
+def owner(aria: AriaPage) -> dict[str, str]:
+    """The page's keys as a request presents them (what its own list and export send)."""
+    return {"X-Aria-Session-Key": ",".join(keys(aria).values())}
+
+
 def url_session(aria: AriaPage) -> str | None:
     return parse_qs(urlsplit(aria.page.url).query).get("session_id", [None])[0]
 
@@ -81,7 +93,8 @@ def test_list_new_chat_open_rename_export_delete(
     page.locator("#conv-list .conv-rename input").press("Enter")
     aria.wait_for("t.conversations.some((c) => c.title === 'Geography questions')", 5, "the new name")
     assert "Geography questions" in titles(aria)
-    listed = httpx.get(f"{fake_aria_server.url}/sessions").json()["sessions"]
+    assert httpx.get(f"{fake_aria_server.url}/sessions").json()["sessions"] == []  # without its keys
+    listed = httpx.get(f"{fake_aria_server.url}/sessions", headers=owner(aria)).json()["sessions"]
     assert {s["session_id"]: s["title"] for s in listed}[first] == "Geography questions"
 
     # Export it as Markdown.
@@ -90,7 +103,8 @@ def test_list_new_chat_open_rename_export_delete(
     assert href is not None
     assert f"/sessions/{first}/export" in href
     assert "format=markdown" in href
-    markdown = page.request.get(href).text()
+    assert page.request.get(href).status == 403  # a plain link is not enough: the key is needed
+    markdown = page.request.get(href, headers=owner(aria)).text()
     assert markdown.startswith("# Geography questions")
     assert "What is the capital of France?" in markdown
 
@@ -107,7 +121,7 @@ def test_list_new_chat_open_rename_export_delete(
     page.locator("#conv-list .conv-confirm").get_by_role("button", name="Yes, delete").click()
     aria.wait_for("t.conversations.length === 1", 5, "the deleted one gone")
     assert titles(aria) == ["Geography questions"]
-    listed = httpx.get(f"{fake_aria_server.url}/sessions").json()["sessions"]
+    listed = httpx.get(f"{fake_aria_server.url}/sessions", headers=owner(aria)).json()["sessions"]
     assert [s["session_id"] for s in listed] == [first]
     assert aria.problems == []
 
@@ -116,8 +130,8 @@ def test_a_conversation_opened_by_its_url_shows_its_history(open_fake_page: Open
     aria = open_fake_page()
     say(aria, "Remember the blue umbrella")
     session_id = aria.state()["session"]["session_id"]
-    # Another tab (a bookmark, a shared link) opens it by its URL.
-    other = open_fake_page(query=f"?session_id={session_id}")
+    # Another browser opens it by a link that carries its key (after #key=): it takes the session over.
+    other = open_fake_page(query=f"?session_id={session_id}#key={keys(aria)[session_id]}")
     other.wait_for("(t.history || []).length >= 2", 5, "the history")
     assert other.state()["session"]["session_id"] == session_id
     assert other.state()["session"]["resumed"] is True

@@ -215,7 +215,8 @@ def test_barge_in_stops_playback_and_reports(
     done = next(r for r in aria.state()["responses"] if r["turn_id"] == turn_id)
     assert done["interrupted"] is True
     session_id = at_stop["session"]["session_id"]
-    history = httpx.get(f"{story_server.url}/sessions/{session_id}").json()["history"]
+    owner = {"X-Aria-Session-Key": at_stop["session"]["key"]}  # the page's new session: its key
+    history = httpx.get(f"{story_server.url}/sessions/{session_id}", headers=owner).json()["history"]
     assistant = [m for m in history if m["role"] == "assistant"]
     assert assistant
     assert assistant[0]["interrupted"] is True

@@ -105,7 +105,8 @@ def trace(state: dict[str, Any]) -> str:
 
 def user_history(server: AriaServer, state: dict[str, Any]) -> list[str]:
     session_id = state["session"]["session_id"]
-    history = httpx.get(f"{server.url}/sessions/{session_id}").json()["history"]
+    owner = {"X-Aria-Session-Key": state["session"]["key"] or ""}  # the key of the page's session
+    history = httpx.get(f"{server.url}/sessions/{session_id}", headers=owner).json()["history"]
     return [m["content"] for m in history if m["role"] == "user"]
 
 

@@ -340,3 +340,31 @@ async def test_pings_keep_a_connection_only_until_the_idle_timeout(live: LiveSer
         assert code == 4408
         assert 0.5 < asyncio.get_running_loop().time() - began < 2.5
         assert talking_ws.close_code is None
+
+
+@pytest.mark.skipif(find_model()[0] is None, reason="no Silero model installed")
+async def test_a_connection_with_a_silero_vad_costs_well_under_a_megabyte(tmp_path: Path) -> None:
+    env = {
+        "ARIA_VAD__BACKEND": "silero",
+        "ARIA_SERVER__MAX_CONNECTIONS": "64",
+        "ARIA_SERVER__MAX_CONNECTIONS_PER_CLIENT": "64",
+    }
+    served = await asyncio.to_thread(spawn_serve, tmp_path, env)
+    url = f"ws://127.0.0.1:{served.port}/ws"
+    held = []
+    try:
+        held.append(await websockets.connect(url))  # the first loads the model
+        await held[0].recv()
+        await asyncio.sleep(1.0)
+        before = served.rss_mb()
+        for _ in range(30):
+            ws = await websockets.connect(url)
+            await ws.recv()
+            held.append(ws)
+        await asyncio.sleep(2.0)  # each has built its pipeline and VAD
+        per_connection_kb = (served.rss_mb() - before) * 1024 / 30
+        assert per_connection_kb < 1024, f"{per_connection_kb:.0f} KB per connection"  # ~180 KB here
+    finally:
+        for ws in held:
+            await ws.close()
+        await asyncio.to_thread(stop, served)

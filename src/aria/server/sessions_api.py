@@ -89,7 +89,9 @@ async def _list_sessions(request: Request) -> dict[str, Any]:
         except InvalidInput:
             continue
         if found is not None and can_use(found, keys, admin=False):
-            summaries.append(found.summary())
+            summary = found.summary()
+            if summary.messages or summary.title:  # as the full list: none still empty
+                summaries.append(summary)
     summaries.sort(key=lambda s: (s.updated, s.id), reverse=True)
     return {"sessions": [_summary_json(s) for s in summaries]}
 

@@ -16,9 +16,15 @@ const PING_EVERY_MS = 20000;
 const backoff = { attempt: 0, timer: null, countdown: null, baseMs: 500, maxMs: 15000 };
 const link = { ws: null, ready: false, pingTimer: null, pingSent: 0, handlers: null };
 
-// A conversation opened by its URL: that session, whatever this tab had before.
+// A conversation opened by its URL: that session, whatever this tab had before. A link may carry the
+// conversation's key after `#key=` (never sent to the server in the address): kept, then taken out.
 const urlSession = new URLSearchParams(location.search).get("session_id");
 if (urlSession) sessionStorage.setItem(SESSION_KEY, urlSession);
+const hashKey = new URLSearchParams(location.hash.slice(1)).get("key");
+if (urlSession && hashKey) {
+  keepKey(urlSession, hashKey);
+  history.replaceState(history.state, "", location.pathname + location.search);
+}
 
 /** Show `sessionId` in the address bar (or none), keeping the other parameters (token, rawmic). */
 function showInAddress(sessionId, push = false) {
