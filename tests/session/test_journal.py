@@ -261,3 +261,25 @@ def test_retention_deletes_old_sessions_but_not_connected_ones(tmp_path: Path) -
     restarted = SessionStore(JournalFileStore(tmp_path), clock=lambda: now[0] + 30 * day)
     assert sorted(restarted.prune(30)) == ["busy-session", "new-session"]  # nobody connected there
     assert restarted.list() == []
+
+
+def test_a_message_removed_or_replaced_by_a_client_is_written_whole(tmp_path: Path) -> None:
+    """The Realtime API's items: deleting or cutting a recent message rewrites the session."""
+    snapshots = Recording(tmp_path)
+    store = SessionStore(snapshots)
+    session, _ = store.open("edited-one", mode="voice_chat")
+    chat(session, "one", "two", "three")
+    store.save(session)
+    cut = Message("assistant", "answer to", interrupted=True, timestamp=1000.0)
+    session.history.replace(3, cut)  # "answer to two", with "three" after it
+    chat(session, "four")
+    store.save(session)
+    store.flush()
+    assert "snapshot" in snapshots.records[-1]
+    session.history.remove(0)
+    store.save(session)
+    store.close()
+    back = JournalFileStore(tmp_path).load("edited-one")
+    assert back is not None
+    assert contents(back["history"]) == contents(session.history)
+    assert contents(back["history"])[2] == "answer to"

@@ -296,22 +296,29 @@ def _drift(
     total_ms: list[float], rss: list[tuple[int, float | None]], turns: int, window: int
 ) -> dict[str, Any]:
     """Whether turns slow down or memory grows as the conversation gets long: the p50 of the first and
-    the last ``window`` completed turns (each half of them when there are fewer than twice as many), and
-    RSS growth per 1,000 turns (of the whole process: server, and the client's small per-turn record)."""
+    the last ``window`` completed turns (each half of them when there are fewer than twice as many) and
+    of each ``window`` in between; RSS growth per 1,000 turns over the run, and after the first sample
+    past the start (once the history has reached ``session.max_messages``, when the run is that long).
+    RSS is the whole process's: the server's, and the client's small record of each turn."""
     size = min(window, len(total_ms) // 2) or len(total_ms)
     first, last = _pct(total_ms[:size], 50), _pct(total_ms[-size:], 50)
     samples = [(turn, mb) for turn, mb in rss if mb is not None]
-    per_1000 = None
-    if len(samples) >= 2 and samples[-1][0] > samples[0][0]:
-        per_1000 = round((samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0]) * 1000, 3)
     return {
         "window_turns": size,
         "turn_ms_p50_first": first,
         "turn_ms_p50_last": last,
         "p50_last_over_first": round(last / first, 3) if first and last else None,
-        "rss_mb_per_1000_turns": per_1000,
+        "turn_ms_p50_by_window": [_pct(total_ms[at : at + size], 50) for at in range(0, len(total_ms), size)],
+        "rss_mb_per_1000_turns": _slope(samples),
+        "rss_mb_per_1000_turns_after_first": _slope(samples[1:]) if len(samples) > 2 else None,
         "rss_samples": [[turn, mb] for turn, mb in samples],
     }
+
+
+def _slope(samples: list[tuple[int, float]]) -> float | None:
+    if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+        return None
+    return round((samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0]) * 1000, 3)
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -410,6 +417,7 @@ def format_report(result: dict[str, Any]) -> str:
             f"  over the run: turn p50 {result['turn_ms_p50_first']} ms (first {result['window_turns']}) "
             f"-> {result['turn_ms_p50_last']} ms (last {result['window_turns']}), "
             f"x{result['p50_last_over_first']}; "
-            f"RSS {result['rss_mb_per_1000_turns']} MB per 1,000 turns",
+            f"RSS {result['rss_mb_per_1000_turns']} MB per 1,000 turns "
+            f"({result['rss_mb_per_1000_turns_after_first']} after the first sample)",
         ]
     )

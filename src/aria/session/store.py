@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from aria.core.history import History
 from aria.errors import InvalidInput
 from aria.session.files import MemorySnapshotStore, SnapshotStore
 from aria.session.journal import JournalStore, message_record, snapshot_record
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 #: Snapshot fields that change without the conversation changing.
 _VOLATILE = frozenset({"updated", "last_seen"})
 _T = TypeVar("_T")
+#: Written messages checked for changes at each save (the newest ones: clients edit recent items).
+_TAIL = 128
 
 
 class SessionBusy(InvalidInput):
@@ -70,7 +73,7 @@ class _Mark:
     """What the store last wrote (or read) of a live session."""
 
     count: int  # messages of the history written
-    last: Message | None  # the last of them (a history replaced under it is rewritten whole)
+    tail: tuple[Message, ...]  # the last of them (a message replaced or removed there: rewrite whole)
     digest: str  # of the header, or of the whole snapshot over a plain store
 
 
@@ -181,11 +184,7 @@ class SessionStore:
             failed = session.id in self._failed
             self._failed.discard(session.id)
         history = session.history
-        replaced = (
-            mark is None
-            or len(history) < mark.count
-            or (mark.count and history[mark.count - 1] is not mark.last)
-        )
+        replaced = mark is None or _changed(history, mark)
         if failed or replaced or mark is None:
             written = self._queue_whole(session)
         else:
@@ -197,7 +196,7 @@ class SessionStore:
             session.updated = header["updated"] = self.clock()
             record = message_record(session.archived + mark.count, parse_messages(_dicts(new)), header)
             self._submit(session.id, self.snapshots.append, session.id, record)  # type: ignore[attr-defined]
-            written = _Mark(len(history), history[-1] if len(history) else None, digest)
+            written = _Mark(len(history), _tail(history), digest)
         if live:
             self._marks[session.id] = written
             self._bound(session)
@@ -294,7 +293,7 @@ class SessionStore:
         session.updated = snapshot["updated"] = self.clock()
         self.snapshots.save(session.id, snapshot)
         if live:
-            self._marks[session.id] = _Mark(len(session.history), None, digest)
+            self._marks[session.id] = _Mark(len(session.history), (), digest)
         return True
 
     def _queue_whole(self, session: Session) -> _Mark:
@@ -302,7 +301,7 @@ class SessionStore:
         snapshot = session_to_snapshot(session)
         self._submit(session.id, self.snapshots.append, session.id, snapshot_record(snapshot))  # type: ignore[attr-defined]
         history = session.history
-        return _Mark(len(history), history[-1] if len(history) else None, _digest(header_of(session)))
+        return _Mark(len(history), _tail(history), _digest(header_of(session)))
 
     def _bound(self, session: Session) -> None:
         """Cut a history longer than ``max_messages`` to three quarters of it (its older messages are
@@ -319,6 +318,7 @@ class SessionStore:
         mark = self._marks.get(session.id)
         if mark is not None:
             mark.count -= drop
+            mark.tail = mark.tail[len(mark.tail) - mark.count :] if mark.count < len(mark.tail) else mark.tail
 
     def _attach_archive(self, session: Session) -> None:
         if self._writer is None:
@@ -347,7 +347,7 @@ class SessionStore:
             self._attach_archive(session)
         else:
             digest = _digest(session_to_snapshot(session))
-        self._marks[session.id] = _Mark(len(history), history[-1] if len(history) else None, digest)
+        self._marks[session.id] = _Mark(len(history), _tail(history), digest)
         self._bound(session)
         return session
 
@@ -382,6 +382,19 @@ class SessionStore:
         """Whether a connection is using the session (read by a lease keeper's thread)."""
         session = self._sessions.get(session_id)
         return session is not None and session.connections > 0
+
+
+def _tail(history: History) -> tuple[Message, ...]:
+    return tuple(history[index] for index in range(max(0, len(history) - _TAIL), len(history)))
+
+
+def _changed(history: History, mark: _Mark) -> bool:
+    """Whether the messages written were changed other than by appending (a client deleted or cut one:
+    the Realtime API's items, which reach back a few dozen turns at most)."""
+    if len(history) < mark.count:
+        return True
+    start = mark.count - len(mark.tail)
+    return any(history[start + offset] is not message for offset, message in enumerate(mark.tail))
 
 
 def _dicts(messages: builtins.list[Message]) -> builtins.list[dict[str, Any]]:
