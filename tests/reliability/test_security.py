@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.engines.llm_servers import OpenAIServer, Script
@@ -158,10 +158,16 @@ def test_a_foreign_web_page_cannot_change_the_settings(plain: ServerThread) -> N
     assert plain.runtime.settings.llm.system_prompt == before
 
 
-def test_the_connection_limit_refuses_with_403(tmp_path: Path) -> None:
+def test_the_connection_limit_refuses_with_a_reason_and_close_code_1013(tmp_path: Path) -> None:
     with ServerThread(tmp_path, {"server.max_connections": 2}) as live:
-        with SyncClient(live), SyncClient(live):
-            assert refused_status(live.ws_url) == 403
+        with SyncClient(live), SyncClient(live), connect(live.ws_url, **CLIENT_OPTIONS) as third:
+            error = json.loads(third.recv(5))
+            assert error["code"] == "too_many_connections", error
+            assert "max_connections" in error["message"]
+            with pytest.raises(ConnectionClosed) as closed:
+                third.recv(5)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1013  # try again later
         live.quiet()
         with SyncClient(live) as client:
             client.ping()
