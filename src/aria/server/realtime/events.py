@@ -252,7 +252,7 @@ class ConversationItemTruncate(_Event):
 
 class ResponseAudioOutput(_Model):
     format: AudioFormat | None = None
-    voice: str | None = Field(default=None, max_length=200)
+    voice: not_yet("response.audio.output.voice") = None  # type: ignore[valid-type]
 
 
 class ResponseAudio(_Model):
@@ -265,10 +265,10 @@ class ResponseParams(_Model):
     instructions: str | None = Field(default=None, max_length=100_000)
     output_modalities: list[Literal["text", "audio"]] | None = Field(default=None, min_length=1, max_length=1)
     audio: ResponseAudio | None = None
-    tools: list[FunctionTool] | None = Field(default=None, max_length=128)
-    tool_choice: ToolChoice | None = None
-    max_output_tokens: int | Literal["inf"] | None = None
     metadata: dict[str, str] | None = None
+    tools: not_yet("response.tools") = None  # type: ignore[valid-type]
+    tool_choice: not_yet("response.tool_choice", "auto") = None  # type: ignore[valid-type]
+    max_output_tokens: not_yet("response.max_output_tokens", "inf") = None  # type: ignore[valid-type]
     parallel_tool_calls: not_yet("response.parallel_tool_calls", True) = None  # type: ignore[valid-type]
     reasoning: not_yet("response.reasoning") = None  # type: ignore[valid-type]
     conversation: not_yet("response.conversation", "auto") = None  # type: ignore[valid-type]

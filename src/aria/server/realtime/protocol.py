@@ -44,7 +44,6 @@ from aria.server.realtime.actions import (
 from aria.server.realtime.answering import Answering
 from aria.server.realtime.codecs import Decoder, b64decode_audio
 from aria.server.realtime.state import (
-    OPENAI_VOICES,
     Conversation,
     Item,
     SessionState,
@@ -389,30 +388,18 @@ class RealtimeProtocol:
         output_format = (
             out_cfg.format.type if out_cfg is not None and out_cfg.format else self.session.output_format
         )
-        voice = self.session.voice
-        if out_cfg is not None and out_cfg.voice is not None:
-            if out_cfg.voice not in self.session.voices and out_cfg.voice not in OPENAI_VOICES:
-                raise InvalidInput(f"response.audio.output.voice: unknown voice {out_cfg.voice!r}")
-            voice = out_cfg.voice if out_cfg.voice in self.session.voices else None
-        tools = params.tools if params.tools is not None else None
-        tool_json = (
-            tuple(t.model_dump(exclude_none=True) for t in tools)
-            if tools is not None
-            else tuple(cfg["tools"])
-        )
-        if (params.tool_choice or cfg["tool_choice"]) == "none":
-            tool_json = ()
-        limit = params.max_output_tokens if params.max_output_tokens is not None else cfg["max_output_tokens"]
+        tools = () if cfg["tool_choice"] == "none" else tuple(cfg["tools"])
+        limit = cfg["max_output_tokens"]
         response = self.answers.begin(modalities, output_format, params.metadata)
         instructions = params.instructions if params.instructions is not None else cfg["instructions"]
         action = Respond(
             response.id,
             instructions,
             modalities,
-            voice,
+            self.session.voice,
             float(cfg["audio"]["output"]["speed"]),
             output_format,
-            tool_json,
+            tools,
             None if limit == "inf" else int(limit),
         )
         return [
