@@ -413,3 +413,15 @@ async def test_create_response_false_transcribes_turns_without_answering(live: L
         await rt.until("response.done")
     assert rt.types().count("response.created") == 1
     assert engine(live).requests[-1].messages[-1].content == "what time is it"
+
+
+async def test_speed_shortens_the_answer_audio(live: LiveServer) -> None:
+    async with realtime(live.port) as rt:
+        await rt.next()
+        await rt.send({"type": "session.update", "session": {"audio": {"output": {"speed": 1.5}}}})
+        await rt.until("session.updated")
+        await rt.send({"type": "conversation.item.create", "item": user_text("hello")})
+        await rt.send({"type": "response.create"})
+        await rt.until("response.done")
+    natural = len(REPLY.replace(" I", "I")) * 0.01
+    assert pcm_seconds(rt.events) == pytest.approx(natural / 1.5, abs=0.03)
