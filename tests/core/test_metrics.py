@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aria.core.metrics import STAGES, MetricsRegistry, TurnWaterfall, percentile
+from aria.core.metrics import DEFAULT_LATENCY_BUCKETS, STAGES, MetricsRegistry, TurnWaterfall, percentile
 
 
 class FakeClock:
@@ -97,12 +97,12 @@ def test_render_histogram_exactly() -> None:
     assert registry.render() == (
         "# HELP aria_ttfa_seconds Time to first audio.\n"
         "# TYPE aria_ttfa_seconds histogram\n"
-        'aria_ttfa_seconds_bucket{le="0.1"} 1\n'
-        'aria_ttfa_seconds_bucket{le="0.5"} 3\n'
-        'aria_ttfa_seconds_bucket{le="1.0"} 3\n'
-        'aria_ttfa_seconds_bucket{le="+Inf"} 4\n'
+        'aria_ttfa_seconds_bucket{le="0.1"} 1.0\n'
+        'aria_ttfa_seconds_bucket{le="0.5"} 3.0\n'
+        'aria_ttfa_seconds_bucket{le="1.0"} 3.0\n'
+        'aria_ttfa_seconds_bucket{le="+Inf"} 4.0\n'
+        "aria_ttfa_seconds_count 4.0\n"
         "aria_ttfa_seconds_sum 2.65\n"
-        "aria_ttfa_seconds_count 4\n"
     )
 
 
@@ -132,14 +132,15 @@ def test_render_labelled_counter_and_gauge_exactly() -> None:
 def test_labelled_histogram_and_default_buckets() -> None:
     registry = MetricsRegistry()
     h = registry.histogram("aria_stage_seconds", "Stage latency.", labelnames=("stage",))
-    assert h.buckets[0] == 0.001
-    assert h.buckets[-2] == 10.0
     h.labels(stage="stt").observe(0.002)
     text = registry.render()
-    assert 'aria_stage_seconds_bucket{stage="stt",le="0.001"} 0\n' in text
-    assert 'aria_stage_seconds_bucket{stage="stt",le="0.0025"} 1\n' in text
-    assert 'aria_stage_seconds_bucket{stage="stt",le="+Inf"} 1\n' in text
-    assert 'aria_stage_seconds_count{stage="stt"} 1\n' in text
+    bounds = [line.split('le="')[1].split('"')[0] for line in text.splitlines() if "_bucket{" in line]
+    assert bounds == [*(str(b) for b in DEFAULT_LATENCY_BUCKETS), "+Inf"]
+    assert 'aria_stage_seconds_bucket{le="0.001",stage="stt"} 0.0\n' in text
+    assert 'aria_stage_seconds_bucket{le="0.0025",stage="stt"} 1.0\n' in text
+    assert 'aria_stage_seconds_bucket{le="+Inf",stage="stt"} 1.0\n' in text
+    assert 'aria_stage_seconds_count{stage="stt"} 1.0\n' in text
+    assert "_created" not in text
 
 
 def test_registry_get_or_create_and_type_clash() -> None:
@@ -150,16 +151,20 @@ def test_registry_get_or_create_and_type_clash() -> None:
         registry.gauge("aria_turns_total", "Turns.")
     with pytest.raises(ValueError, match="labels"):
         registry.counter("aria_turns_total", "Turns.", labelnames=("mode",))
+    h = registry.histogram("aria_h_seconds", "H.", buckets=(0.1, 1.0))
+    assert registry.histogram("aria_h_seconds", "H.", buckets=(1.0, 0.1)) is h
+    with pytest.raises(ValueError, match="already exists with buckets"):
+        registry.histogram("aria_h_seconds", "H.", buckets=(0.5,))
 
 
 def test_label_and_value_misuse() -> None:
     registry = MetricsRegistry()
     c = registry.counter("aria_x_total", "X.", labelnames=("engine",))
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(ValueError, match="missing label values"):
         c.inc()
-    with pytest.raises(ValueError, match="takes labels"):
+    with pytest.raises(ValueError, match="Incorrect label names"):
         c.labels(engin="a")
-    with pytest.raises(ValueError, match="only go up"):
+    with pytest.raises(ValueError, match="non-negative"):
         c.labels(engine="a").inc(-1)
     with pytest.raises(ValueError, match="invalid metric name"):
         registry.counter("bad name", "X.")

@@ -58,7 +58,7 @@ async def test_a_failing_llm_opens_its_breaker_the_fallback_answers_and_it_close
             assert fake["state"] == "open"
             assert fake["opened"] == 1
             metrics = (await http.get("/metrics")).text
-            assert 'aria_breaker_state{slot="llm",engine="fake"} 2' in metrics
+            assert 'aria_breaker_state{engine="fake",slot="llm"} 2.0' in metrics  # labels sorted by name
             notices = [n for n in client.of_type("notification") if n["data"].get("kind") == "fallback"]
             assert len(notices) == 1  # said once, not every turn
             assert notices[0]["data"]["engine"] == "fake"

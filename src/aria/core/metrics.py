@@ -1,8 +1,8 @@
-"""Latency and health metrics: a per-turn waterfall and a small Prometheus-style registry.
+"""Latency and health metrics: a per-turn waterfall and a Prometheus registry.
 
 :class:`TurnWaterfall` records when each stage of one turn happened (speech end, final transcript, first
-token, first audio out, ...). :class:`MetricsRegistry` holds counters, gauges and histograms and renders them
-in the Prometheus text exposition format 0.0.4. Nothing here locks: it is meant for one event loop.
+token, first audio out, ...). :class:`MetricsRegistry` gets or creates ``prometheus_client`` counters, gauges
+and histograms by name and renders them in the Prometheus text exposition format 0.0.4.
 """
 
 from __future__ import annotations
@@ -11,17 +11,18 @@ import itertools
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import ClassVar, Generic, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.metrics_core import Metric as PromMetric
 
 __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_LATENCY_BUCKETS",
     "REGISTRY",
     "STAGES",
-    "Counter",
-    "Gauge",
-    "Histogram",
     "MetricsRegistry",
     "TurnWaterfall",
     "percentile",
@@ -43,7 +44,6 @@ DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 class TurnWaterfall:
@@ -109,192 +109,38 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
 
-# --- Prometheus-style registry -----------------------------------------------------------------------------
-
-
-class _CounterChild:
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        if amount < 0:
-            raise ValueError("a counter can only go up; use a Gauge")
-        self.value += amount
-
-
-class _GaugeChild:
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def set(self, value: float) -> None:
-        self.value = float(value)
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-    def dec(self, amount: float = 1.0) -> None:
-        self.value -= amount
-
-
-class _HistogramChild:
-    __slots__ = ("bucket_counts", "count", "sum", "upper_bounds")
-
-    def __init__(self, upper_bounds: tuple[float, ...]) -> None:
-        self.upper_bounds = upper_bounds  # ends with +Inf
-        self.bucket_counts = [0] * len(upper_bounds)  # per bucket, not cumulative
-        self.count = 0
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.sum += value
-        self.count += 1
-        for i, bound in enumerate(self.upper_bounds):
-            if value <= bound:
-                self.bucket_counts[i] += 1
-                break
-
-
-_C = TypeVar("_C", _CounterChild, _GaugeChild, _HistogramChild)
-
-
-class _Metric(Generic[_C]):
-    kind: ClassVar[str]
-
-    def __init__(self, name: str, help: str, labelnames: Iterable[str] = ()) -> None:
-        if not _METRIC_NAME.fullmatch(name):
-            raise ValueError(f"invalid metric name {name!r}")
-        self.name, self.help, self.labelnames = name, help, tuple(labelnames)
-        for label in self.labelnames:
-            if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
-                raise ValueError(f"invalid label name {label!r} for {name}")
-        self._children: dict[tuple[str, ...], _C] = {}
-        if not self.labelnames:
-            self._children[()] = self._new_child()
-
-    def _new_child(self) -> _C:
-        raise NotImplementedError
-
-    def labels(self, **labelvalues: object) -> _C:
-        """The child for these label values (every label name, no others), created on first use."""
-        if set(labelvalues) != set(self.labelnames):
-            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labelvalues)}")
-        key = tuple(str(labelvalues[label]) for label in self.labelnames)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self._new_child()
-        return child
-
-    def _only_child(self) -> _C:
-        if self.labelnames:
-            raise ValueError(f"{self.name} has labels {self.labelnames}; call .labels(...) first")
-        return self._children[()]
-
-    def _samples(self) -> Iterable[str]:
-        raise NotImplementedError
-
-    def render(self) -> str:
-        header = f"# HELP {self.name} {_escape_help(self.help)}\n# TYPE {self.name} {self.kind}\n"
-        return header + "".join(f"{line}\n" for line in self._samples())
-
-    def _label_text(self, values: tuple[str, ...], extra: tuple[tuple[str, str], ...] = ()) -> str:
-        pairs = (*zip(self.labelnames, values, strict=True), *extra)
-        return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs) + "}" if pairs else ""
-
-
-class Counter(_Metric[_CounterChild]):
-    kind = "counter"
-
-    def _new_child(self) -> _CounterChild:
-        return _CounterChild()
-
-    def inc(self, amount: float = 1.0) -> None:
-        self._only_child().inc(amount)
-
-    @property
-    def value(self) -> float:
-        return self._only_child().value
-
-    def _samples(self) -> Iterable[str]:
-        for values, child in self._children.items():
-            yield f"{self.name}{self._label_text(values)} {_num(child.value)}"
-
-
-class Gauge(_Metric[_GaugeChild]):
-    kind = "gauge"
-
-    def _new_child(self) -> _GaugeChild:
-        return _GaugeChild()
-
-    def set(self, value: float) -> None:
-        self._only_child().set(value)
-
-    def inc(self, amount: float = 1.0) -> None:
-        self._only_child().inc(amount)
-
-    def dec(self, amount: float = 1.0) -> None:
-        self._only_child().dec(amount)
-
-    @property
-    def value(self) -> float:
-        return self._only_child().value
-
-    def _samples(self) -> Iterable[str]:
-        for values, child in self._children.items():
-            yield f"{self.name}{self._label_text(values)} {_num(child.value)}"
-
-
-class Histogram(_Metric[_HistogramChild]):
-    kind = "histogram"
-
-    def __init__(
-        self,
-        name: str,
-        help: str,
-        labelnames: Iterable[str] = (),
-        buckets: Sequence[float] = DEFAULT_LATENCY_BUCKETS,
-    ) -> None:
-        bounds = sorted(float(b) for b in buckets if not math.isinf(b))
-        if not bounds or len(set(bounds)) != len(bounds):
-            raise ValueError(f"histogram {name} needs distinct finite buckets, got {tuple(buckets)}")
-        self.buckets: tuple[float, ...] = (*bounds, math.inf)
-        if "le" in tuple(labelnames):
-            raise ValueError(f"histogram {name} cannot use the label name 'le'")
-        super().__init__(name, help, labelnames)
-
-    def _new_child(self) -> _HistogramChild:
-        return _HistogramChild(self.buckets)
-
-    def observe(self, value: float) -> None:
-        self._only_child().observe(value)
-
-    def _samples(self) -> Iterable[str]:
-        for values, child in self._children.items():
-            cumulative = 0
-            for bound, n in zip(child.upper_bounds, child.bucket_counts, strict=True):
-                cumulative += n
-                yield f"{self.name}_bucket{self._label_text(values, (('le', _num(bound)),))} {cumulative}"
-            yield f"{self.name}_sum{self._label_text(values)} {_num(child.sum)}"
-            yield f"{self.name}_count{self._label_text(values)} {child.count}"
-
-
-_M = TypeVar("_M", Counter, Gauge, Histogram)
+# --- Prometheus registry ---------------------------------------------------------------------------------
 
 
 class MetricsRegistry:
-    """Named metrics, created on first request and rendered together."""
+    """Counters, gauges and histograms in a ``prometheus_client`` registry of their own, got or created by
+    name (asking twice for the same metric gives the same object; the same name as another kind or with
+    other labels is a ValueError) and rendered together in the text format 0.0.4.
+
+    The metrics are ``prometheus_client``'s own (``labels(...)``, ``inc``, ``set``, ``observe``);
+    ``prometheus_client`` is imported on first use, not with this module: the pipeline imports the turn
+    waterfall above and should not pay for it. The ``*_created`` series are left out of :meth:`render`.
+    """
 
     def __init__(self) -> None:
-        self._metrics: dict[str, Counter | Gauge | Histogram] = {}
+        self._metrics: dict[str, _Entry] = {}
+        self._registry: CollectorRegistry | None = None
 
     def counter(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Counter:
-        return self._get(Counter, name, labelnames, lambda: Counter(name, help, labelnames))
+        from prometheus_client import Counter
+
+        metric: Counter = self._get(
+            "counter", name, labelnames, lambda r: Counter(name, help, labelnames, registry=r)
+        )
+        return metric
 
     def gauge(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Gauge:
-        return self._get(Gauge, name, labelnames, lambda: Gauge(name, help, labelnames))
+        from prometheus_client import Gauge
+
+        metric: Gauge = self._get(
+            "gauge", name, labelnames, lambda r: Gauge(name, help, labelnames, registry=r)
+        )
+        return metric
 
     def histogram(
         self,
@@ -303,29 +149,79 @@ class MetricsRegistry:
         labelnames: Sequence[str] = (),
         buckets: Sequence[float] = DEFAULT_LATENCY_BUCKETS,
     ) -> Histogram:
-        metric = self._get(Histogram, name, labelnames, lambda: Histogram(name, help, labelnames, buckets))
-        if metric.buckets[:-1] != tuple(sorted(float(b) for b in buckets if not math.isinf(b))):
-            raise ValueError(f"histogram {name} already exists with buckets {metric.buckets[:-1]}")
+        from prometheus_client import Histogram
+
+        bounds = tuple(sorted(float(b) for b in buckets if not math.isinf(b)))
+        if not bounds or len(set(bounds)) != len(bounds):
+            raise ValueError(f"histogram {name} needs distinct finite buckets, got {tuple(buckets)}")
+        if "le" in labelnames:
+            raise ValueError(f"histogram {name} cannot use the label name 'le'")
+        metric: Histogram = self._get(
+            "histogram",
+            name,
+            labelnames,
+            lambda r: Histogram(name, help, labelnames, registry=r, buckets=bounds),
+            bounds,
+        )
         return metric
 
-    def _get(self, cls: type[_M], name: str, labelnames: Sequence[str], create: Callable[[], _M]) -> _M:
-        metric = self._metrics.get(name)
-        if metric is None:
-            new = create()
-            self._metrics[name] = new
-            return new
-        if not isinstance(metric, cls):
-            raise ValueError(f"metric {name} is already registered as a {metric.kind}, not a {cls.kind}")
-        if metric.labelnames != tuple(labelnames):
-            raise ValueError(f"metric {name} is already registered with labels {metric.labelnames}")
+    def _get(
+        self,
+        kind: str,
+        name: str,
+        labelnames: Sequence[str],
+        create: Callable[[CollectorRegistry], Any],
+        buckets: tuple[float, ...] = (),
+    ) -> Any:
+        old = self._metrics.get(name)
+        if old is not None:
+            if old.kind != kind:
+                raise ValueError(f"metric {name} is already registered as a {old.kind}, not a {kind}")
+            if old.labelnames != tuple(labelnames):
+                raise ValueError(f"metric {name} is already registered with labels {old.labelnames}")
+            if old.buckets != buckets:
+                raise ValueError(f"histogram {name} already exists with buckets {old.buckets}")
+            return old.metric
+        if not _METRIC_NAME.fullmatch(name):
+            raise ValueError(f"invalid metric name {name!r}")
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            self._registry = CollectorRegistry(auto_describe=True)
+        metric = create(self._registry)
+        self._metrics[name] = _Entry(kind, tuple(labelnames), buckets, metric)
         return metric
 
     def get(self, name: str) -> Counter | Gauge | Histogram | None:
-        return self._metrics.get(name)
+        entry = self._metrics.get(name)
+        return None if entry is None else entry.metric
 
     def render(self) -> str:
         """Every metric in the Prometheus text format 0.0.4, in registration order."""
-        return "".join(metric.render() for metric in self._metrics.values())
+        if self._registry is None:
+            return ""
+        from prometheus_client import generate_latest
+
+        return generate_latest(_WithoutCreated(self._registry)).decode()
+
+
+class _Entry(NamedTuple):
+    kind: str
+    labelnames: tuple[str, ...]
+    buckets: tuple[float, ...]
+    metric: Any
+
+
+class _WithoutCreated:
+    """A registry's metric families without their ``*_created`` samples (a timestamp per series)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[PromMetric]:
+        for family in self._registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
 
 
 REGISTRY = MetricsRegistry()
@@ -342,19 +238,3 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = math.floor(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def _num(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

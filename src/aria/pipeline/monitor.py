@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import time
 import uuid
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 from aria.core.aio import closing_stream
+from aria.core.retry import RetryPolicy
 from aria.engines.base import LLM, LLMRequest
 from aria.engines.http import is_loopback
 from aria.engines.vision.change import ChangeDetector
@@ -60,6 +62,7 @@ _SYSTEM_PROMPT = (
 _USER_PROMPT = "Condition: {condition}\nDoes this condition hold in the image? Start with YES or NO."
 _ANSWER = re.compile(r"^[\W_]*(?:answer\W*)?(yes|no)\b[\W_]*", re.IGNORECASE)
 _MAX_DESCRIPTION = 300
+_NO_JITTER = random.Random(0)  # RetryPolicy.delay draws its jitter from an rng; with jitter=0 it is unused
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +186,13 @@ class Monitor:
         self._client: httpx.AsyncClient | None = None
         self._failures = 0
         self._retry_at: float | None = None
+        #: The pause after consecutive failures: ``core.retry``'s capped doubling, without jitter.
+        self._backoff = RetryPolicy(
+            attempts=1,
+            base_delay=min(self.config.backoff_s, self.config.backoff_max_s),
+            max_delay=self.config.backoff_max_s,
+            jitter=0.0,
+        )
         self._closed = False
         self.set_condition(condition)
 
@@ -335,7 +345,7 @@ class Monitor:
     def _failed(self, exc: Exception) -> None:
         self.stats.errors += 1
         self._failures += 1
-        delay = min(self.config.backoff_s * 2 ** (self._failures - 1), self.config.backoff_max_s)
+        delay = self._backoff.delay(self._failures - 1, _NO_JITTER)
         self._retry_at = self._clock() + delay
         if self._pending is not None:
             self._pending = None
