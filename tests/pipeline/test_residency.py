@@ -12,11 +12,14 @@ from typing import ClassVar
 
 import pytest
 
-from aria.engines.base import Capabilities, Engine, EngineHealth, EngineKind
-from aria.errors import AriaError, EngineError
+from aria.engines.base import Capabilities, Engine, EngineHealth, EngineKind, LLMRequest
+from aria.errors import AriaError, EngineError, EngineUnavailable
 from aria.pipeline import memory as memory_module
 from aria.pipeline.memory import GPUMemory, gpu_memory_mb, measure_load, process_rss_mb
 from aria.pipeline.residency import Device, ResidencyError, ResidencyEvent, ResidencyManager
+from aria.pipeline.slots import SlotLLM
+from aria.testing import FakeLLM
+from aria.types import Message
 
 # -- fakes ---------------------------------------------------------------------------------------------
 
@@ -676,3 +679,29 @@ def test_gpu_memory_is_none_when_nvidia_smi_misbehaves(
 def test_gpu_memory_is_none_without_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     assert gpu_memory_mb() is None
+
+
+async def test_a_handle_follows_the_engine_its_slot_holds_across_a_reload() -> None:
+    """What pipelines hold: a handle of the slot's kind whose calls go to the engine the slot holds now,
+    so a restart (a reload from the factory) swaps the engine under it; unloaded, a call fails clearly."""
+    made: list[FakeLLM] = []
+
+    def factory() -> FakeLLM:
+        made.append(FakeLLM(FakeLLM.Config(replies=(f"engine {len(made) + 1}",))))
+        return made[-1]
+
+    manager = ResidencyManager(1000, measure=Process())
+    manager.register("llm", factory, kind="llm")
+    await manager.ensure(["llm"])
+    handle = manager.handle("llm")
+    assert isinstance(handle, SlotLLM)
+    request = LLMRequest(messages=(Message("user", "hi"),))
+    assert await handle.complete(request) == "engine 1"
+    await manager.reload("llm", reason="restarting after a crash")
+    assert await handle.complete(request) == "engine 2"
+    assert made[0].closed
+    assert handle.name == made[1].name
+    await manager.aclose()
+    with pytest.raises(EngineUnavailable, match="llm is not loaded"):
+        await handle.complete(request)
+    assert not (await handle.health()).ok
