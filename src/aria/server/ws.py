@@ -16,9 +16,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from aria.core.audio import resample
 from aria.core.modespec import ModeSpec
 from aria.errors import AriaError, ChannelClosed, InvalidInput
 from aria.pipeline.echo import EchoGuard
@@ -31,6 +32,7 @@ from aria.server.conversation.events import ConfirmOut, Event, ModeOut, ToolCall
 from aria.server.guards import host_allowed, origin_allowed, token_ok
 from aria.server.limits import MalformedCounter, Refused, Seat, admission_for, watch_idle
 from aria.server.pacing import AudioPacer
+from aria.server.resampler import TurnResampler
 from aria.server.runtime import Runtime
 from aria.session.store import Session
 from aria.tools.runner import ToolRunner
@@ -67,6 +69,9 @@ class Connection:
         #: The client has gone (a send failed): nothing more is sent.
         self.gone = False
         self.out_rate = 16000
+        #: The answer's audio to the client's rate and to the echo guard's, a resampling stream per turn.
+        self._to_client = TurnResampler(self.out_rate)
+        self._to_reference = TurnResampler(16000)
         lead_s = runtime.settings.server.audio_lead_ms / 1000
         #: The answer's own audio coming back through a client's microphone does not count as speech.
         self.echo = EchoGuard(16000, max_delay_s=min(2.0, lead_s + 0.5))
@@ -117,6 +122,8 @@ class Connection:
             if isinstance(event, AudioOut):
                 self._audio(event)
                 continue
+            if isinstance(event, ResponseDone):
+                self._end_audio(event)
             message = self.message(event)
             if message is None:
                 continue
@@ -127,14 +134,33 @@ class Connection:
             await self._send_text(text)
 
     def _audio(self, out: AudioOut) -> None:
-        chunk = out.chunk
+        chunk, turn_id = out.chunk, out.turn_id
+        if self._to_client.rate != self.out_rate:
+            self._to_client = TurnResampler(self.out_rate)
         samples = chunk.as_float32()
-        if chunk.sample_rate != self.out_rate:
-            samples = resample(samples, chunk.sample_rate, self.out_rate)
+        self._pace(
+            turn_id,
+            self._to_client.push(turn_id, samples, chunk.sample_rate),
+            self._to_reference.push(turn_id, samples, chunk.sample_rate),
+        )
+
+    def _end_audio(self, done: ResponseDone) -> None:
+        """The answer's audio is complete: what the resampling streams still hold goes out too."""
+        if done.interrupted:
+            self._to_client.drop(done.turn_id)
+            self._to_reference.drop(done.turn_id)
+            return
+        tail, reference = self._to_client.finish(done.turn_id), self._to_reference.finish(done.turn_id)
+        self._pace(done.turn_id, tail, reference)
+
+    def _pace(
+        self, turn_id: str, samples: npt.NDArray[np.float32], reference: npt.NDArray[np.float32]
+    ) -> None:
+        if not samples.size:
+            return
         pcm = AudioChunk(samples, self.out_rate).to_pcm16()
-        reference = samples if self.out_rate == 16000 else resample(samples, self.out_rate, 16000)
         self.pacer.add_audio(
-            out.turn_id, proto.encode_audio(pcm), len(samples) / self.out_rate, reference=reference
+            turn_id, proto.encode_audio(pcm), len(samples) / self.out_rate, reference=reference
         )
 
     def message(self, event: Event) -> proto.ServerMessage | None:
