@@ -12,6 +12,12 @@ whole. Failures are typed and say what to do:
   (retryable; the ``.part`` file is kept so the next run resumes);
 * HTTP 404 and other error statuses -> :class:`DownloadError` naming the URL;
 * a size or checksum mismatch -> :class:`DownloadError`, and the bad file is removed.
+
+Why not ``huggingface_hub.hf_hub_download``: it would not make this shorter. Some files come from GitHub
+releases, not the Hub; it writes its own cache layout (blobs and symlinks under ``~/.cache/huggingface``)
+rather than the file the catalogue names; it checks only LFS files' SHA-256 and against the Hub's metadata,
+not the catalogue's pinned size and hash; it reports progress through tqdm and blocks a thread per file;
+and its errors would still need translating into the typed ones above.
 """
 
 from __future__ import annotations
