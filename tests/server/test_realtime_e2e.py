@@ -429,3 +429,23 @@ async def test_speed_shortens_the_answer_audio(live: LiveServer) -> None:
         await rt.until("response.done")
     natural = len(REPLY.replace(" I", "I")) * 0.01
     assert pcm_seconds(rt.events) == pytest.approx(natural / 1.5, abs=0.03)
+
+
+@pytest.mark.parametrize("server_overrides", [{"llm.options": {"replies": [LONG], "token_interval_s": 0.05}}])
+async def test_output_and_input_buffer_clear(live: LiveServer) -> None:
+    async with realtime(live.port) as rt:
+        await rt.next()
+        await rt.send({"type": "conversation.item.create", "item": user_text("go on")})
+        await rt.send({"type": "response.create"})
+        created = await rt.until("response.created")
+        await rt.until("response.output_audio.delta")
+        await rt.send({"type": "output_audio_buffer.clear"})
+        cleared = await rt.until("output_audio_buffer.cleared")
+        assert cleared["response_id"] == created["response"]["id"]
+        done = await rt.until("response.done")
+        assert done["response"]["status_details"]["reason"] == "client_cancelled"
+        await rt.stream_audio(speech(tail_s=0.0)[:24000], realtime=False)  # half a question, then gone
+        await rt.send({"type": "input_audio_buffer.clear"})
+        await rt.until("input_audio_buffer.cleared")
+        await rt.send({"type": "output_audio_buffer.clear"})
+        assert (await rt.until("error"))["error"]["code"] == "no_active_response"
