@@ -11,19 +11,25 @@ sent as that audio is about to play.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AudioPacer"]
+__all__ = ["AudioPacer", "Timer"]
 
 log = logging.getLogger(__name__)
+
+
+class Timer(Protocol):
+    """What ``call_later`` returns (an :class:`asyncio.TimerHandle` does)."""
+
+    def cancel(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -52,7 +58,10 @@ class AudioPacer:
     send_bytes: Callable[[bytes], Awaitable[None]]
     send_text: Callable[[str], Awaitable[None]]
     lead_s: float = 0.3
+    #: Now, in seconds; and ``call_later(delay_s, callback)`` on the same time line (default: the event
+    #: loop's, whose clock is ``time.monotonic``). A test's fake clock gives both and drives the pacer.
     clock: Callable[[], float] = time.monotonic
+    call_later: Callable[[float, Callable[[], None]], Timer] | None = None
     #: Told each block's samples (16 kHz) and when it is due to play, as it goes out (the echo guard).
     on_sent: Callable[[npt.NDArray[np.float32], float], None] | None = None
     _queue: deque[_Item] = field(default_factory=deque)
@@ -164,6 +173,11 @@ class AudioPacer:
 
     # -- the sending task --------------------------------------------------------------------------
 
+    def _call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        if self.call_later is not None:
+            return self.call_later(delay, callback)
+        return asyncio.get_running_loop().call_later(delay, callback)
+
     async def run(self) -> None:
         while True:
             while not self._queue:
@@ -180,8 +194,11 @@ class AudioPacer:
                 delay = start - self.lead_s - now
                 if delay > 0:
                     self._wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), delay)
+                    timer = self._call_later(delay, self._wakeup.set)
+                    try:
+                        await self._wakeup.wait()
+                    finally:
+                        timer.cancel()
                     continue  # re-check: a cancel may have removed it
                 self._queue.popleft()
                 turn = self._turn(item.turn_id)
