@@ -167,10 +167,11 @@ class RealtimeBridge:
         for signal in self.listener.push(samples):
             if isinstance(signal, Started):
                 self._emit(self.protocol.speech_started(signal.audio_start_ms))
-            elif isinstance(signal, Stopped | Timeout):
-                if isinstance(signal, Stopped):
-                    self._emit(self.protocol.speech_stopped(signal.audio_end_ms))
+            elif isinstance(signal, Stopped):
+                self._emit(self.protocol.speech_stopped(signal.audio_end_ms))
                 await self._commit(self.listener.take(), respond=False)
+            elif isinstance(signal, Timeout):
+                self._emit(self.protocol.timeout_triggered(signal.audio_start_ms, signal.audio_end_ms))
 
     async def _commit(self, audio: np.ndarray, *, respond: bool) -> None:
         events = self.protocol.commit()
@@ -184,7 +185,8 @@ class RealtimeBridge:
         if audio.size:
             try:
                 text = (await self.conv.transcribe(AudioChunk(audio.astype(np.float32), RATE))).strip()
-            except AriaError as exc:
+            except Exception as exc:  # any engine failure: the item stays, untranscribed
+                log.warning("transcribing %s failed: %s", item_id, exc)
                 self._emit(self.protocol.transcription_failed(item_id, str(exc)))
                 return
             self._emit(self.protocol.transcribed(item_id, text, audio.size / RATE))
@@ -240,9 +242,14 @@ class RealtimeBridge:
             return
         session_instructions = self.protocol.session.config["instructions"]
         instructions = action.instructions if action.instructions != session_instructions else None
-        turn = await self.conv.respond(instructions=instructions or None)
+        try:
+            turn = await self.conv.respond(instructions=instructions or None)
+        except AriaError as exc:
+            turn, why = None, str(exc)
+        else:
+            why = "no language model is available"
         if turn is None:
-            error = {"type": "server_error", "code": "engine_unavailable", "message": "no language model"}
+            error = {"type": "server_error", "code": "engine_unavailable", "message": why}
             self._emit(self.protocol.answers.finish("failed", error=error))
             return
         self._answer = AnswerAudio(turn, action.modalities, Encoder(action.output_format), action.speed)
