@@ -121,6 +121,9 @@ class Conversation:
                 self.emit(ErrorOut("engine_unavailable", why))
             else:
                 self.emit(_error(exc))
+        except Exception:
+            log.exception("could not set up the conversation of session %s", self.session.id)
+            raise
         finally:
             self._ready.set()
 
