@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import websockets
 from PIL import Image
 from websockets.exceptions import InvalidStatus
 
@@ -449,3 +450,19 @@ async def test_output_and_input_buffer_clear(live: LiveServer) -> None:
         await rt.until("input_audio_buffer.cleared")
         await rt.send({"type": "output_audio_buffer.clear"})
         assert (await rt.until("error"))["error"]["code"] == "no_active_response"
+
+
+@pytest.mark.parametrize("server_overrides", [{"server.token": "s3cret-token"}])
+async def test_a_browser_client_authenticates_with_the_key_subprotocol(live: LiveServer) -> None:
+    url = f"ws://127.0.0.1:{live.port}/v1/realtime?model=gpt-realtime"
+    keyed = ["realtime", "openai-insecure-api-key.s3cret-token"]
+    async with websockets.connect(url, subprotocols=keyed) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "realtime"
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        await ws.send(b"\x00\x01")  # binary frames are not events
+        error = json.loads(await ws.recv())
+        assert error["error"]["code"] == "invalid_event"
+    wrong = ["realtime", "openai-insecure-api-key.nope"]
+    with pytest.raises(InvalidStatus):
+        async with websockets.connect(url, subprotocols=wrong):  # type: ignore[list-item]
+            pass
