@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +79,6 @@ def test_no_other_id_and_no_other_connection_can_confirm(tmp_path: Path) -> None
         )
         error, _ = client.until("error")
         assert error["code"] == "unknown_action"
-        time.sleep(0.2)
         assert not marker.exists()
         # The same session opened again (with its key) takes it over: the first connection is closed,
         # its pending confirmation dropped, and the new one cannot confirm it either.
@@ -90,8 +88,8 @@ def test_no_other_id_and_no_other_connection_can_confirm(tmp_path: Path) -> None
             )
             error, _ = same_session.until("error")
             assert error["code"] == "unknown_action"
-        time.sleep(0.2)
-    assert not marker.exists()
+        live.quiet()  # every connection closed and its tasks done: nothing is left that could still run it
+        assert not marker.exists()
 
 
 def test_a_tool_waiting_for_confirmation_never_runs_after_a_disconnect(tmp_path: Path) -> None:
@@ -102,8 +100,8 @@ def test_a_tool_waiting_for_confirmation_never_runs_after_a_disconnect(tmp_path:
         live.quiet()
         with SyncClient(live, f"?session_id={client.session['session_id']}") as again:
             again.ping()
-        time.sleep(0.2)
-    assert not marker.exists()
+        live.quiet()  # every connection closed and its tasks done: nothing is left that could still run it
+        assert not marker.exists()
 
 
 def test_a_confirmation_that_times_out_means_no(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
