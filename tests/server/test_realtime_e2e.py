@@ -466,3 +466,26 @@ async def test_a_browser_client_authenticates_with_the_key_subprotocol(live: Liv
     with pytest.raises(InvalidStatus):
         async with websockets.connect(url, subprotocols=wrong):  # type: ignore[list-item]
             pass
+
+
+@pytest.mark.parametrize(
+    "server_overrides", [{"llm.options": {"replies": [LONG, "Okay."], "token_interval_s": 0.05}}]
+)
+async def test_interrupt_response_false_lets_the_answer_finish(live: LiveServer) -> None:
+    async with realtime(live.port) as rt:
+        await rt.next()
+        vad = {"type": "server_vad", "interrupt_response": False}
+        await rt.send({"type": "session.update", "session": {"audio": {"input": {"turn_detection": vad}}}})
+        await rt.until("session.updated")
+        await rt.send({"type": "conversation.item.create", "item": user_text("tell me something")})
+        await rt.send({"type": "response.create"})
+        await rt.until("response.output_audio.delta")
+        talking = asyncio.create_task(rt.stream_audio(speech()))
+        try:
+            first = await rt.until("response.done", within=15)
+            assert first["response"]["status"] == "completed"
+            assert first["response"]["output"][0]["content"][0]["transcript"] == LONG
+            second = await rt.until("response.done", within=15)  # the speech is answered after it
+            assert second["response"]["status"] == "completed"
+        finally:
+            await talking
