@@ -194,6 +194,12 @@ async def test_respond_answers_the_history_with_its_own_instructions(runtime: Ru
             ("user", "hello there"),
             ("assistant", done.text),
         ]
+        assert [e for e in shell.of(AudioOut) if e.turn_id == turn_id]  # spoken
+        quiet = await conv.respond(speak=False)
+        done = await shell.next_of(ResponseDone, turn_id=quiet)
+        assert done.text == REPLY
+        assert not [e for e in shell.of(AudioOut) if e.turn_id == quiet]  # text only, recorded whole
+        assert conv.session.history[-1].content == REPLY
     finally:
         await shell.aclose()
 

@@ -35,6 +35,8 @@ class Turn:
     audio_seconds: float = 0.0
     interrupted: bool = False
     speech_failed: bool = False
+    #: Answered in text only, even where the pipeline speaks (a client asked for a text response).
+    silent: bool = False
     finished: bool = False
     error: str | None = None
     #: Results of the tools the model called during this turn.

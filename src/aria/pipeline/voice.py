@@ -175,12 +175,13 @@ class VoicePipeline:
         self._start_response(turn, text, modality="text")
         return turn
 
-    def respond(self) -> Turn:
+    def respond(self, *, speak: bool = True) -> Turn:
         """Answer the conversation as it stands, with no new input (a client asked for a response): an
-        answer in progress is stopped first; the answer is recorded like any other."""
+        answer in progress is stopped first; the answer is recorded like any other. ``speak`` False:
+        this answer in text only."""
         if not self.answering:
             raise InvalidInput(f"the {self.config.mode} mode only transcribes speech; switch modes to ask")
-        turn = Turn(source="text")
+        turn = Turn(source="text", silent=not speak)
         last = next((m.content for m in reversed(list(self.history)) if m.role == "user"), "")
         turn.user_text = last or " "  # not empty: the answer is recorded (and no command is heard)
         self._abort("response requested")
@@ -260,7 +261,7 @@ class VoicePipeline:
         self._put(StageOut(turn.id, "llm_request", {"messages": len(self.history)}))
         cfg = self.config
         speaker = None
-        if self.speaking:
+        if self._spoke(turn):
             assert self.tts is not None
             speaker = Speaker(
                 self.tts,
@@ -423,7 +424,7 @@ class VoicePipeline:
         self._put(MetricsOut(turn.id, turn.waterfall.as_dict(), extra))
 
     def _spoke(self, turn: Turn) -> bool:
-        return self.speaking and not turn.speech_failed
+        return self.speaking and not turn.speech_failed and not turn.silent
 
     def _set_state(self, target: TurnState, reason: str, turn: Turn) -> None:
         """Move the state machine for ``turn``: only the turn with the floor may (work of a superseded

@@ -311,9 +311,10 @@ class Conversation:
 
     # -- items and responses (what a Realtime client does besides talking) -------------------------
 
-    async def respond(self, *, instructions: str | None = None) -> str | None:
+    async def respond(self, *, instructions: str | None = None, speak: bool = True) -> str | None:
         """Answer the history as it stands, with no new input (``instructions``: this answer's system
-        prompt). An answer in progress stops first. Returns the turn id (None without a pipeline)."""
+        prompt; ``speak`` False: in text only). An answer in progress stops first. Returns the turn id
+        (None without a pipeline)."""
         pipeline = await self.ready()
         if pipeline is None:
             return None
@@ -321,7 +322,7 @@ class Conversation:
         if instructions is not None:  # the request is built before respond() returns
             pipeline.config = dataclasses.replace(config, system_prompt=instructions)
         try:
-            return pipeline.respond().id
+            return pipeline.respond(speak=speak).id
         finally:
             pipeline.config = config
 
