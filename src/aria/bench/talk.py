@@ -2,9 +2,9 @@
 
 A private PulseAudio server (:class:`VirtualAudio`, user mode, no sound card needed) gives the program
 real devices: a null sink ``room`` is the room, the microphone ``mic`` hears it (a remap of its
-monitor), and ``aria talk`` plays its answers into it too, as laptop speakers would (so the answer's own
-audio reaches the microphone: the echo canceller and the server's echo guard have to keep it from
-interrupting). PortAudio reaches PulseAudio through ALSA's pulse plugin, with one ALSA device per
+monitor), and ``aria talk`` plays its answers into it too, a little quieter, as laptop speakers would
+(so the answer's own audio reaches the microphone: the echo canceller and the echo guard have to keep
+it from interrupting). PortAudio reaches PulseAudio through ALSA's pulse plugin, with one ALSA device per
 PulseAudio device (``mic_in``, ``room_out``, ...) written to the private ``~/.asoundrc``.
 
 The bench runs ``aria talk`` as a separate process (the real command, over its in-process server and
@@ -43,6 +43,9 @@ __all__ = ["Recording", "TalkBench", "VirtualAudio", "format_report", "onset"]
 
 Float32Array = npt.NDArray[np.float32]
 RATE = 16000
+#: PulseAudio's volume of the laptop speakers into the room (60%: about -13 dB, a loudspeaker to
+#: microphone path; a person near the microphone is louder than that).
+LAPTOP_VOLUME = "60%"
 QUESTIONS = (
     ("What time is it?", "en-us", 160),
     ("Tell me something about the moon.", "en-gb-x-rp", 180),
@@ -79,15 +82,18 @@ class Recording:
 class VirtualAudio:
     """A private PulseAudio server with null sinks as speakers and remapped monitors as microphones.
 
-    Sinks: ``room`` (what the default microphone ``mic`` hears) and ``spk`` (speakers nobody hears back).
+    Sinks: ``room`` (what the default microphone ``mic`` hears), ``laptop`` (speakers playing into the
+    room, quieter, as a laptop's own speakers reach its microphone) and ``spk`` (speakers nobody hears).
     :meth:`add_microphone` adds another (``headset``...) on its own sink. Each PulseAudio device gets an
-    ALSA device of the same role for PortAudio: ``mic_in``, ``room_out``, ``spk_out``, ``<name>_in``."""
+    ALSA device of the same role for PortAudio: ``mic_in``, ``room_out``, ``laptop_out``, ``spk_out``,
+    ``<name>_in``."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.runtime = self.root / "run"
         self.home = self.root / "home"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
         self._alsa: dict[str, tuple[str, str]] = {}
         self.env = {
             **os.environ,
@@ -115,7 +121,7 @@ class VirtualAudio:
     def start(self) -> None:
         self.runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.root / "pulseaudio.log", "wb")  # noqa: SIM115 - the server's lifetime
+        self._log = log = open(self.root / "pulseaudio.log", "wb")  # noqa: SIM115 - the server's lifetime
         self._proc = subprocess.Popen(
             ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "-n",
              "--disable-shm", "--load=module-native-protocol-unix",
@@ -130,7 +136,11 @@ class VirtualAudio:
             time.sleep(0.05)
         self.pactl("set-default-source", "mic")
         self.pactl("set-default-sink", "spk")
+        # Laptop speakers: what they play reaches the room's microphone, LAPTOP_VOLUME quieter.
+        self.pactl("load-module", "module-remap-sink", "sink_name=laptop", "master=room")
+        self.pactl("set-sink-volume", "laptop", LAPTOP_VOLUME)
         self._alsa = {"mic_in": ("mic", "microphone"), "room_out": ("room", "speakers in the room")}
+        self._alsa["laptop_out"] = ("laptop", "laptop speakers the microphone hears")
         self._alsa["spk_out"] = ("spk", "speakers nobody hears")
         self._write_asoundrc()
 
@@ -169,6 +179,8 @@ class VirtualAudio:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self._log is not None:
+            self._log.close()
 
     @classmethod
     @contextlib.contextmanager
@@ -233,7 +245,7 @@ class TalkBench:
             return self._run(audio, Path(tmp))
 
     def _run(self, audio: VirtualAudio, tmp: Path) -> dict[str, Any]:
-        output = "room_out" if self.echo else "spk_out"
+        output = "laptop_out" if self.echo else "spk_out"
         recording = audio.record("room.monitor" if self.echo else "mic", tmp / "room.raw")
         answers = audio.record("spk.monitor", tmp / "spk.raw") if not self.echo else None
         command = [sys.executable, "-m", "aria"] + (["--config", self.config] if self.config else [])

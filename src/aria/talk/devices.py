@@ -6,9 +6,10 @@ played per turn (for ``playback`` reports) and keeps a copy of every block it pl
 for the echo canceller's reference.
 
 Device loss: PortAudio says little when a device disappears (with PulseAudio the stream just stops
-calling back for a while). Each end has a watchdog: once a stream has delivered its first block, a gap
-of more than ``stall_s`` in its callbacks, or the stream ending by itself, counts as the device gone;
-the end is reopened on the system default device and ``announce`` says so. The conversation goes on.
+calling back for a while). Each end has a watchdog: once a stream calls back regularly (after
+:data:`ARM_AFTER` blocks), a gap of more than ``stall_s`` in its callbacks, or the stream ending by
+itself, counts as the device gone; the end is reopened on the system default device and ``announce``
+says so. The conversation goes on.
 
 ``sounddevice`` is imported only here and only when needed: it fails to import (``OSError``) on a
 machine without the PortAudio library, which :func:`describe_devices` reports instead of failing.
@@ -40,6 +41,9 @@ IN_RATE = 16000
 BLOCK_S = 0.02
 #: Captured blocks kept while the sender is behind; older ones are dropped.
 MAX_QUEUED = 50
+#: Callbacks before the watchdog is armed: a stream starting on PulseAudio (ALSA's pulse plugin) calls
+#: back a few times, then not at all for up to about 2 s, then regularly.
+ARM_AFTER = 25
 
 
 def load_sounddevice() -> Any:
@@ -95,6 +99,37 @@ def level(block: Float32Array) -> float:
     return float(min(1.0, max(0.0, (20 * np.log10(rms) + 60) / 60)))
 
 
+class _Clock:
+    """When a stream's blocks happen, from its sample count: smooth where callback times jitter.
+
+    A block's time is an anchor plus the samples before it; the anchor is the smallest ``time of the
+    block - samples before it`` of the last second (callbacks come late, never early), so jitter drops
+    out and a stall (the stream restarting, PulseAudio catching up) moves the anchor within a second."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._count = 0
+        self._anchors: deque[float] = deque(maxlen=max(1, int(1 / BLOCK_S)))
+
+    def stamp(self, frames: int, offset: float = 0.0) -> float:
+        """The time of the block's first sample: ``offset`` from the callback (PortAudio's own
+        capture or play time for it), smoothed by the sample count."""
+        self._anchors.append(time.monotonic() + offset - self._count / self.rate)
+        at = min(self._anchors) + self._count / self.rate
+        self._count += frames
+        return at
+
+
+def _offset(when: Any, field: str) -> float:
+    """PortAudio's time of the block's first sample (ADC or DAC) relative to the callback, in seconds;
+    0 where the host API does not say (or says nonsense)."""
+    try:
+        value = float(getattr(when, field)) - float(when.currentTime)
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+    return value if abs(value) < 1.0 else 0.0
+
+
 def _device_arg(device: str | None) -> int | str | None:
     if device is None or device == "":
         return None
@@ -116,13 +151,31 @@ class _Watched:
         self._stream: Any = None
         self._last_callback = 0.0
         self._ended = threading.Event()
+        self._generation = 0
+        self._callbacks = 0
+        #: The longest gap between two callbacks seen (seconds), for diagnostics.
+        self.max_gap_s = 0.0
         self._watchdog: asyncio.Task[None] | None = None
 
     def _open_stream(self, device: int | str | None) -> Any:
         raise NotImplementedError
 
     def _touch(self) -> None:
-        self._last_callback = time.monotonic()
+        now = time.monotonic()
+        if self._callbacks >= ARM_AFTER:
+            self.max_gap_s = max(self.max_gap_s, now - self._last_callback)
+        self._last_callback = now
+        self._callbacks += 1
+
+    def _finished(self, generation: int) -> Callable[[], None]:
+        """The stream's ``finished_callback``: only the current stream's end counts (closing an old
+        stream calls it too)."""
+
+        def finished() -> None:
+            if generation == self._generation:
+                self._ended.set()
+
+        return finished
 
     def start(self) -> None:
         self._stream = self._open_stream(_device_arg(self.device))
@@ -141,16 +194,17 @@ class _Watched:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.stall_s / 4)
-            started = self._last_callback > 0
+            started = self._callbacks > ARM_AFTER
             stalled = started and time.monotonic() - self._last_callback > self.stall_s
             if stalled or self._ended.is_set():
                 await self._switch_to_default("stopped responding" if stalled else "ended")
 
     async def _switch_to_default(self, why: str) -> None:
         old, lost = self._stream, self.device or "the default device"
-        self._stream, self._last_callback = None, 0.0
-        self._ended.clear()
+        self._stream, self._last_callback, self._callbacks = None, 0.0, 0
+        self._generation += 1
         await asyncio.to_thread(_close, old)
+        self._ended.clear()
         self.device, self.switches = None, self.switches + 1
         try:
             self._stream = await asyncio.to_thread(self._open_stream, None)
@@ -161,6 +215,13 @@ class _Watched:
             await asyncio.sleep(self.stall_s)
             self._ended.set()  # try again on the next watch
             return
+        log.warning(
+            "%s %r %s (longest callback gap %.2f s): reopened on the default",
+            self.kind,
+            lost,
+            why,
+            self.max_gap_s,
+        )
         self.announce(f"{self.kind} {lost!r} {why}: switched to the system default")
 
     async def aclose(self) -> None:
@@ -188,7 +249,7 @@ class Microphone(_Watched):
 
     def __init__(self, device: str | None, announce: Callable[[str], None], *, stall_s: float = 1.0) -> None:
         super().__init__(device, announce, stall_s)
-        self._queue: asyncio.Queue[Float32Array] = asyncio.Queue(MAX_QUEUED)
+        self._queue: asyncio.Queue[tuple[float, Float32Array]] = asyncio.Queue(MAX_QUEUED)
         self._loop = asyncio.get_running_loop()
 
     def _open_stream(self, device: int | str | None) -> Any:
@@ -199,12 +260,15 @@ class Microphone(_Watched):
             return self._make(device, rate)
 
     def _make(self, device: int | str | None, rate: int) -> Any:
+        clock = _Clock(rate)
+
         def callback(indata: Any, frames: int, when: Any, status: Any) -> None:
             self._touch()
             block = np.array(indata[:, 0], dtype=np.float32)
             if rate != IN_RATE:
                 block = resample(block, rate, IN_RATE)
-            self._loop.call_soon_threadsafe(self._put, block)
+            at = clock.stamp(frames, _offset(when, "inputBufferAdcTime"))  # when it was captured
+            self._loop.call_soon_threadsafe(self._put, (at, block))
 
         return self.sd.InputStream(
             device=device,
@@ -214,16 +278,17 @@ class Microphone(_Watched):
             blocksize=int(rate * BLOCK_S),
             latency="low",
             callback=callback,
-            finished_callback=self._ended.set,
+            finished_callback=self._finished(self._generation),
         )
 
-    def _put(self, block: Float32Array) -> None:
-        self.level = level(block)
+    def _put(self, item: tuple[float, Float32Array]) -> None:
+        self.level = level(item[1])
         if self._queue.full():
             self._queue.get_nowait()
-        self._queue.put_nowait(block)
+        self._queue.put_nowait(item)
 
-    async def frames(self) -> AsyncIterator[Float32Array]:
+    async def frames(self) -> AsyncIterator[tuple[float, Float32Array]]:
+        """(monotonic capture time of the first sample, 20 ms block at 16 kHz)."""
         while True:
             yield await self._queue.get()
 
@@ -243,10 +308,12 @@ class Speaker(_Watched):
         self._paused = False
         self._played: dict[str | None, int] = {}
         #: Every block played (silence included), for the echo canceller; taken by :meth:`take_played`.
-        self._reference: deque[Float32Array] = deque(maxlen=500)
+        self._reference: deque[tuple[float, Float32Array]] = deque(maxlen=500)
         self.first_audio_at: float | None = None
+        self._clock = _Clock(rate)
 
     def _open_stream(self, device: int | str | None) -> Any:
+        self._clock = _Clock(self.rate)
         return self.sd.OutputStream(
             device=device,
             samplerate=self.rate,
@@ -255,7 +322,7 @@ class Speaker(_Watched):
             blocksize=int(self.rate * BLOCK_S),
             latency="low",
             callback=self._callback,
-            finished_callback=self._ended.set,
+            finished_callback=self._finished(self._generation),
         )
 
     def _callback(self, outdata: Any, frames: int, when: Any, status: Any) -> None:
@@ -273,7 +340,7 @@ class Speaker(_Watched):
                     self._queue.popleft()
                 else:
                     self._queue[0] = (turn, block[take:])
-            self._reference.append(out)
+            self._reference.append((self._clock.stamp(frames, _offset(when, "outputBufferDacTime")), out))
         if filled and self.first_audio_at is None:
             self.first_audio_at = time.monotonic()
         outdata[:, 0] = out
@@ -299,7 +366,8 @@ class Speaker(_Watched):
         with self._lock:
             return sum(block.size for _, block in self._queue) / self.rate
 
-    def take_played(self) -> list[Float32Array]:
+    def take_played(self) -> list[tuple[float, Float32Array]]:
+        """The blocks played since the last call, with the monotonic time each starts to sound."""
         with self._lock:
             blocks = list(self._reference)
             self._reference.clear()

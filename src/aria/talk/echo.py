@@ -1,14 +1,25 @@
-"""Barge-in on laptop speakers: WebRTC's echo canceller (AEC3) on the microphone, and push-to-talk.
+"""Barge-in on laptop speakers: echo cancellation and the echo guard on the microphone, and push-to-talk.
 
-Here the reference is exact: :class:`EchoCanceller` is given every block the speaker played (silence
-included) as the reverse stream, and cleans each microphone block before it is sent, so the server hears
-the person and not the answer's own audio. The server's echo guard still runs on what arrives (it is
-always on for ``/ws`` clients), so what the canceller leaves is caught there.
+Here the reference is exact: the speaker hands over every block it played (silence included) with the
+time it was handed to PortAudio. :class:`EchoCanceller` runs two things on it, on this side of the
+connection:
 
-The canceller is WebRTC's audio processing module from the optional ``livekit`` wheel
-(``livekit.rtc.AudioProcessingModule``), fed 10 ms frames at 16 kHz; the stream delay hint is the
-sum of the two streams' latencies (AEC3 refines the delay itself). Without the wheel there is no
-canceller (:func:`open_echo_canceller` returns None) and the echo guard alone decides.
+* WebRTC's AEC3 (the ``livekit`` wheel's ``AudioProcessingModule``) with the played audio as its reverse
+  stream, fed as it is played; AEC3 finds and follows the delay itself. Its output is what is sent.
+* The turn-taking echo guard (:class:`aria.pipeline.echo.EchoGuard`) on the raw microphone, with the
+  reference on the streams' sample clocks: it finds the delay by correlation and tells, block by block,
+  the answer's echo from the person's voice.
+
+A block is sent as silence when the guard calls it echo, or when AEC3 took most of it (more than
+:data:`GATE_DB`) while the answer plays: AEC3 alone leaves a faint residual while it converges (the
+start of an answer) that a VAD takes for speech, and lets echo through for a moment when the delay
+moves; the guard alone needs a few hundred milliseconds to find a delay. Until AEC3 has cancelled
+:data:`CONVERGED_BLOCKS` blocks (the first second or so of the first answer), the microphone is also
+half-duplex while the answer plays: only a voice louder than the answer gets through. After that, a
+person talking over the answer keeps most of their block in AEC3's output and is not explained by the
+reference: barge-in passes. The server's own guard then sees a client that cancels its echo and stands aside.
+
+Without the ``livekit`` wheel the guard runs alone (:func:`open_echo_canceller` says which).
 """
 
 from __future__ import annotations
@@ -20,7 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aria.core.audio import resample
+from aria.pipeline.echo import EchoGuard
+from aria.types import AudioChunk
 
 __all__ = ["EchoCanceller", "PushToTalk", "open_echo_canceller"]
 
@@ -28,48 +40,88 @@ log = logging.getLogger(__name__)
 
 Float32Array = npt.NDArray[np.float32]
 RATE = 16000
+#: Longest speaker-to-microphone delay looked for (PortAudio and PulseAudio buffers included).
+MAX_DELAY_S = 0.5
 FRAME = RATE // 100
-
-
-def _pcm16(samples: Float32Array) -> bytes:
-    return bytes((np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+#: Reference louder than this (dBFS) counts as the answer playing.
+FAR_AUDIBLE_DB = -50.0
+#: A block AEC3 lowered by more than this (dB) while the answer plays was echo.
+GATE_DB = 20.0
+#: Blocks AEC3 must have cancelled before the half-duplex start-up rule ends (see ``_half_duplex``).
+CONVERGED_BLOCKS = 25
+#: How much earlier than its stamp the reference is placed (see :meth:`EchoCanceller.played`).
+REFERENCE_LEAD_S = 0.1
+#: Played blocks starting within this of where the previous one ended continue it.
+CONTINUOUS_S = 0.1
 
 
 class EchoCanceller:
-    """AEC3 with the played audio as the reverse stream. Call :meth:`played` with what the speaker
-    played (at its rate) before :meth:`capture` with the microphone block recorded after it."""
+    """AEC3 and the echo guard on the microphone, the played audio as their reference."""
 
-    def __init__(self, rtc: Any, *, delay_ms: int = 0, noise_suppression: bool = False) -> None:
-        self._rtc = rtc
-        self._apm = rtc.AudioProcessingModule(
-            echo_cancellation=True,
-            noise_suppression=noise_suppression,
-            high_pass_filter=True,
-            auto_gain_control=False,
-        )
-        self._apm.set_stream_delay_ms(max(0, min(500, delay_ms)))
+    def __init__(self, rtc: Any | None) -> None:
+        self.guard = EchoGuard(RATE, max_delay_s=MAX_DELAY_S)
+        self._rtc: Any = rtc
+        self._apm = None
+        if rtc is not None:
+            self._apm = rtc.AudioProcessingModule(
+                echo_cancellation=True,
+                noise_suppression=False,
+                high_pass_filter=True,
+                auto_gain_control=False,
+            )
+        #: Blocks sent as silence (judged echo) and blocks in all.
+        self.echo_blocks = 0
+        self.blocks = 0
+        self._guard_rate: _Linear | None = None
+        self._next_at: float | None = None
         self._far = np.zeros(0, np.float32)
         self._near = np.zeros(0, np.float32)
         self._out = np.zeros(0, np.float32)
-        self.frames = 0
+        self._far_loud_until = 0.0
+        #: Recent reference levels (time, dB) for the half-duplex rule while AEC3 converges.
+        self._far_levels: list[tuple[float, float]] = []
+        #: Blocks on which AEC3 took more than GATE_DB of the echo: past CONVERGED_BLOCKS it has
+        #: learnt this room, and the half-duplex rule ends.
+        self.converged = 0
 
-    def set_delay_ms(self, delay_ms: float) -> None:
-        self._apm.set_stream_delay_ms(int(max(0, min(500, delay_ms))))
+    @property
+    def aec(self) -> bool:
+        return self._apm is not None
 
-    def played(self, blocks: list[Float32Array], rate: int) -> None:
-        if not blocks:
-            return
-        audio = np.concatenate(blocks)
-        self._far = np.concatenate([self._far, resample(audio, rate, RATE)])
+    def played(self, blocks: list[tuple[float, Float32Array]], rate: int) -> None:
+        """What the speaker played: (monotonic time it was handed over, samples at ``rate``)."""
+        for at, block in blocks:
+            if self._guard_rate is None or self._guard_rate.src != rate:
+                self._guard_rate, self._next_at = _Linear(rate, RATE), None
+            # Blocks played back to back are one stream: callback jitter does not move them.
+            if self._next_at is not None and abs(at - self._next_at) < CONTINUOUS_S:
+                at = self._next_at
+            self._next_at = at + block.size / rate
+            samples = self._guard_rate(block)
+            if not samples.size:
+                continue
+            level = _db(samples)
+            if level > FAR_AUDIBLE_DB:
+                self._far_loud_until = at + MAX_DELAY_S
+            self._far_levels.append((at, level))
+            # Earlier than stamped: the two streams' clocks differ by an unknown constant, and the
+            # guard looks for the echo after its reference only.
+            self.guard.reference(samples, at=at - REFERENCE_LEAD_S)
+            if self._apm is not None:
+                self._reverse(samples)
+
+    def _reverse(self, samples: Float32Array) -> None:
+        assert self._apm is not None
+        self._far = np.concatenate([self._far, samples])
         whole = self._far.size // FRAME * FRAME
         for offset in range(0, whole, FRAME):
             frame = self._rtc.AudioFrame(_pcm16(self._far[offset : offset + FRAME]), RATE, 1, FRAME)
             self._apm.process_reverse_stream(frame)
         self._far = self._far[whole:]
 
-    def capture(self, block: Float32Array) -> Float32Array:
-        """The block with the echo removed: same length, up to 10 ms later (the first call starts with
-        that much silence)."""
+    def _cancel(self, block: Float32Array) -> Float32Array:
+        """AEC3's output for the block: same length, up to 10 ms later."""
+        assert self._apm is not None
         self._near = np.concatenate([self._near, block])
         whole = self._near.size // FRAME * FRAME
         done = [self._out]
@@ -77,7 +129,6 @@ class EchoCanceller:
             frame = self._rtc.AudioFrame(_pcm16(self._near[offset : offset + FRAME]), RATE, 1, FRAME)
             self._apm.process_stream(frame)
             done.append(np.frombuffer(bytes(frame.data), dtype="<i2").astype(np.float32) / 32768.0)
-            self.frames += 1
         self._near = self._near[whole:]
         out = np.concatenate(done)
         if out.size < block.size:
@@ -85,15 +136,68 @@ class EchoCanceller:
         self._out = out[block.size :]
         return out[: block.size]
 
+    def capture(self, block: Float32Array, at: float) -> Float32Array:
+        """The microphone block captured at monotonic time ``at``: echo-cancelled, or silence when it is
+        the answer's echo."""
+        self.blocks += 1
+        verdict = self.guard.process(AudioChunk(block, RATE, timestamp=at))
+        out = self._cancel(block) if self._apm is not None else block
+        playing = at < self._far_loud_until
+        taken = playing and self._apm is not None and _db(out) < _db(block) - GATE_DB
+        self.converged += taken
+        if verdict.echo or taken or (playing and self._half_duplex(at, _db(block))):
+            self.echo_blocks += 1
+            return np.zeros_like(block)
+        return out
 
-def open_echo_canceller(delay_ms: int = 0) -> EchoCanceller | None:
-    """A canceller, or None when the ``livekit`` wheel is missing (``pip install 'aria-assistant[aec]'``)."""
+    def _half_duplex(self, at: float, level: float) -> bool:
+        """Until AEC3 has learnt the room, while the answer plays, only a voice louder than the answer
+        itself gets through (the guard may still be looking for the delay)."""
+        if self.converged >= CONVERGED_BLOCKS:
+            return False
+        self._far_levels = [(t, db) for t, db in self._far_levels if t > at - MAX_DELAY_S - REFERENCE_LEAD_S]
+        loudest = max((db for _, db in self._far_levels), default=-120.0)
+        return level < loudest
+
+
+def _db(samples: Float32Array) -> float:
+    return float(10 * np.log10(np.mean(np.square(samples, dtype=np.float64)) + 1e-12))
+
+
+def _pcm16(samples: Float32Array) -> bytes:
+    return bytes((np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+
+
+class _Linear:
+    """Streaming linear-interpolation resampler: block boundaries leave no seams (an FFT resampler on
+    20 ms blocks would put one every block into the reference)."""
+
+    def __init__(self, src: int, dst: int) -> None:
+        self.src = src
+        self.step = src / dst
+        self._prev = np.zeros(1, np.float32)
+        self._t = 1.0  # the next output sample's position, where the previous block's last sample is 0
+
+    def __call__(self, block: Float32Array) -> Float32Array:
+        if self.step == 1.0:
+            return block
+        data = np.concatenate([self._prev, block])
+        last = data.size - 1
+        count = int(np.floor((last - self._t) / self.step)) + 1 if last >= self._t else 0
+        positions = self._t + self.step * np.arange(count)
+        out: Float32Array = np.interp(positions, np.arange(data.size), data).astype(np.float32)
+        self._t += self.step * count - last
+        self._prev = data[-1:]
+        return out
+
+
+def open_echo_canceller() -> EchoCanceller:
+    """AEC3 and the guard, or the guard alone when the ``livekit`` wheel is missing."""
     try:
-        rtc = importlib.import_module("livekit.rtc")
-        return EchoCanceller(rtc, delay_ms=delay_ms)
+        return EchoCanceller(importlib.import_module("livekit.rtc"))
     except Exception as exc:  # a missing wheel or one that fails to load its native library
-        log.info("WebRTC echo canceller unavailable: %s", exc)
-        return None
+        log.info("WebRTC echo canceller unavailable (%s): the echo guard alone", exc)
+        return EchoCanceller(None)
 
 
 class PushToTalk:

@@ -14,6 +14,7 @@ turn, for ``playback`` reports, like the speaker does.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -56,7 +57,8 @@ class WavSource:
     async def aclose(self) -> None:
         return None
 
-    async def frames(self) -> AsyncIterator[Float32Array]:
+    async def frames(self) -> AsyncIterator[tuple[float, Float32Array]]:
+        """(monotonic time, 20 ms block at 16 kHz), like the microphone's."""
         loop = asyncio.get_running_loop()
         block = int(IN_RATE * BLOCK_S)
         total = self.audio.size + int(self.tail_s * IN_RATE)
@@ -75,7 +77,7 @@ class WavSource:
             self.level = level(chunk)
             sent_s += BLOCK_S
             self.clock_s += BLOCK_S
-            yield chunk
+            yield time.monotonic(), chunk
         self.exhausted.set()
         while True:  # silence until the session ends
             if self.fast:
@@ -85,7 +87,7 @@ class WavSource:
                 await asyncio.sleep(max(0.0, started + sent_s - loop.time()))
             sent_s += BLOCK_S
             self.clock_s += BLOCK_S
-            yield np.zeros(block, np.float32)
+            yield time.monotonic(), np.zeros(block, np.float32)
 
 
 class WavSink:
@@ -138,7 +140,7 @@ class WavSink:
     def buffered_s(self) -> float:
         return max(0.0, self.end_s - self.clock())
 
-    def take_played(self) -> list[Float32Array]:
+    def take_played(self) -> list[tuple[float, Float32Array]]:
         return []
 
     def latency_s(self) -> float:

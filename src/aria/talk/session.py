@@ -4,8 +4,8 @@ Tasks, in plain sight in :meth:`TalkSession.run`:
 
 * the client (:class:`~aria.talk.client.TalkClient`): server messages into :meth:`_on_message` and
   answer audio into the sink, reconnecting when the connection drops;
-* the microphone pump: each 20 ms block through the echo canceller (with what the sink played as its
-  reference) and the push-to-talk gate, then to the server;
+* the microphone pump: each 20 ms block through the echo guard and canceller (with what the sink
+  played, and when, as the reference) and the push-to-talk gate, then to the server;
 * the camera pump, at the server's ``video_in.max_fps``;
 * playback reports: what the sink has really played of the answer, a few times a second;
 * with a file source, the end: once the file has been sent and the last answer is done.
@@ -51,7 +51,7 @@ COMMANDS = {
 class Source(Protocol):
     level: float
 
-    def frames(self) -> AsyncIterator[Float32Array]: ...
+    def frames(self) -> AsyncIterator[tuple[float, Float32Array]]: ...
     async def aclose(self) -> None: ...
 
 
@@ -66,7 +66,7 @@ class Sink(Protocol):
     def pause(self, paused: bool) -> None: ...
     def played_ms(self, turn_id: str | None) -> float: ...
     def buffered_s(self) -> float: ...
-    def take_played(self) -> list[Float32Array]: ...
+    def take_played(self) -> list[tuple[float, Float32Array]]: ...
     def latency_s(self) -> float: ...
     async def aclose(self) -> None: ...
 
@@ -81,7 +81,6 @@ class TalkSession:
         camera: Camera | None = None,
         ptt: PushToTalk | None = None,
         canceller: EchoCanceller | None = None,
-        input_latency_s: Callable[[], float] = lambda: 0.0,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.conversation = Conversation()
@@ -92,7 +91,6 @@ class TalkSession:
         self.camera = camera
         self.ptt = ptt or PushToTalk(False)
         self.canceller = canceller
-        self.input_latency_s = input_latency_s
         self.on_change = on_change
         self.stopped = asyncio.Event()
         #: The answer whose audio is arriving: the turn of the latest ``state`` ``responding``.
@@ -264,13 +262,12 @@ class TalkSession:
         wait_ready = isinstance(self.source, WavSource)
         if wait_ready:
             await self.ready.wait()
-        async for block in self.source.frames():
+        async for at, block in self.source.frames():
             if wait_ready and not self.ready.is_set():
                 await self.ready.wait()
             if self.canceller is not None and self.sink is not None:
-                self.canceller.set_delay_ms(1000 * (self.sink.latency_s() + self.input_latency_s()))
                 self.canceller.played(self.sink.take_played(), self.sink.rate)
-                block = self.canceller.capture(block)
+                block = self.canceller.capture(block, at)
             block = self.ptt.gate(block)
             pcm = (np.clip(block, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
             await self.client.send_audio(pcm)
