@@ -3,11 +3,10 @@ by the residency manager), modes, sessions and metrics.
 
 Engines live in named slots of a :class:`~aria.pipeline.residency.ResidencyManager`: ``stt``, ``llm`` and
 ``tts`` for the main loadout, plus ``llm:<mode>`` / ``router:<mode>`` for modes configured with another
-model. Each connection *holds* the slots of its current mode (:meth:`Runtime.acquire`); a mode switch makes
-that set resident, unloading what no connection holds when the budget needs the room, and every load and
-unload is passed to the connections' listeners so the client hears why it waits. The VAD keeps
-per-stream state and is created per connection. While engines load, the page is already usable and
-``engine_states`` says what is still loading.
+model. Each conversation *holds* the slots of its mode (:mod:`aria.server.holders`); a mode switch makes
+that set resident, unloading what no one holds when the budget needs the room, and every load and unload
+reaches the conversations' listeners so the client hears why it waits. Pipelines hold slot handles, so a
+restart or a model switch swaps the engine under them. Health views live in :mod:`aria.server.health`.
 """
 
 from __future__ import annotations
@@ -233,8 +232,6 @@ class Runtime:
                     continue
                 restarted.append(name)
             return restarted
-
-    # -- modes and residency -----------------------------------------------------------------------
 
     # -- holders and health (see holders.py, health.py) ---------------------------------------------
 
