@@ -489,3 +489,24 @@ async def test_interrupt_response_false_lets_the_answer_finish(live: LiveServer)
             assert second["response"]["status"] == "completed"
         finally:
             await talking
+
+
+async def test_an_audio_item_is_transcribed_before_the_response_reads_it(live: LiveServer) -> None:
+    pcm = (say("what time is it", sample_rate=24000) * 32767).astype("<i2").tobytes()
+    content = [{"type": "input_audio", "audio": base64.b64encode(pcm).decode()}]
+    async with realtime(live.port) as rt:
+        await rt.next()
+        await rt.send(
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "message", "role": "user", "content": content},
+            }
+        )
+        await rt.send({"type": "response.create"})  # at once: the transcript is not there yet
+        await rt.until("response.done")
+        added = rt.of("conversation.item.added")[0]["item"]
+        assert added["content"] == [{"type": "input_audio", "transcript": None}]
+        await rt.send({"type": "conversation.item.retrieve", "item_id": added["id"]})
+        item = (await rt.until("conversation.item.retrieved"))["item"]
+    assert item["content"][0]["transcript"] == "what time is it"
+    assert engine(live).requests[-1].messages[-1].content == "what time is it"

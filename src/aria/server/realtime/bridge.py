@@ -91,8 +91,8 @@ class RealtimeBridge:
             if isinstance(event, dict):
                 self.events.put_nowait(event)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, coro: Any, name: str = "realtime-transcribe") -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -178,7 +178,9 @@ class RealtimeBridge:
         self._emit(events)
         commit = events[-1]
         assert isinstance(commit, p.Commit)
-        self._spawn(self._transcribe(commit.item_id, audio, respond=respond))
+        # A turn answered once transcribed starts its response itself: responses do not wait for it.
+        name = "realtime-turn" if respond else "realtime-transcribe"
+        self._spawn(self._transcribe(commit.item_id, audio, respond=respond), name)
 
     async def _transcribe(self, item_id: str, audio: np.ndarray, *, respond: bool) -> None:
         text = ""
@@ -240,6 +242,10 @@ class RealtimeBridge:
             for event in held:
                 self._on(event)
             return
+        # Items still being transcribed belong in the answer's context (a created input_audio item, a
+        # committed buffer): wait for them.
+        pending = [t for t in self._tasks if t.get_name() == "realtime-transcribe"]
+        await asyncio.gather(*pending, return_exceptions=True)
         session_instructions = self.protocol.session.config["instructions"]
         instructions = action.instructions if action.instructions != session_instructions else None
         try:
