@@ -253,6 +253,7 @@ async def test_an_image_item_is_answered_by_the_vision_model(live: LiveServer) -
             await rt.send({"type": "response.create", "response": {"output_modalities": ["text"]}})
             assert (await rt.until("response.output_text.done"))["text"] == expected
             await rt.until("response.done")
+    assert engine(live, "tts").calls == 0  # text responses are not synthesised
 
 
 async def test_a_transcription_session_transcribes_and_never_answers(live: LiveServer) -> None:

@@ -249,7 +249,8 @@ class RealtimeBridge:
         session_instructions = self.protocol.session.config["instructions"]
         instructions = action.instructions if action.instructions != session_instructions else None
         try:
-            turn = await self.conv.respond(instructions=instructions or None)
+            speak = "audio" in action.modalities  # a text response is not synthesised at all
+            turn = await self.conv.respond(instructions=instructions or None, speak=speak)
         except AriaError as exc:
             turn, why = None, str(exc)
         else:
