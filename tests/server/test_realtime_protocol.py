@@ -335,6 +335,13 @@ def test_malformed_events_get_a_clear_error_and_the_session_goes_on(
     ]
 
 
+def test_a_text_session_cannot_ask_for_an_audio_response() -> None:
+    d = Driver()
+    d.send({"type": "session.update", "session": {"output_modalities": ["text"]}})
+    error = d.error({"type": "response.create", "response": {"output_modalities": ["audio"]}})
+    assert error["param"] == "response.output_modalities"
+
+
 def test_the_not_yet_fields_are_known() -> None:
     assert {"session.audio.input.noise_reduction", "session.prompt", "response.conversation"} <= NOT_YET
 

@@ -384,6 +384,10 @@ class RealtimeProtocol:
     def start_response(self, params: ev.ResponseParams) -> list[Any]:
         cfg = self.session.config
         modalities = tuple(params.output_modalities or cfg["output_modalities"])
+        if "audio" in modalities and "audio" not in cfg["output_modalities"]:
+            raise InvalidInput(
+                "response.output_modalities: this session answers in text; set session.output_modalities"
+            )
         out_cfg = params.audio.output if params.audio is not None and params.audio.output else None
         output_format = (
             out_cfg.format.type if out_cfg is not None and out_cfg.format else self.session.output_format

@@ -34,7 +34,8 @@ def aria_settings(base: Settings, session: SessionState) -> Settings:
     )
     if cfg["max_output_tokens"] != "inf":
         llm = llm.model_copy(update={"max_tokens": int(cfg["max_output_tokens"])})
-    tts = base.tts.model_copy(update={"voice": session.voice or base.tts.voice, "enabled": True})
+    speak = "audio" in cfg["output_modalities"]  # a text session's turns are not synthesised
+    tts = base.tts.model_copy(update={"voice": session.voice or base.tts.voice, "enabled": speak})
     vad, turn, td = base.vad, base.turn, session.turn_detection or {}
     if td.get("type") == "server_vad":
         vad = vad.model_copy(
