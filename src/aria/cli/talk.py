@@ -120,8 +120,8 @@ async def talk(args: argparse.Namespace, settings: Settings) -> int:
         canceller = None
         if devices_both and not isinstance(source, WavSource) and not args.no_aec:
             canceller = open_echo_canceller()
-            if canceller is None:
-                notes.append("no echo canceller (pip install 'aria-assistant[aec]'): the server's echo guard")
+            if not canceller.aec:
+                notes.append("no echo canceller (pip install 'aria-assistant[aec]'): the echo guard alone")
         camera = Camera(args.camera) if args.camera else None
         session = TalkSession(
             functools.partial(TalkClient, url, token=args.token, session_id=session_id, key=key),
@@ -130,7 +130,6 @@ async def talk(args: argparse.Namespace, settings: Settings) -> int:
             camera=camera,
             ptt=PushToTalk(args.ptt is not None),
             canceller=canceller,
-            input_latency_s=getattr(source, "latency_s", lambda: 0.0),
         )
         holder["session"] = session
         for text in notes:
@@ -167,7 +166,7 @@ async def _interface(args: argparse.Namespace, session: Any, source: Any) -> Non
 
     if args.plain or not sys.stdin.isatty() or not sys.stdout.isatty():
         stdin = None if _is_wav(args.input) or sys.stdin.isatty() else sys.stdin
-        await PlainUI(session, sys.stdout, stdin).run()
+        await PlainUI(session, sys.stdout, stdin, exit_at_eof=source is None).run()
     else:
         await TerminalUI(session, levels=levels, ptt_key=args.ptt).run()
 

@@ -156,6 +156,11 @@ class TalkClient:
             raise OSError(f"the server closed the connection (code {code})")
 
     @property
+    def pending(self) -> int:
+        """Typed messages waiting for a connection."""
+        return len(self._pending)
+
+    @property
     def closing(self) -> bool:
         return self._closing
 

@@ -9,7 +9,8 @@ Ctrl-C or Ctrl-D (or ``/quit``) leaves. Drawing happens in the event loop (no re
 are read by a daemon thread with the terminal in raw mode, restored on the way out.
 
 :class:`PlainUI` prints each finished line once (``you: ...``, ``aria: ... [640 ms]``) and reads typed
-lines from stdin when it is not a terminal.
+lines from stdin when it is not a terminal; ``/quit`` (or the end of the input, without a microphone)
+leaves once what was typed has been answered.
 """
 
 from __future__ import annotations
@@ -216,10 +217,13 @@ def _read_keys(fd: int, keys: asyncio.Queue[str], loop: asyncio.AbstractEventLoo
 class PlainUI:
     """Finished lines printed once each; typed lines read from ``stdin`` (when given)."""
 
-    def __init__(self, session: TalkSession, out: IO[str], stdin: IO[str] | None = None) -> None:
+    def __init__(
+        self, session: TalkSession, out: IO[str], stdin: IO[str] | None = None, *, exit_at_eof: bool = False
+    ) -> None:
         self.session = session
         self.out = out
         self.stdin = stdin
+        self.exit_at_eof = exit_at_eof
         self._printed: set[int] = set()
 
     def show(self, *, last: bool = False) -> None:
@@ -257,8 +261,24 @@ class PlainUI:
         threading.Thread(target=_read_lines, args=(stdin, lines, loop), daemon=True, name="stdin").start()
         while (line := await lines.get()) is not None:
             if not await self.session.submit(line):
-                self.session.stop()
+                break
+        else:
+            if not self.exit_at_eof:
                 return
+        await self._settle()
+        self.session.stop()
+
+    async def _settle(self, within: float = 120.0) -> None:
+        """Wait for the answers to what was typed before leaving (a script pipes a question, then
+        ``/quit`` or the end of its input)."""
+        conv = self.session.conversation
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        typed = sum(1 for line in conv.lines if line.role == "you" and line.turn_id is None)
+        while loop.time() < deadline:
+            if conv.state == "idle" and len(conv.done) >= typed and not self.session.client.pending:
+                return
+            await asyncio.sleep(0.1)
 
 
 def _read_lines(stdin: IO[str], lines: asyncio.Queue[str | None], loop: asyncio.AbstractEventLoop) -> None:
