@@ -168,9 +168,15 @@ async def test_no_password_in_errors_or_the_log(leaky: Spawned) -> None:
     seen = json.dumps([m for _, m in client.messages if isinstance(m, dict)])
     assert PASSWORD not in seen
     assert error["code"] in ("llm_failed", "engine_error", "all_engines_failed"), error
+    # Resuming puts the session's key in the URL: the request line is logged without it.
+    key = client.session["key"]
+    ws, again = await connect(live, f"?session_id={client.session['session_id']}&key={key}")
+    async with ws:
+        assert again.session["resumed"] is True
     log = leaky.logged()
     assert PASSWORD not in log
     assert "ada:***@127.0.0.1" in log  # the URL was logged, masked
+    assert key.split(".")[1] not in log
 
 
 # -- log levels: normal disconnects and malformed frames --------------------------------------------------
