@@ -18,7 +18,7 @@ hidden 512; decoder 1024 channels; iSTFTNet upsampling 10 x 6 from 512 channels,
   place of the inverse STFT.
 
 Left out: the sine source from F0 and the AdaIN details of the resblocks (cheap next to the convolutions);
-about 63 M parameters against Kokoro's 82 M (the prosody predictor's F0/energy blocks are not modelled).
+about 61 M parameters against Kokoro's 82 M (the prosody predictor's F0/energy blocks are not modelled).
 The voices file is an ``.npz`` of ``(510, 1, 256)`` style tables, like ``voices-v1.0.bin``.
 """
 
