@@ -230,6 +230,7 @@ def _launch(
     browser = playwright_driver.chromium.launch(executable_path=str(CHROMIUM), args=args)
     browsers.append(browser)
     context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    context.add_init_script("window.ariaTestHooks = true")  # the page loads its test hooks (testhooks.js)
     page = context.new_page()
     aria = AriaPage(page)
     page.on("pageerror", lambda exc: aria.problems.append(f"uncaught: {exc}"))

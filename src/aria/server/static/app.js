@@ -2,7 +2,9 @@
 // server's messages to the log, the status and the modes; playback and barge-in; the buttons and keys.
 // Plain ES modules, no build step, nothing from a CDN.
 //
-//   state.js       shared state and the test hooks (window.ariaTest)
+//   state.js       shared state        events.js  the event emitter the modules tell what happens
+//   protocol.js    the wire: binary tags, message typedefs (checked against the server's models)
+//   testhooks.js   test-only: window.ariaTest, loaded when window.ariaTestHooks or ?testhooks=1 asks
 //   dom.js         elements, toasts, the screen-reader announcer, error words
 //   connection.js  the WebSocket: reconnect and resume, send, ping
 //   chat.js        the conversation log          dictation.js  the dictation document
@@ -20,14 +22,15 @@ import * as link from "./connection.js";
 import * as conversations from "./conversations.js";
 import { addParagraph, clearDictation, copyDictation, dictate } from "./dictation.js";
 import { friendly, localError, notify, ui } from "./dom.js";
+import { emit } from "./events.js";
 import * as media from "./media.js";
 import * as modes from "./modes.js";
 import { initSettings } from "./settings.js";
 import { checkSwitched, initModels } from "./models.js";
-import { app, test } from "./state.js";
+import { TAG_AUDIO } from "./protocol.js";
+import { app } from "./state.js";
 import { initStatus, pollBreakers, renderStatus, serverState, setServerState, showEngines } from "./status.js";
 
-const TAG_AUDIO = 0x01;
 const RAW_MIC = new URLSearchParams(location.search).get("rawmic") === "1";
 // Errors that answer a switch_mode: the mode in effect stays.
 const SWITCH_ERRORS = new Set(["unknown_mode", "mode_unavailable", "residency_error"]);
@@ -37,18 +40,17 @@ const player = new Player(ctx, {
   prebufferMs: 80,
   onReport: (turnId, playedMs, final) => {
     link.send({ type: "playback", turn_id: turnId, played_ms: playedMs });
-    test.playbackReports.push({ turn_id: turnId, played_ms: playedMs, final });
+    emit("playback-report", { turn_id: turnId, played_ms: playedMs, final });
   },
   onChange: () => renderStatus(),
 });
+let metricsShown = 0; // the waterfalls drawn, numbered from 1
 
-Object.defineProperties(test, {
-  samplesPlayed: { get: () => player.samplesPlayed, enumerable: true },
-  playing: { get: () => player.playing, enumerable: true },
-  underruns: { get: () => player.underruns, enumerable: true },
-  audioContextState: { get: () => ctx.state, enumerable: true },
-});
-test.disconnect = link.disconnect; // drop the connection: the page reconnects and resumes
+// The browser tests' hooks (test-only): asked for before the page's scripts run, or with ?testhooks=1.
+if (window.ariaTestHooks || new URLSearchParams(location.search).has("testhooks")) {
+  const hooks = await import("./testhooks.js");
+  hooks.install({ player, ctx, openConversation });
+}
 
 // -- server messages -------------------------------------------------------------------------------------
 
@@ -73,7 +75,6 @@ const handlers = {
 
   history(msg) {
     // A resumed session: show the conversation so far (once; a reconnect replays it again).
-    test.history = msg.messages;
     if (ui.log.dataset.session === msg.session_id) return;
     ui.log.dataset.session = msg.session_id;
     chat.showHistory(msg.messages, (entry) => {
@@ -84,21 +85,17 @@ const handlers = {
   },
 
   transcript(msg) {
-    test.transcripts.push(msg);
-    if (msg.final) test.finalTranscripts.push(msg.text);
     if (answerHeld() && msg.turn_id !== player.turnId) bargeIn();
     if (modes.isDictation()) dictate(msg);
     else chat.showTranscript(msg);
   },
 
   text_token(msg) {
-    test.tokens += msg.text;
     player.setTurn(msg.turn_id);
     chat.appendToken(msg.turn_id, msg.text);
   },
 
   response_done(msg) {
-    test.responses.push(msg);
     // Cut short while ducked (speech over it took the floor): drop what is left of it now.
     if (msg.interrupted && player.ducked && msg.turn_id === player.turnId) bargeIn();
     player.endTurn(msg.turn_id);
@@ -107,7 +104,6 @@ const handlers = {
   },
 
   state(msg) {
-    test.states.push(msg.state);
     if (msg.state === "responding") player.setTurn(msg.turn_id);
     if (msg.state === "listening" && answerHeld()) bargeIn();
     app.stateTurn = msg.turn_id;
@@ -119,14 +115,13 @@ const handlers = {
   },
 
   metrics(msg) {
-    test.metrics.push(msg);
-    chat.showWaterfall(msg, test.metrics.length);
+    metricsShown += 1;
+    chat.showWaterfall(msg, metricsShown);
     chat.showModel(msg.turn_id, msg.extra?.model);
     conversations.refreshSoon(); // the turn is saved by now: its message count
   },
 
   notification(msg) {
-    test.notifications.push(msg);
     if (modes.onMonitorAlert(msg)) return;
     if (typeof msg.data?.mode === "string") modes.modeFromNotification(msg.data.mode);
     notify(msg.text, msg.level === "warning" ? "warning" : "info");
@@ -141,7 +136,6 @@ const handlers = {
   },
 
   error(msg) {
-    test.errors.push(msg);
     if (SWITCH_ERRORS.has(msg.code)) modes.dropPendingSwitch();
     if (msg.code === "invalid_session") link.forgetSession(); // the next try starts afresh
     if (msg.turn_id) chat.markFailed(msg.turn_id);
@@ -153,14 +147,12 @@ const handlers = {
   },
 
   playback_control(msg) {
-    test.playbackControls.push(msg);
     player.duck(msg.command === "pause");
   },
 };
 
 function onMessage(msg) {
-  test.received.push({ at: Math.round(performance.now()), ...msg });
-  if (test.received.length > 300) test.received.shift();
+  emit("message", msg);
   const handle = handlers[msg.type];
   if (handle) handle(msg);
   else console.debug("aria: ignoring message", msg.type);
@@ -170,7 +162,7 @@ function onBinary(buffer) {
   const bytes = new Uint8Array(buffer);
   if (bytes.length < 2) return;
   if (bytes[0] === TAG_AUDIO) {
-    test.audioFramesReceived += 1;
+    emit("audio-frame");
     player.push(bytes.subarray(1));
   }
 }
@@ -185,7 +177,7 @@ function onClose() {
 // -- playback and barge-in ---------------------------------------------------------------------------------
 
 function stopPlayback() {
-  test.interrupts += 1;
+  emit("interrupt");
   player.stop(); // sends the final playback report of each turn it cuts
   renderStatus();
 }
@@ -221,7 +213,6 @@ function openConversation(sessionId, { push = true } = {}) {
   link.openSession(sessionId, { push });
   return started;
 }
-test.openConversation = openConversation;
 
 // -- typed text ------------------------------------------------------------------------------------------
 
@@ -281,8 +272,6 @@ window.addEventListener("online", link.reconnectNow);
 watchSound();
 renderStatus();
 link.connect({ onMessage, onBinary, onClose });
-window.ariaTest.refreshHealth = pollBreakers;
 pollBreakers();
 setInterval(pollBreakers, 10000);
-window.ariaTest.checkModel = checkSwitched;
 setInterval(checkSwitched, 5000); // a model switched from elsewhere

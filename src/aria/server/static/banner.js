@@ -4,7 +4,7 @@
 // changes (for this tab).
 
 import { el, ui } from "./dom.js";
-import { test } from "./state.js";
+import { emit } from "./events.js";
 
 const DISMISSED_KEY = "aria.banner.dismissed";
 let current = "";
@@ -15,12 +15,11 @@ export function initBanner() {
 
 /** Show `limited` (the `/health` entries: {slot, kind, engine, reason, detail, fix, command}). */
 export function showLimited(limited) {
-  test.limited = limited;
   current = limited.map((l) => `${l.slot}:${l.engine}:${l.command}`).join("|");
   ui.bannerItems.replaceChildren(...limited.map(item));
   const dismissed = sessionStorage.getItem(DISMISSED_KEY) === current;
   ui.banner.hidden = limited.length === 0 || dismissed;
-  test.bannerShown = !ui.banner.hidden;
+  emit("banner", { limited, shown: !ui.banner.hidden });
 }
 
 function item(limitation) {
@@ -48,11 +47,11 @@ async function copyCommand(command, button) {
   } catch {
     button.textContent = "Select and copy";
   }
-  test.copied = command;
+  emit("copied", command);
 }
 
 function dismiss() {
   sessionStorage.setItem(DISMISSED_KEY, current);
   ui.banner.hidden = true;
-  test.bannerShown = false;
+  emit("banner", { shown: false });
 }

@@ -2,9 +2,11 @@
 // in use is in the address (`?session_id=`, so a conversation has a URL) and in sessionStorage (a reload).
 // Each conversation's resume key (sent once, in its `session` message) is kept in localStorage: resuming
 // it, and listing, exporting, renaming or deleting it, need the key (docs/protocol.md, Session ownership).
+// No DOM here: the connection's state goes out as events (`connection`, `pong`, `sent`; events.js) and the
+// status module draws the pill.
 
-import { ui } from "./dom.js";
-import { test } from "./state.js";
+import { emit } from "./events.js";
+import { frame } from "./protocol.js";
 
 const SESSION_KEY = "aria.session_id";
 const KEYS = "aria.session_keys"; // {session id: resume key}
@@ -134,15 +136,15 @@ export function connect(handlers = link.handlers) {
   };
 }
 
-/** Closed on purpose (taken over, idle): wait for the person to ask, then connect again. */
+/** Closed on purpose (taken over, idle): wait for the person to ask (`resume`), then connect again. */
 function park(code) {
-  setConn("offline", PARKED[code], code);
-  ui.conn.style.cursor = "pointer";
-  ui.conn.addEventListener("click", () => {
-    ui.conn.style.cursor = "";
-    backoff.attempt = 0;
-    reconnectNow();
-  }, { once: true });
+  setConn("offline", PARKED[code], code, true);
+}
+
+/** Connect again now, after a parked close or a drop (the backoff starts over). */
+export function resume() {
+  backoff.attempt = 0;
+  reconnectNow();
 }
 
 /** Exponential backoff with jitter: 0.5-1x of 0.5 s, 1 s, 2 s, ... up to 15 s; reset by a session. */
@@ -193,14 +195,13 @@ export function forgetSession() {
 }
 
 export function pong() {
-  if (link.pingSent) ui.conn.title = `round trip ${Math.round(performance.now() - link.pingSent)} ms`;
+  if (link.pingSent) emit("pong", { roundTripMs: Math.round(performance.now() - link.pingSent) });
 }
 
-function setConn(state, words, code) {
-  test.connection = state;
-  ui.conn.dataset.conn = state;
-  ui.connText.textContent = words;
-  ui.conn.title = code ? `last close code ${code}` : "";
+/** `connection` event: {state: "connecting" | "open" | "offline", words, code (the last close code),
+ * parked (closed on purpose: waits for `resume`)}. */
+function setConn(state, words, code = null, parked = false) {
+  emit("connection", { state, words, code, parked });
 }
 
 export function isOpen() {
@@ -215,15 +216,12 @@ export function buffered() {
 export function send(msg) {
   if (!isOpen()) return false;
   link.ws.send(JSON.stringify(msg));
-  test.sent.push(msg);
+  emit("sent", msg);
   return true;
 }
 
 export function sendBinary(tag, payload) {
   if (!isOpen()) return false;
-  const frame = new Uint8Array(payload.byteLength + 1);
-  frame[0] = tag;
-  frame.set(new Uint8Array(payload), 1);
-  link.ws.send(frame);
+  link.ws.send(frame(tag, payload));
   return true;
 }

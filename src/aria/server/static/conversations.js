@@ -6,7 +6,7 @@
 
 import { currentSession, forgetKey, sessionKeys } from "./connection.js";
 import { el, localError, notify } from "./dom.js";
-import { test } from "./state.js";
+import { emit } from "./events.js";
 
 const $ = (id) => document.getElementById(id);
 const list = { rows: [], timer: null, open: null, panel: null, items: null, current: null };
@@ -86,7 +86,7 @@ export async function refresh(force = false) {
 
 /** Draw the list; an item being renamed or asked about is left alone unless `force`. */
 function render(force = false) {
-  test.conversations = list.rows.map((r) => ({ ...r }));
+  emit("conversations", list.rows);
   if (!force && list.items.querySelector(".conv-rename, .conv-confirm")) return;
   const rows = [...list.rows];
   if (list.current && !rows.some((r) => r.session_id === list.current)) {

@@ -2,9 +2,10 @@
 // the one being spoken shows as a partial paragraph at the end; Copy puts the text on the clipboard.
 
 import { el, localError, ui } from "./dom.js";
-import { test } from "./state.js";
+import { emit } from "./events.js";
 
 let partial = null; // {turnId, node}: the paragraph still being spoken
+const paragraphs = []; // the final paragraphs' text, in order
 
 /** Show the document (and hide the conversation log), or the other way round. */
 export function showDictation(on) {
@@ -36,7 +37,8 @@ export function addParagraph(text) {
   const p = el("p", "", text);
   if (partial) ui.dictationText.insertBefore(p, partial.node);
   else ui.dictationText.append(p);
-  test.dictation.push(text);
+  paragraphs.push(text);
+  emit("dictation", paragraphs);
   scroll();
 }
 
@@ -52,7 +54,7 @@ function scroll() {
 
 /** The document as plain text: paragraphs separated by a blank line. */
 export function dictationText() {
-  return test.dictation.join("\n\n");
+  return paragraphs.join("\n\n");
 }
 
 export async function copyDictation() {
@@ -65,7 +67,7 @@ export async function copyDictation() {
       return;
     }
   }
-  test.copied = text;
+  emit("copied", text);
   ui.copy.textContent = "Copied";
   setTimeout(() => { ui.copy.textContent = "Copy"; }, 1500);
 }
@@ -87,6 +89,7 @@ function copyBySelection(text) {
 
 export function clearDictation() {
   dropPartial();
-  test.dictation.length = 0;
+  paragraphs.length = 0;
+  emit("dictation", paragraphs);
   ui.dictationText.replaceChildren();
 }

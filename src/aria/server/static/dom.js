@@ -1,6 +1,6 @@
 // The page's elements, toasts, the screen-reader announcer, and friendly words for error codes.
 
-import { test } from "./state.js";
+import { emit } from "./events.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -90,12 +90,12 @@ export function notify(text, level = "info") {
 
 /** Read `text` out to screen readers now (an assertive live region, not shown). */
 export function announce(text) {
-  test.announcements.push(text);
+  emit("announce", text);
   // A fresh node per announcement: some readers skip a live region whose text is set to the same value.
   ui.announcer.replaceChildren(el("p", "", text));
 }
 
 export function localError(code, text) {
-  test.errors.push({ code, message: text, local: true });
+  emit("local-error", { code, message: text, local: true });
   notify(text, "error");
 }

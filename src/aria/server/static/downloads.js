@@ -3,7 +3,7 @@
 // how to retry (the panel can then be dismissed), and the panel goes away when nothing is left to show.
 
 import { el, ui } from "./dom.js";
-import { test } from "./state.js";
+import { emit } from "./events.js";
 
 const FAST_MS = 1000;
 let again = null;
@@ -16,7 +16,7 @@ function mb(bytes) {
 /** Show `downloads` ([{name, file, done, total, state, error}]); while some are under way, call `refresh`
  * (the /health poll) again in a second. */
 export function showDownloads(downloads, refresh) {
-  test.downloads = downloads;
+  emit("downloads", downloads);
   const shown = downloads.filter((d) => d.state !== "done");
   const rows = shown.map((d) => {
     const li = el("li", `download ${d.state}`);

@@ -5,10 +5,10 @@ import { MicCapture, resumeAudio } from "./audio.js";
 import { showUserImage } from "./chat.js";
 import { buffered, isOpen, send, sendBinary } from "./connection.js";
 import { localError, ui } from "./dom.js";
-import { app, test } from "./state.js";
+import { emit } from "./events.js";
+import { TAG_AUDIO, TAG_VIDEO } from "./protocol.js";
+import { app } from "./state.js";
 
-const TAG_AUDIO = 0x01;
-const TAG_VIDEO = 0x02;
 
 const deps = { ctx: null, stopPlayback: () => {}, onCameraChange: () => {} };
 const meter = { rms: 0, peak: 0, shown: 0 };
@@ -39,7 +39,7 @@ export function setMicRate(rate) {
 
 function sendAudioFrame(pcm) {
   if (pcm.byteLength === 0 || pcm.byteLength > app.limits.max_audio_frame_bytes) return;
-  if (sendBinary(TAG_AUDIO, pcm)) test.audioFramesSent += 1;
+  if (sendBinary(TAG_AUDIO, pcm)) emit("audio-frame-sent");
 }
 
 export async function toggleMic() {
@@ -63,13 +63,13 @@ export async function toggleMic() {
     }[err.name] || `The microphone could not start: ${err.message}`;
     localError("mic_failed", words);
   } finally {
-    ui.mic.disabled = !test.micAvailable;
+    ui.mic.disabled = !app.micAvailable;
   }
 }
 
 /** A mode without audio input hides the microphone (and stops it when it is on). */
 export function setMicAvailable(available) {
-  test.micAvailable = available;
+  app.micAvailable = available;
   if (!available && mic.active) {
     mic.stop();
     setMicUi(false);
@@ -217,7 +217,7 @@ async function sendCameraFrame() {
     c.getContext("2d").drawImage(v, 0, 0, c.width, c.height);
     const blob = await new Promise((r) => c.toBlob(r, "image/jpeg", 0.7));
     if (blob && blob.size <= app.limits.max_image_bytes && sendBinary(TAG_VIDEO, await blob.arrayBuffer())) {
-      test.videoFramesSent += 1;
+      emit("video-frame-sent");
     }
   } finally {
     camera.busy = false;

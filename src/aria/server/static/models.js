@@ -3,7 +3,8 @@
 // cannot start is refused with the reason and the picker goes back to the one still answering.
 
 import { notify, ui } from "./dom.js";
-import { app, test } from "./state.js";
+import { emit } from "./events.js";
+import { app } from "./state.js";
 
 let known = { current: null, switched_at: null, models: [] };
 let loaded = false;
@@ -42,7 +43,7 @@ export async function refreshModels() {
   loaded = true;
   known = data;
   app.llmModel = data.model || null;
-  test.models = data;
+  emit("models", data);
   fill(data);
   return before;
 }
@@ -77,7 +78,7 @@ async function choose(name) {
   ui.model.disabled = true;
   ui.modelNote.textContent = `Loading ${label}…`;
   ui.modelNote.hidden = false;
-  test.modelSwitches = (test.modelSwitches || 0) + 1;
+  emit("model-switch", name);
   let res, body;
   try {
     res = await fetch("/models/llm", {
@@ -96,7 +97,7 @@ async function choose(name) {
     explained = known.switched_at;
     notify(`New answers come from ${body.label || label}.`, "info");
   } else {
-    test.modelErrors = [...(test.modelErrors || []), body];
+    emit("model-error", body);
     notify(`The model was not switched: ${body.message || "unknown error"}`, "error");
     ui.model.value = known.current; // the model still answering
     ui.model.disabled = false;

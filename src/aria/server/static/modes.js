@@ -6,7 +6,8 @@ import { send } from "./connection.js";
 import { showDictation } from "./dictation.js";
 import { announce, el, engineWords, localError, notify, ui } from "./dom.js";
 import { cameraOn, setMicAvailable } from "./media.js";
-import { app, test } from "./state.js";
+import { emit } from "./events.js";
+import { app } from "./state.js";
 
 // A mode the server does not describe: talk or type, no hints (the image and camera buttons stay anyway).
 const PLAIN_INPUTS = ["audio", "text"];
@@ -122,7 +123,7 @@ function requestSwitch() {
 
 /** A `mode` message: the mode (and watch condition) now in effect. */
 export function onModeMessage(msg) {
-  test.modeMessages.push(msg);
+  emit("mode", msg);
   app.mode = msg.mode;
   app.modeEngines = msg.engines || {};
   if (app.pendingMode === msg.mode) app.pendingMode = null;
@@ -237,7 +238,7 @@ export function onMonitorAlert(msg) {
     description: data.description || msg.text,
     at: data.at ?? null,
   };
-  test.alerts.push(alert);
+  emit("alert", alert);
   const at = alertTime(alert.at);
   const time = el("time", "", at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }));
   time.dateTime = at.toISOString();
@@ -264,7 +265,7 @@ function alertTime(at) {
 let flashTimer = null;
 
 function flashStatus() {
-  test.alertFlashes += 1;
+  emit("alert-flash");
   ui.status.classList.remove("flash");
   void ui.status.offsetWidth; // restart the animation
   ui.status.classList.add("flash");

@@ -3,7 +3,7 @@
 
 import { send } from "./connection.js";
 import { ui } from "./dom.js";
-import { test } from "./state.js";
+import { emit } from "./events.js";
 import { groupVoices } from "./voices.js";
 
 export function initSettings() {
@@ -57,7 +57,7 @@ function fillPicker(select, items) {
 function fillVoices(ids) {
   const options = [new Option("Default", "")];
   const groups = groupVoices([...new Set(ids)]);
-  test.voiceGroups = groups.map(([language, voices]) => ({ language, voices: voices.map((v) => ({ ...v })) }));
+  emit("voice-groups", groups);
   for (const [language, voices] of groups) {
     const group = document.createElement("optgroup");
     group.label = language;

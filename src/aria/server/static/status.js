@@ -1,9 +1,12 @@
 // The status pill (idle, listening, thinking, speaking; what is loading; a mode switch under way), the
-// engines line under the settings, and what `GET /health` says (breakers, limited engines, modes).
+// connection pill (from connection.js's events), the engines line under the settings, and what
+// `GET /health` says (breakers, limited engines, modes).
 
 import { showLimited } from "./banner.js";
+import { resume } from "./connection.js";
 import { showDownloads } from "./downloads.js";
 import { el, engineWords, ui } from "./dom.js";
+import { on } from "./events.js";
 import { modeInReason, modeInfo, setModeAvailability } from "./modes.js";
 import { app } from "./state.js";
 
@@ -13,6 +16,21 @@ let player = null;
 
 export function initStatus(thePlayer) {
   player = thePlayer;
+  on("connection", renderConnection);
+  on("pong", ({ roundTripMs }) => { ui.conn.title = `round trip ${roundTripMs} ms`; });
+  ui.conn.addEventListener("click", () => {
+    if (ui.conn.dataset.parked !== "true") return;
+    resume();
+  });
+}
+
+/** The connection pill: connecting, open, offline (with why); a parked connection waits for a click. */
+function renderConnection({ state, words, code, parked }) {
+  ui.conn.dataset.conn = state;
+  ui.conn.dataset.parked = String(parked);
+  ui.conn.style.cursor = parked ? "pointer" : "";
+  ui.connText.textContent = words;
+  ui.conn.title = code ? `last close code ${code}` : "";
 }
 
 export function setServerState(state, loading = [], reason = "") {
