@@ -3,13 +3,20 @@ real time and with ``--fast``; the answers are where they belong on the input's 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 from aria.core.audio import read_wav, resample
-from tests.talk.conftest import Talk, engines, speech_wav, write_config
+from tests.server.conftest import free_port
+from tests.talk.conftest import ROOT, Talk, engines, speech_wav, write_config
 
 QUESTIONS = ["What time is it?", "Tell me a story about a robot."]
 ANSWERS = ["It is nine in the morning.", "Once upon a time there was a tiny robot."]
@@ -76,3 +83,39 @@ def test_bad_input_file_is_a_clear_error(tmp_path: Path) -> None:
     assert talk.proc.wait(60) == 1
     talk.stop()
     assert "is not a PCM WAV file" in talk.stderr
+
+
+def test_server_option_talks_to_a_live_aria_serve_with_a_token(tmp_path: Path) -> None:
+    """``--server`` against ``aria serve`` in its own process: the same conversation from a file."""
+    config = _config(tmp_path)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ARIA_MODELS__OFFLINE": "1"}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "aria", "--config", str(config), "serve", "--port", str(port),
+         "--token", "tk-1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code < 500:
+                    break
+            assert serve.poll() is None, "aria serve exited"
+            assert time.monotonic() < deadline, "aria serve did not start"
+            time.sleep(0.2)
+        question = speech_wav(tmp_path / "in.wav", QUESTIONS[:1], gap_s=2.5)
+        url = f"ws://127.0.0.1:{port}"
+        args = ["--server", url, "--token", "tk-1", "--input", str(question), "--output", "none", "--fast"]
+        talk = Talk(args, config=config, env=env)
+        code = talk.proc.wait(60)
+        talk.stop()
+        assert code == 0, talk.stderr
+        assert [line.split(" [")[0] for line in talk.lines] == ["you: what time is it", f"aria: {ANSWERS[0]}"]
+        refused = Talk(["--server", url, "--token", "wrong", "--input", "none"], config=config, env=env)
+        assert refused.proc.wait(60) == 1
+        refused.stop()
+        assert "refused the connection (HTTP 403): check the token (--token)" in refused.stderr
+    finally:
+        serve.terminate()
+        serve.wait(20)
