@@ -210,3 +210,13 @@ def test_kokoro_threads_option(cache: Path, result: dict[str, Any]) -> None:
             await tts.aclose()
 
     assert asyncio.run(run()) > 0.5
+
+
+def test_a_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from aria.bench import embedded
+    from aria.errors import EngineUnavailable
+
+    monkeypatch.setattr(embedded, "_NEEDS", (*embedded._NEEDS, "aria_no_such_package"))
+    with pytest.raises(EngineUnavailable, match=r"aria_no_such_package.*aria-assistant\[bench\]"):
+        asyncio.run(embedded.run_embedded_bench(quick=True, cache_dir=tmp_path))
+    assert not any(tmp_path.iterdir()), "nothing is made before the check"

@@ -26,6 +26,7 @@ Medians over ``runs`` after one warm-up each. ``quick`` runs tiny shapes (CI smo
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import platform
 import re
@@ -42,6 +43,7 @@ from aria.engines.base import LLMRequest
 from aria.engines.llm.llamacpp import LlamaCppLLM
 from aria.engines.stt.whisper import WhisperSTT
 from aria.engines.tts.kokoro import KokoroTTS
+from aria.errors import EngineUnavailable
 from aria.testing.shapes import ShapedModels, default_cache_dir, make_models
 from aria.testing.speech import say
 from aria.types import AudioChunk, GeneratedToken, Message
@@ -117,6 +119,8 @@ def _messages(session: int, turns: Sequence[tuple[str, str]], question: str) -> 
     return (*out, Message("user", question))
 
 
+#: What making and running the models imports (the ``bench`` extra).
+_NEEDS = ("gguf", "onnx", "ctranslate2", "faster_whisper", "llama_cpp", "kokoro_onnx", "onnxruntime")
 _LLM_TIMES = ("ttft_ms", "first_clause_ms", "ttft_cpu_ms", "first_clause_cpu_ms")
 
 
@@ -292,6 +296,11 @@ async def run_embedded_bench(
     tts_threads: int | None = None,
 ) -> dict[str, Any]:
     """Make (or reuse) the shaped models and measure; see the module docstring."""
+    missing = [name for name in _NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise EngineUnavailable(
+            f"aria bench embedded needs {', '.join(missing)}: pip install 'aria-assistant[bench]'"
+        )
     runs = runs or (1 if quick else 3)
     cache_dir = cache_dir or default_cache_dir()
     models = await asyncio.to_thread(make_models, cache_dir, quick=quick, words=script_words())
