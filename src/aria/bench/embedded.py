@@ -152,14 +152,19 @@ async def _llm_turn(
     stamps: list[float] = []
     cpu_stamps: list[float] = []
     text: list[str] = []
-    async with closing_stream(llm.stream(request)) as pieces:
-        async for piece in pieces:
-            if isinstance(piece, GeneratedToken):
-                stamps.append(time.perf_counter() - began)
-                cpu_stamps.append(time.process_time() - cpu)
-                text.append(piece.text)
-                if tts is not None and speaking is None and len(stamps) == FIRST_CLAUSE_TOKENS:
-                    speaking = asyncio.create_task(_first_audio(tts, FIRST_CLAUSE))
+    try:
+        async with closing_stream(llm.stream(request)) as pieces:
+            async for piece in pieces:
+                if isinstance(piece, GeneratedToken):
+                    stamps.append(time.perf_counter() - began)
+                    cpu_stamps.append(time.process_time() - cpu)
+                    text.append(piece.text)
+                    if tts is not None and speaking is None and len(stamps) == FIRST_CLAUSE_TOKENS:
+                        speaking = asyncio.create_task(_first_audio(tts, FIRST_CLAUSE))
+    except BaseException:
+        if speaking is not None:
+            speaking.cancel()
+        raise
     overlap = await speaking if speaking is not None else None
     prefill = llm.last_prefill
     assert prefill is not None and stamps, "the model generated nothing"
