@@ -25,6 +25,7 @@ import pytest
 import websockets
 
 from aria.engines.vad.silero import SileroVAD, find_model
+from aria.server.limits import Admission, Refused, Seat, watch_idle
 from aria.types import AudioChunk
 from tests.server.conftest import Client, LiveServer, free_port
 
@@ -267,7 +268,7 @@ async def _closed_with(client: Client, within: float = 5.0) -> tuple[dict[str, A
 
 
 async def _try_connect(live: LiveServer) -> tuple[websockets.ClientConnection, Client]:
-    ws = await websockets.connect(live.ws_url)
+    ws = await websockets.connect(live.ws_url, max_queue=None)  # unread answers never stall a close
     client = Client(ws)
     client.session = await client.next()
     return ws, client
@@ -368,3 +369,70 @@ async def test_a_connection_with_a_silero_vad_costs_well_under_a_megabyte(tmp_pa
         for ws in held:
             await ws.close()
         await asyncio.to_thread(stop, served)
+
+
+# -- the admission rules, on a fake clock ----------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_admission_gives_the_idlest_seat_to_a_newcomer_and_refuses_when_none_is_idle() -> None:
+    clock = FakeClock()
+    admission = Admission(
+        max_total=lambda: 3, max_per_client=lambda: 2, evict_idle_s=lambda: 10.0, clock=clock
+    )
+    kicked: list[tuple[str, str, int]] = []
+
+    def seat_for(address: str) -> Seat:
+        seat = admission.admit(address)
+
+        async def kick(code: str, message: str, close_code: int) -> None:
+            kicked.append((seat.address, code, close_code))
+
+        seat.kick = kick
+        return seat
+
+    a1, a2 = seat_for("10.0.0.1"), seat_for("10.0.0.1")
+    with pytest.raises(Refused, match="max_connections_per_client"):
+        admission.admit("10.0.0.1")  # nobody idle yet
+    b1 = seat_for("10.0.0.2")
+    with pytest.raises(Refused, match=r"3 connections \(max_connections\)"):
+        admission.admit("10.0.0.3")
+    clock.now += 11
+    a2.touch()  # a2 and b1 are in use; a1 has been idle 11 s
+    b1.touch()
+    newcomer = seat_for("10.0.0.3")
+    await asyncio.sleep(0)  # the kick runs as a task
+    assert kicked == [("10.0.0.1", "idle_evicted", 4408)]
+    assert a1 not in admission.seats
+    assert {a2, b1, newcomer} == admission.seats
+    admission.release(newcomer)
+    assert newcomer.done.is_set()
+
+
+async def test_watch_idle_closes_after_the_timeout_counted_from_the_last_use() -> None:
+    clock = FakeClock()
+    seat = Seat("10.0.0.1", clock)
+    closed: list[str] = []
+
+    async def kick(code: str, message: str, close_code: int) -> None:
+        closed.append(code)
+
+    seat.kick = kick
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # time passes only when the watcher sleeps
+        waits.append(seconds)
+        clock.now += seconds
+        if len(waits) == 1:
+            seat.touch()  # used during the first wait: the deadline moves
+
+    await asyncio.wait_for(watch_idle(seat, lambda: 30.0, sleep=sleep), 1)
+    assert closed == ["idle_timeout"]
+    assert waits == [30.0, 30.0]
