@@ -145,7 +145,8 @@ def _run_turns(args: argparse.Namespace) -> int:
 
 
 def _run_embedded(args: argparse.Namespace) -> int:
-    from aria.bench.embedded import format_report, run_embedded_bench
+    from aria.bench.embedded import run_embedded_bench
+    from aria.bench.embedded_report import format_report
 
     result = asyncio.run(
         run_embedded_bench(
