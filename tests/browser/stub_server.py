@@ -137,6 +137,11 @@ class StubAria:
             return None
         if path == "/models":
             return _response(200, b"{}", "application/json")
+        if path == "/models/llm":  # the model picker: one model, nothing to switch to
+            body = b'{"current": "builtin", "label": "Built-in", "switched_at": null, "models": []}'
+            return _response(200, body, "application/json")
+        if path == "/models/llm/current":
+            return _response(200, b'{"current": "builtin", "switched_at": null}', "application/json")
         if path == "/health":  # the page polls it for breaker states
             return _response(200, b'{"status": "ok", "breakers": {}}', "application/json")
         if path == "/sessions":  # the page's conversation list
