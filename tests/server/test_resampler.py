@@ -1,4 +1,4 @@
-"""TurnResampler: a turn's chunks resampled as one stream (no seams), its tail at the end, one turn at a time."""
+"""TurnResampler: a turn's chunks resampled as one stream (no seams), its tail last, one turn at a time."""
 
 from __future__ import annotations
 
