@@ -297,7 +297,7 @@ def _drift(
 ) -> dict[str, Any]:
     """Whether turns slow down or memory grows as the conversation gets long: the p50 of the first and
     the last ``window`` completed turns (each half of them when there are fewer than twice as many) and
-    of each ``window`` in between; RSS growth per 1,000 turns over the run, and after the first sample
+    of each whole ``window`` from the start; RSS growth per 1,000 turns over the run, and after the first sample
     past the start (once the history has reached ``session.max_messages``, when the run is that long).
     RSS is the whole process's: the server's, and the client's small record of each turn."""
     size = min(window, len(total_ms) // 2) or len(total_ms)
@@ -308,7 +308,9 @@ def _drift(
         "turn_ms_p50_first": first,
         "turn_ms_p50_last": last,
         "p50_last_over_first": round(last / first, 3) if first and last else None,
-        "turn_ms_p50_by_window": [_pct(total_ms[at : at + size], 50) for at in range(0, len(total_ms), size)],
+        "turn_ms_p50_by_window": [
+            _pct(total_ms[at : at + size], 50) for at in range(0, len(total_ms) - size + 1, size)
+        ],
         "rss_mb_per_1000_turns": _slope(samples),
         "rss_mb_per_1000_turns_after_first": _slope(samples[1:]) if len(samples) > 2 else None,
         "rss_samples": [[turn, mb] for turn, mb in samples],
