@@ -297,8 +297,9 @@ def _drift(
 ) -> dict[str, Any]:
     """Whether turns slow down or memory grows as the conversation gets long: the p50 of the first and
     the last ``window`` completed turns (each half of them when there are fewer than twice as many) and
-    of each whole ``window`` from the start; RSS growth per 1,000 turns over the run, and after the first sample
-    past the start (once the history has reached ``session.max_messages``, when the run is that long).
+    of each whole ``window`` from the start; RSS growth per 1,000 turns over the run, and after the first
+    sample past the start (once the history has reached ``session.max_messages``, when the run is that
+    long).
     RSS is the whole process's: the server's, and the client's small record of each turn."""
     size = min(window, len(total_ms) // 2) or len(total_ms)
     first, last = _pct(total_ms[:size], 50), _pct(total_ms[-size:], 50)
