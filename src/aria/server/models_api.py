@@ -32,8 +32,7 @@ from fastapi.responses import JSONResponse
 from aria.core.config import LLMSettings, Settings
 from aria.engines.catalog import CATALOG, ModelEntry
 from aria.engines.models import models_dir
-from aria.errors import AriaError
-from aria.pipeline.residency import ResidencyError
+from aria.errors import AriaError, ResidencyError
 from aria.server.runtime import Runtime
 
 __all__ = ["ModelChoice", "choices", "ollama_root", "router", "with_model"]
