@@ -52,7 +52,7 @@ def test_the_dashboard_draws_latency_engines_and_memory(
         problems: list[str] = []
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.goto(f"{fake_aria_server.url}/dashboard?poll=1")
+        page.goto(f"{fake_aria_server.url}/dashboard?poll=1&testhooks=1")
         page.wait_for_function(
             "() => window.dashboardTest && window.dashboardTest.rendered >= 1", timeout=10000
         )

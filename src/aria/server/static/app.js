@@ -49,7 +49,9 @@ let metricsShown = 0; // the waterfalls drawn, numbered from 1
 // The browser tests' hooks (test-only): asked for before the page's scripts run, or with ?testhooks=1.
 if (window.ariaTestHooks || new URLSearchParams(location.search).has("testhooks")) {
   const hooks = await import("./testhooks.js");
-  hooks.install({ player, ctx, openConversation });
+  hooks.install({
+    player, ctx, openConversation, disconnect: link.disconnect, refreshHealth: pollBreakers, checkModel: checkSwitched,
+  });
 }
 
 // -- server messages -------------------------------------------------------------------------------------

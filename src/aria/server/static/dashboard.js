@@ -2,6 +2,8 @@
 // percentiles since start and over time) and draws it: latency lines per stage, engines and breakers,
 // resident engines against the memory budget. Charts are inline SVG drawn here; nothing from a CDN.
 
+import { emit } from "./events.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 const params = new URLSearchParams(location.search);
 const TOKEN = params.get("token");
@@ -21,7 +23,8 @@ const QUANTILES = [["p50", "var(--accent)"], ["p90", "var(--warn)"], ["p99", "va
 const SLOT_COLORS = ["#3b5bdb", "#2f9e44", "#e8590c", "#ae3ec9", "#1098ad", "#f08c00", "#c2255c"];
 
 const $ = (id) => document.getElementById(id);
-const test = (window.dashboardTest = { polls: 0, rendered: 0, errors: [], data: null });
+// The browser tests' hooks (test-only), when asked for: window.ariaTestHooks, or ?testhooks=1.
+if (window.ariaTestHooks || params.has("testhooks")) (await import("./testhooks.js")).installDashboard();
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -246,7 +249,6 @@ function renderMemory(data) {
 }
 
 function render(data) {
-  test.data = data;
   const status = $("dash-status");
   status.dataset.status = data.status;
   $("dash-status-text").textContent = data.status;
@@ -256,12 +258,12 @@ function render(data) {
   renderLatency(data);
   renderEngines(data);
   renderMemory(data);
-  test.rendered += 1;
+  emit("dashboard-rendered", data);
 }
 
 let timer = null;
 async function poll() {
-  test.polls += 1;
+  emit("dashboard-poll");
   let wait = POLL_OVERRIDE || 3;
   try {
     const res = await fetch("/metrics/json", {
@@ -274,7 +276,7 @@ async function poll() {
     $("dash-error").hidden = true;
     render(data);
   } catch (exc) {
-    test.errors.push(String(exc.message || exc));
+    emit("dashboard-error", String(exc.message || exc));
     $("dash-error").textContent = `Could not read the server's metrics: ${exc.message || exc}`;
     $("dash-error").hidden = false;
     $("dash-status").dataset.status = "unreachable";

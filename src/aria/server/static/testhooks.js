@@ -1,7 +1,8 @@
-// TEST-ONLY. `window.ariaTest`: what the browser tests read and call (tests/browser/README.md). Loaded by
-// app.js only when the page is asked for it: `window.ariaTestHooks = true` set before the page's scripts
-// (the tests' launcher does this) or `?testhooks=1` in the address. Nothing in the product reads it: it
-// records the page's events (events.js) and exposes a few actions.
+// TEST-ONLY. `window.ariaTest` (the page) and `window.dashboardTest` (the dashboard): what the browser tests
+// read and call (tests/browser/README.md). Loaded by app.js / dashboard.js only when asked for:
+// `window.ariaTestHooks = true` set before the page's scripts (the tests' launcher does this) or
+// `?testhooks=1` in the address. Nothing in the product reads them: they record the page's events
+// (events.js) and expose the actions the page hands over. Imports no product module but the state.
 //
 // Events it listens to (detail):
 //   message (every JSON message from the server)   audio-frame (an answer audio frame arrived)
@@ -11,17 +12,17 @@
 //   announce (text read out)   dictation (the paragraphs)   copied (text)   banner ({limited, shown})
 //   conversations (rows)   downloads (rows)   models (GET /models/llm)   model-switch (name)   model-error (body)
 //   voice-groups ([[language, voices]])
+// The dashboard's: dashboard-poll, dashboard-rendered (the /metrics/json data), dashboard-error (words).
 
-import { disconnect } from "./connection.js";
 import { on } from "./events.js";
-import { checkSwitched } from "./models.js";
 import { app } from "./state.js";
-import { pollBreakers } from "./status.js";
 
 const RECEIVED_KEPT = 300;
 
-/** Build `window.ariaTest` over the page's `player` and audio context; `openConversation` is app.js's. */
-export function install({ player, ctx, openConversation }) {
+/** Build `window.ariaTest` over the page's `player` and audio context, with its actions: `disconnect` (drop
+ * the connection: the page reconnects and resumes), `openConversation(sessionId | null)` (a Promise of the
+ * session id once started), `refreshHealth` (poll /health now), `checkModel` (poll the model now). */
+export function install({ player, ctx, disconnect, openConversation, refreshHealth, checkModel }) {
   const test = {
     audioFramesReceived: 0,
     transcripts: [], // every transcript message, partial and final
@@ -48,11 +49,10 @@ export function install({ player, ctx, openConversation }) {
     copied: null, // the text a Copy button last put on the clipboard
     limited: [], // GET /health's `limited`: engines of limited quality that serve now
     bannerShown: false, // the limited-setup banner is shown (not dismissed)
-    // actions
-    disconnect, // drop the connection: the page reconnects and resumes
-    openConversation, // (sessionId | null) -> Promise of the session id, once started
-    refreshHealth: pollBreakers,
-    checkModel: checkSwitched,
+    disconnect,
+    openConversation,
+    refreshHealth,
+    checkModel,
   };
   const getters = {
     session: () => app.session,
@@ -115,5 +115,18 @@ export function install({ player, ctx, openConversation }) {
     test.voiceGroups = groups.map(([language, voices]) => ({ language, voices: voices.map((v) => ({ ...v })) }));
   });
   window.ariaTest = test;
+  return test;
+}
+
+/** Build `window.dashboardTest`: polls made, renders done, errors shown, the last data drawn. */
+export function installDashboard() {
+  const test = { polls: 0, rendered: 0, errors: [], data: null };
+  on("dashboard-poll", () => { test.polls += 1; });
+  on("dashboard-rendered", (data) => {
+    test.data = data;
+    test.rendered += 1;
+  });
+  on("dashboard-error", (words) => test.errors.push(words));
+  window.dashboardTest = test;
   return test;
 }
