@@ -87,7 +87,9 @@ class Holders:
             names.discard(FAST_SLOT)
             log.warning("the faster model could not load: %s", exc)
             return None
-        engine = self.rt.residency.engine(FAST_SLOT)
+        if self.rt.residency.engine(FAST_SLOT) is None:
+            return None
+        engine = self.rt.residency.handle(FAST_SLOT)  # a call after it was unloaded fails clearly
         return engine if isinstance(engine, LLM) else None
 
     def drop_fast_llm(self, holder: object) -> None:
