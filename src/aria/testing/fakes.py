@@ -110,7 +110,7 @@ class _FakeBase:
 
 
 #: How many entries each record list of a fake keeps (the oldest go first).
-MAX_RECORDS = 1000
+MAX_RECORDS = 256
 
 
 def _record(records: list[_R], item: _R) -> None:
