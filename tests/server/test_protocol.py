@@ -456,10 +456,12 @@ def test_session_message_has_the_documented_shape() -> None:
     obj = json.loads(encode(message))
     assert set(obj) == {
         "type", "session_id", "protocol", "resumed", "mode", "modes", "audio_in", "audio_out", "video_in",
-        "limits", "engines", "mode_details",
+        "limits", "engines", "mode_details", "private", "key",
     }  # fmt: skip
     assert obj["protocol"] == 1
     assert obj["resumed"] is False
+    assert obj["private"] is False  # a server that keeps conversations
+    assert obj["key"] is None  # the resume key travels only when the session is created
     assert obj["audio_in"] == {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1, "tag": 1}
     assert obj["audio_out"] == {"encoding": "pcm_s16le", "sample_rate": 24000, "channels": 1, "tag": 1}
     assert obj["video_in"] == {"encoding": "jpeg", "tag": 2, "max_fps": 2.0}
