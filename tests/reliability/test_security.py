@@ -7,10 +7,10 @@ a connection may send (size and rate limits), and where secrets may show (REST a
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from aria.server import protocol
+from aria.testing.clock import FakeClock
 from tests.engines.llm_servers import OpenAIServer, Script
 from tests.reliability.live import CLIENT_OPTIONS, ServerThread, SyncClient
 
@@ -212,7 +214,13 @@ def test_size_limits_answer_an_error_and_the_connection_survives(plain: ServerTh
         assert done["text"] == REPLY
 
 
-def test_the_rate_limit_drops_with_rate_limited_and_the_connection_survives(plain: ServerThread) -> None:
+def test_the_rate_limit_drops_with_rate_limited_and_the_connection_survives(
+    plain: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The connection's bucket (20 a second, a burst of 40) runs on a fake clock: no refill but when the
+    # test moves time, so the counts are exact.
+    clock = FakeClock()
+    monkeypatch.setattr(protocol, "RateLimiter", functools.partial(protocol.RateLimiter, clock=clock))
     with SyncClient(plain) as client:
         # Reports and binary frames are not counted: none of these is limited.
         for index in range(150):
@@ -230,11 +238,11 @@ def test_the_rate_limit_drops_with_rate_limited_and_the_connection_survives(plai
             elif item["type"] == "error":
                 assert item["code"] == "rate_limited", item
                 assert item["retryable"] is True
+                assert "try again in 0.1 s" in item["message"]  # one token, at 20 a second
                 limited += 1
-        assert 30 <= len(answers) <= 50  # the burst of about 40, and what refilled meanwhile
-        assert limited >= 30
-        assert list(answers) == [f"flood-{i}" for i in range(80) if f"flood-{i}" in answers]
-        time.sleep(1.0)  # the bucket refills at about 20 a second
+        assert list(answers) == [f"flood-{i}" for i in range(40)]  # the burst, in order; then none
+        assert limited == 40
+        clock.now += 1.0  # 20 tokens back
         client.send_json({"type": "text", "text": "after the flood"})
         done, seen = client.until("response_done")
         assert done["text"] == REPLY
