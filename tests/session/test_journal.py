@@ -283,3 +283,32 @@ def test_a_message_removed_or_replaced_by_a_client_is_written_whole(tmp_path: Pa
     assert back is not None
     assert contents(back["history"]) == contents(session.history)
     assert contents(back["history"])[2] == "answer to"
+
+
+def test_list_reads_only_the_sessions_that_changed(tmp_path: Path) -> None:
+    class Counting(JournalFileStore):
+        loads = 0
+
+        def load(self, session_id: str) -> dict[str, Any] | None:
+            self.loads += 1
+            return super().load(session_id)
+
+    files = Counting(tmp_path)
+    store = SessionStore(files)
+    sessions = {}
+    for name in ("listed-one", "listed-two"):
+        sessions[name], _ = store.open(name, mode="voice_chat")
+        chat(sessions[name], name)
+        store.save(sessions[name])
+    store.flush()
+    before = files.loads
+    assert [s.messages for s in files.list()] == [2, 2]
+    assert files.loads == before + 2
+    assert len(files.list()) == 2
+    assert files.loads == before + 2  # nothing changed: nothing read
+    chat(sessions["listed-one"], "more")
+    store.save(sessions["listed-one"])
+    store.flush()
+    assert {s.id: s.messages for s in files.list()} == {"listed-one": 4, "listed-two": 2}
+    assert files.loads == before + 3
+    store.close()

@@ -186,6 +186,8 @@ class JournalFileStore(FileSnapshotStore):
         self.max_messages = max_messages
         self.compact_every = compact_every
         self._records: dict[str, int] = {}  # journal records per session id, as last counted
+        #: Summaries by session id, with the file stamps they were read at (``list`` reads only changes).
+        self._summaries: dict[str, tuple[tuple[tuple[int, int], ...], SessionSummary]] = {}
 
     def __repr__(self) -> str:
         return f"JournalFileStore({str(self.directory)!r})"
@@ -224,10 +226,29 @@ class JournalFileStore(FileSnapshotStore):
                 check_session_id(session_id)
             except InvalidInput:
                 continue
+            stamp = self._stamp(session_id)
+            cached = self._summaries.get(session_id)
+            if cached is not None and cached[0] == stamp:
+                summaries.append(cached[1])
+                continue
             snapshot = self.load(session_id)
             if snapshot is not None:
-                summaries.append(summarize(snapshot))
+                summary = summarize(snapshot)
+                self._summaries[session_id] = (self._stamp(session_id), summary)
+                summaries.append(summary)
         return sorted(summaries, key=lambda s: (s.updated, s.id), reverse=True)
+
+    def _stamp(self, session_id: str) -> tuple[tuple[int, int], ...]:
+        """Size and change time of the snapshot and the journal: a summary read with the same is current."""
+        found = []
+        for path in (self.path(session_id), self.journal_path(session_id)):
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                found.append((-1, -1))
+            else:
+                found.append((info.st_size, info.st_mtime_ns))
+        return tuple(found)
 
     def earlier(self, session_id: str, before: int) -> builtins.list[dict[str, Any]]:
         found: builtins.list[dict[str, Any]] = []
@@ -300,6 +321,7 @@ class JournalFileStore(FileSnapshotStore):
             except FileNotFoundError:
                 pass
         self._records.pop(session_id, None)
+        self._summaries.pop(session_id, None)
         return found
 
     def prune(self, cutoff: float) -> builtins.list[str]:
