@@ -311,18 +311,11 @@ def load_settings(
     value.
     """
     env = os.environ if env is None else env
-    sources: list[PydanticBaseSettingsSource] = []
+    # Read (and checked) lowest first, so a problem in the file is reported before one in the environment.
+    sources: list[PydanticBaseSettingsSource] = [
+        InitSettingsSource(Settings, {"data_dir": default_data_dir(env)})
+    ]
     origins: dict[str, str] = {}
-    given: dict[str, Any] = {}
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        _check_key(dotted, "override")
-        _set_path(given, dotted.split("."), value)
-        origins[dotted] = "override"
-    sources.append(InitSettingsSource(Settings, given))
-    env_source = AriaEnvSource(Settings, env)
-    sources.append(env_source)
     how = "passed as config_file"
     if config_file is None:
         var = next((k for k in env if k.upper() == "ARIA_CONFIG"), None)
@@ -331,11 +324,19 @@ def load_settings(
     if config_file is not None:
         file_source = AriaTomlSource(Settings, Path(config_file).expanduser(), how)
         sources.append(file_source)
-        origins = {**file_source.origins, **env_source.origins, **origins}
-    else:
-        origins = {**env_source.origins, **origins}
-    sources.append(InitSettingsSource(Settings, {"data_dir": default_data_dir(env)}))
-    return _build(sources, origins)
+        origins.update(file_source.origins)
+    env_source = AriaEnvSource(Settings, env)
+    sources.append(env_source)
+    origins.update(env_source.origins)
+    given: dict[str, Any] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        _check_key(dotted, "override")
+        _set_path(given, dotted.split("."), value)
+        origins[dotted] = "override"
+    sources.append(InitSettingsSource(Settings, given))
+    return _build(sources[::-1], origins)  # highest priority first
 
 
 def apply_update(settings: Settings, updates: Mapping[str, Any]) -> Settings:
