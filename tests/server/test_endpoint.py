@@ -218,6 +218,18 @@ async def test_video_flood_does_not_disturb_the_conversation(live: LiveServer) -
         assert errors == []
 
 
+async def metrics_once_recorded(http: httpx.AsyncClient, within: float = 5.0) -> str:
+    """The /metrics text once the finished turn is counted there, polled against a deadline."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        text = (await http.get("/metrics")).text
+        if 'aria_turns_total{outcome="completed"}' in text:
+            return text
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no completed turn in /metrics within {within} s:\n{text}")
+        await asyncio.sleep(0.01)
+
+
 async def test_rest_health_models_config_metrics(live: LiveServer) -> None:
     async with httpx.AsyncClient(auth=OWNER, base_url=live.url) as http:
         health = (await http.get("/health")).json()
@@ -242,8 +254,7 @@ async def test_rest_health_models_config_metrics(live: LiveServer) -> None:
         async with ws:
             await client.send({"type": "text", "text": "hi"})
             await client.until("metrics")
-            await asyncio.sleep(0.1)
-            text = (await http.get("/metrics")).text
+            text = await metrics_once_recorded(http)
         assert 'aria_turns_total{outcome="completed"} 1' in text
         assert 'aria_turn_stage_seconds_count{stage="first_token"} 1' in text
         assert "aria_active_connections" in text
