@@ -312,3 +312,17 @@ def test_list_reads_only_the_sessions_that_changed(tmp_path: Path) -> None:
     assert {s.id: s.messages for s in files.list()} == {"listed-one": 4, "listed-two": 2}
     assert files.loads == before + 3
     store.close()
+
+
+def test_a_save_after_close_is_written_on_the_callers_thread(tmp_path: Path) -> None:
+    store = SessionStore(JournalFileStore(tmp_path))
+    session, _ = store.open("late-save1", mode="voice_chat")
+    chat(session, "before")
+    store.save(session)
+    store.close()  # the server stops while a connection is still closing
+    chat(session, "after")
+    assert store.save(session)
+    back = JournalFileStore(tmp_path).load("late-save1")
+    assert back is not None
+    assert contents(back["history"])[::2] == ["before", "after"]
+    assert [s.id for s in store.list()] == ["late-save1"]

@@ -125,6 +125,7 @@ class SessionStore:
             else None
         )
         self._failed: set[str] = set()  # ids whose last write failed (written whole next time)
+        self._closed = False  # after close(): the caller's thread writes
         #: Sessions deleted while a connection still held them: never saved again (no resurrection).
         self._deleted: weakref.WeakSet[Session] = weakref.WeakSet()
         self._failed_lock = threading.Lock()
@@ -258,6 +259,7 @@ class SessionStore:
 
     def close(self) -> None:
         """Write what is queued, then stop the writer (and a store's lease keeper)."""
+        self._closed = True
         if self._writer is not None:
             self._writer.shutdown(wait=True)
         close = getattr(self.snapshots, "close", None)
@@ -267,14 +269,22 @@ class SessionStore:
     # -- internals --------------------------------------------------------------------------------
 
     def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run ``fn`` on the writer thread after everything queued, and wait (directly without one)."""
-        if self._writer is None:
+        """Run ``fn`` on the writer thread after everything queued, and wait (directly without one, or
+        once it is closed)."""
+        if self._writer is None or self._closed:
             return fn(*args)
         return self._writer.submit(fn, *args).result()
 
     def _submit(self, session_id: str, fn: Callable[..., Any], *args: Any) -> None:
-        assert self._writer is not None
-        future = self._writer.submit(fn, *args)
+        future: concurrent.futures.Future[Any]
+        if self._writer is None or self._closed:  # after close (a connection ending late): write here
+            future = concurrent.futures.Future()
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:
+                future.set_exception(exc)
+        else:
+            future = self._writer.submit(fn, *args)
         future.add_done_callback(lambda done: self._written(session_id, done))
 
     def _written(self, session_id: str, future: concurrent.futures.Future[Any]) -> None:
