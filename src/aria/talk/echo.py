@@ -11,13 +11,15 @@ connection:
   the answer's echo from the person's voice.
 
 A block is sent as silence when the guard calls it echo, or when AEC3 took most of it (more than
-:data:`GATE_DB`) while the answer plays: AEC3 alone leaves a faint residual while it converges (the
-start of an answer) that a VAD takes for speech, and lets echo through for a moment when the delay
-moves; the guard alone needs a few hundred milliseconds to find a delay. Until AEC3 has cancelled
-:data:`CONVERGED_BLOCKS` blocks (the first second or so of the first answer), the microphone is also
-half-duplex while the answer plays: only a voice louder than the answer gets through. After that, a
-person talking over the answer keeps most of their block in AEC3's output and is not explained by the
-reference: barge-in passes. The server's own guard then sees a client that cancels its echo and stands aside.
+:data:`GATE_DB`) while the answer plays, or when it is no louder than the answer's echo can be (a
+double-talk detector in the manner of Geigel's): AEC3 alone leaves a faint residual while it converges
+that a VAD takes for speech, and lets echo through for a moment when the delay moves (a stream stalls
+under load); the guard alone needs a few hundred milliseconds to find a delay and can settle on a wrong
+one. How loud the echo can be: as loud as the answer until AEC3 has cancelled :data:`CONVERGED_BLOCKS`
+blocks (the first second or so of the first answer: half duplex), then as loud as learnt from the
+blocks AEC3 took, plus :data:`DOUBLE_TALK_DB`. A person talking over the answer is louder than its echo
+and not explained by the reference: barge-in passes, echo-cancelled. The server's own guard then sees a
+client that cancels its echo and stands aside.
 
 Without the ``livekit`` wheel the guard runs alone (:func:`open_echo_canceller` says which).
 """
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,10 +51,14 @@ FRAME = RATE // 100
 FAR_AUDIBLE_DB = -50.0
 #: A block AEC3 lowered by more than this (dB) while the answer plays was echo.
 GATE_DB = 20.0
-#: Blocks AEC3 must have cancelled before the half-duplex start-up rule ends (see ``_half_duplex``).
-CONVERGED_BLOCKS = 25
+#: Blocks AEC3 must have cancelled before the start-up half duplex ends (see ``_under_echo``).
+CONVERGED_BLOCKS = 50
+#: A voice over the answer must be this much louder than the answer's learnt echo to get through.
+DOUBLE_TALK_DB = 6.0
 #: How much earlier than its stamp the reference is placed (see :meth:`EchoCanceller.played`).
 REFERENCE_LEAD_S = 0.1
+#: How long after a loud reference block was taken its echo may still arrive (processing time).
+ECHO_WINDOW_S = 1.0
 #: Played blocks starting within this of where the previous one ended continue it.
 CONTINUOUS_S = 0.1
 
@@ -58,7 +66,8 @@ CONTINUOUS_S = 0.1
 class EchoCanceller:
     """AEC3 and the echo guard on the microphone, the played audio as their reference."""
 
-    def __init__(self, rtc: Any | None) -> None:
+    def __init__(self, rtc: Any | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self.guard = EchoGuard(RATE, max_delay_s=MAX_DELAY_S)
         self._rtc: Any = rtc
         self._apm = None
@@ -83,6 +92,8 @@ class EchoCanceller:
         #: Blocks on which AEC3 took more than GATE_DB of the echo: past CONVERGED_BLOCKS it has
         #: learnt this room, and the half-duplex rule ends.
         self.converged = 0
+        #: How much quieter than the answer its echo comes back (dB), learnt; None until then.
+        self._echo_gain_db: float | None = None
 
     @property
     def aec(self) -> bool:
@@ -102,8 +113,8 @@ class EchoCanceller:
                 continue
             level = _db(samples)
             if level > FAR_AUDIBLE_DB:
-                self._far_loud_until = at + MAX_DELAY_S
-            self._far_levels.append((at, level))
+                self._far_loud_until = self._clock() + ECHO_WINDOW_S
+            self._far_levels.append((self._clock(), level))
             # Earlier than stamped: the two streams' clocks differ by an unknown constant, and the
             # guard looks for the echo after its reference only.
             self.guard.reference(samples, at=at - REFERENCE_LEAD_S)
@@ -142,22 +153,37 @@ class EchoCanceller:
         self.blocks += 1
         verdict = self.guard.process(AudioChunk(block, RATE, timestamp=at))
         out = self._cancel(block) if self._apm is not None else block
-        playing = at < self._far_loud_until
+        # On the processing clock, not the streams' (which can drift apart under load): the reference
+        # and the microphone are taken together, so "just played" means the echo may be in this block.
+        playing = self._clock() < self._far_loud_until
         taken = playing and self._apm is not None and _db(out) < _db(block) - GATE_DB
-        self.converged += taken
-        if verdict.echo or taken or (playing and self._half_duplex(at, _db(block))):
+        level = _db(block)
+        loudest = self._loudest() if playing else -120.0
+        if taken:  # an echo-only block: learn how loud the answer comes back
+            self.converged += 1
+            gain = level - loudest
+            self._echo_gain_db = gain if self._echo_gain_db is None else 0.9 * self._echo_gain_db + 0.1 * gain
+        if verdict.echo or taken or (playing and self._under_echo(level, loudest)):
             self.echo_blocks += 1
             return np.zeros_like(block)
         return out
 
-    def _half_duplex(self, at: float, level: float) -> bool:
-        """Until AEC3 has learnt the room, while the answer plays, only a voice louder than the answer
-        itself gets through (the guard may still be looking for the delay)."""
-        if self.converged >= CONVERGED_BLOCKS:
-            return False
-        self._far_levels = [(t, db) for t, db in self._far_levels if t > at - MAX_DELAY_S - REFERENCE_LEAD_S]
-        loudest = max((db for _, db in self._far_levels), default=-120.0)
-        return level < loudest
+    def _loudest(self) -> float:
+        """The loudest reference (dBFS) whose echo may be in the block at hand."""
+        since = self._clock() - ECHO_WINDOW_S
+        self._far_levels = [(t, db) for t, db in self._far_levels if t > since]
+        return max((db for _, db in self._far_levels), default=-120.0)
+
+    def _under_echo(self, level: float, loudest: float) -> bool:
+        """While the answer plays, a block no louder than its echo can be is not let through.
+
+        Until AEC3 has learnt the room (:data:`CONVERGED_BLOCKS`), the echo can be as loud as the answer
+        itself (half duplex: only a voice louder than the answer gets through); then it is as loud as
+        learnt from the blocks AEC3 took, plus :data:`DOUBLE_TALK_DB` (a double-talk detector in the
+        manner of Geigel's): a person talking over the answer is louder than its echo."""
+        if self.converged < CONVERGED_BLOCKS or self._echo_gain_db is None:
+            return level < loudest
+        return level < loudest + self._echo_gain_db + DOUBLE_TALK_DB
 
 
 def _db(samples: Float32Array) -> float:
