@@ -18,6 +18,10 @@ from pydantic import BaseModel
 from aria.server import messages as wire
 
 PROTOCOL_JS = Path(wire.__file__).parent / "static" / "protocol.js"
+#: The modules the wire models are defined in (``messages`` re-exports them).
+WIRE_MODULES = frozenset(
+    {"aria.server.message_base", "aria.server.server_messages", "aria.server.client_messages"}
+)
 BEGIN = "// --- generated from src/aria/server/messages.py (tests/server/test_protocol_js.py) ---"
 END = "// --- end of generated ---"
 
@@ -78,7 +82,7 @@ def render() -> str:
     for model in _models():
         lines = ["/**"]
         doc = (model.__doc__ or "").strip()
-        if doc and model.__module__ == wire.__name__ and "pydantic" not in doc.lower():
+        if doc and model.__module__ in WIRE_MODULES and "pydantic" not in doc.lower():
             lines += [f" * {line}".rstrip() for line in doc.splitlines()[:1]]
         lines.append(f" * @typedef {{Object}} {model.__name__}")
         for name, info in model.model_fields.items():
