@@ -15,9 +15,10 @@ the session (and for ``lease_s`` after it was taken or opened), and given back w
 idle; a server that dies stops renewing, so its leases expire after ``lease_s`` and another server can
 take them. Renewal and release only touch a lease that still names this server (a Lua script).
 
-The ``redis`` package's client is used from the session store's writer thread and the keeper thread (it
-is thread-safe); its blocking calls never run on the event loop except the lease check when a session
-is opened (one round trip to Redis).
+The ``redis`` package's (blocking, thread-safe) client is used from the session store's writer thread
+and the keeper thread, and for the lease check when a session is opened. The session store's API is
+synchronous (the server calls it from the event loop), so an asyncio client would not keep the loop
+free any better: saves never wait for Redis; opening, reading and listing sessions wait for a round trip.
 """
 
 from __future__ import annotations
