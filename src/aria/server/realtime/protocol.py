@@ -86,6 +86,9 @@ ERROR_CODES = frozenset(
         "response_cancel_not_active",
         "no_active_response",
         "engine_unavailable",
+        "too_many_connections",
+        "idle_timeout",
+        "idle_evicted",
     }
 )
 #: The shortest input buffer a client may commit.
