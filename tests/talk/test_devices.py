@@ -138,3 +138,26 @@ def test_a_microphone_removed_mid_turn_is_replaced_by_the_default(
     said = talk.wait_for("aria:", count=2, within=30)
     assert talk.stop() == 0
     assert said[1].startswith("aria: It is Sunday."), talk.lines
+
+
+def test_talk_without_an_audio_system_goes_on_by_typing(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    config = write_config(
+        tmp_path / "aria.toml",
+        engines(**{"llm.options": {"replies": ["Typed answers still work."]}, "tts.backend": "fake"}),
+        tmp_path / "data",
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(empty), "XDG_RUNTIME_DIR": str(empty)}
+    env["PULSE_SERVER"] = f"unix:{empty / 'none'}"
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "src")
+    done = subprocess.run(
+        [sys.executable, "-m", "aria", "--config", str(config), "talk"],
+        input="hello\n/quit\n", env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("note: no microphone"), lines
+    assert "you: hello" in lines
+    assert any(line.startswith("aria: Typed answers still work.") for line in lines), lines
+    assert any(line.startswith("note: cannot play the answers") for line in lines), lines

@@ -4,10 +4,12 @@ echo canceller's pieces, the terminal keys."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from aria.talk.camera import Camera
 from aria.talk.conversation import Conversation
 from aria.talk.echo import PushToTalk, _Linear, open_echo_canceller
 from aria.talk.files import WavSink
@@ -136,3 +138,21 @@ def test_push_to_talk_and_keys() -> None:
     with pytest.raises(ValueError, match="unknown key"):
         key_code("hyper-x")
     assert meter(0.5, 4) == "██··"
+
+
+def test_the_camera_reads_a_video_file_and_loops_it(tmp_path: Path) -> None:
+    import cv2
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 240))
+    for shade in (20, 120, 220):
+        writer.write(np.full((240, 320, 3), shade, np.uint8))
+    writer.release()
+    camera = Camera(str(path), max_width=160)
+    frames = [camera.read_jpeg() for _ in range(5)]  # three frames, then from the start again
+    camera.close()
+    decoded = [cv2.imdecode(np.frombuffer(f or b"", np.uint8), cv2.IMREAD_GRAYSCALE) for f in frames]
+    assert [image.shape for image in decoded] == [(120, 160)] * 5  # scaled down to max_width
+    shades = [int(image.mean()) for image in decoded]
+    assert shades[0] < shades[1] < shades[2]
+    assert abs(shades[3] - shades[0]) < 10  # looped

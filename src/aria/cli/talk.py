@@ -138,10 +138,13 @@ async def talk(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 source.start()
             except Exception as exc:  # PortAudio's errors (no such device, busy) have no stable type
-                raise InvalidInput(
-                    f"cannot open the microphone {args.input or '(default)'}: {exc}"
-                    " (aria talk --list-devices)"
-                ) from exc
+                if args.input:
+                    raise InvalidInput(
+                        f"cannot open the microphone {args.input}: {exc} (aria talk --list-devices)"
+                    ) from exc
+                # No microphone on this machine: the conversation goes on by typing.
+                session.note(f"no microphone ({exc}): type your questions")
+                source = session.source = session.canceller = None
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, session.stop)
