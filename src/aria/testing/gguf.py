@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from aria.engines.llm.llamacpp_chat import CHATML_TEMPLATE
 
-__all__ = ["TINY_WORDS", "write_tiny_gguf"]
+__all__ = ["TINY_WORDS", "add_header", "write_tiny_gguf"]
 
 #: Whole-word pieces of the vocabulary (each with its prefixes, so the tokenizer can merge up to them).
 _WORDS = (
@@ -61,6 +62,51 @@ def _vocabulary(words: Sequence[str]) -> tuple[list[str], list[float], list[int]
     return tokens, scores, types
 
 
+def add_header(
+    writer: Any,
+    *,
+    name: str,
+    context: int,
+    dim: int,
+    layers: int,
+    ff: int,
+    heads: int,
+    kv_heads: int,
+    rope_base: float,
+    rms_eps: float,
+    file_type: Any,
+    vocabulary: tuple[list[str], list[float], list[int]],
+    chat_template: str | None,
+) -> None:
+    """A llama-style model's hyper-parameters and its vocabulary (from :func:`_vocabulary`, ending a turn
+    with ``<|im_end|>``) into a ``gguf.GGUFWriter``: shared by the tiny model here and the shaped stand-ins
+    of :mod:`aria.testing.shapes`."""
+    tokens, scores, types = vocabulary
+    writer.add_name(name)
+    writer.add_context_length(context)
+    writer.add_embedding_length(dim)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(ff)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(dim // heads)
+    writer.add_rope_freq_base(rope_base)
+    writer.add_layer_norm_rms_eps(rms_eps)
+    writer.add_file_type(file_type)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_unk_token_id(0)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(tokens.index("<|im_end|>"))
+    writer.add_add_bos_token(False)
+    writer.add_add_eos_token(False)
+    writer.add_add_space_prefix(False)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
+
+
 def write_tiny_gguf(
     path: Path,
     *,
@@ -88,29 +134,21 @@ def write_tiny_gguf(
         return values.astype(np.float32)
 
     writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_name(name)
-    writer.add_context_length(context)
-    writer.add_embedding_length(dim)
-    writer.add_block_count(layers)
-    writer.add_feed_forward_length(ff)
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_rope_dimension_count(dim // heads)
-    writer.add_rope_freq_base(10000.0)
-    writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_unk_token_id(0)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(tokens.index("<|im_end|>"))
-    writer.add_add_bos_token(False)
-    writer.add_add_eos_token(False)
-    writer.add_add_space_prefix(False)
-    if chat_template is not None:
-        writer.add_chat_template(chat_template)
+    add_header(
+        writer,
+        name=name,
+        context=context,
+        dim=dim,
+        layers=layers,
+        ff=ff,
+        heads=heads,
+        kv_heads=kv_heads,
+        rope_base=10000.0,
+        rms_eps=1e-5,
+        file_type=gguf.LlamaFileType.ALL_F32,
+        vocabulary=(tokens, scores, types),
+        chat_template=chat_template,
+    )
 
     embedding = weight(vocab, dim, scale=np.sqrt(dim))
     output = weight(vocab, dim, scale=4.0)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from aria.engines.llm.llamacpp_chat import CHATML_TEMPLATE
-from aria.testing.gguf import _vocabulary
+from aria.testing.gguf import _vocabulary, add_header
 from aria.testing.shapes_stt import TINY_WHISPER, WHISPER_BASE_EN, make_whisper_ct2
 from aria.testing.shapes_tts import KOKORO_82M, TINY_KOKORO, KokoroShape, make_kokoro
 
@@ -162,31 +162,24 @@ def _write_f16(path: Path, shape: LlmShape, words: Sequence[str], seed: int) -> 
     tokens += [f"[unused{i}]" for i in range(filler)]  # normal pieces no merge reaches
     scores += [-1e4] * filler
     types += [1] * filler
-    dim, kv_dim, head = shape.dim, shape.dim // shape.heads * shape.kv_heads, shape.dim // shape.heads
+    dim, kv_dim = shape.dim, shape.dim // shape.heads * shape.kv_heads
 
     writer = gguf.GGUFWriter(str(path), "qwen2")
-    writer.add_name(shape.name)
-    writer.add_context_length(shape.context)
-    writer.add_embedding_length(dim)
-    writer.add_block_count(shape.layers)
-    writer.add_feed_forward_length(shape.ff)
-    writer.add_head_count(shape.heads)
-    writer.add_head_count_kv(shape.kv_heads)
-    writer.add_rope_dimension_count(head)
-    writer.add_rope_freq_base(shape.rope_base)
-    writer.add_layer_norm_rms_eps(1e-6)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_unk_token_id(0)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(tokens.index("<|im_end|>"))
-    writer.add_add_bos_token(False)
-    writer.add_add_eos_token(False)
-    writer.add_add_space_prefix(False)
-    writer.add_chat_template(CHATML_TEMPLATE)
+    add_header(
+        writer,
+        name=shape.name,
+        context=shape.context,
+        dim=dim,
+        layers=shape.layers,
+        ff=shape.ff,
+        heads=shape.heads,
+        kv_heads=shape.kv_heads,
+        rope_base=shape.rope_base,
+        rms_eps=1e-6,
+        file_type=gguf.LlamaFileType.MOSTLY_F16,
+        vocabulary=(tokens, scores, types),
+        chat_template=CHATML_TEMPLATE,
+    )
 
     plan: list[tuple[str, tuple[int, ...], str]] = [
         ("token_embd.weight", (shape.vocab, dim), "embedding"),
