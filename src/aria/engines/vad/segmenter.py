@@ -31,7 +31,7 @@ from aria.engines.base import VADEvent, VADEventType
 from aria.errors import InvalidInput
 from aria.types import AudioChunk
 
-__all__ = ["ChunkSegmenter", "FrameBuffer", "SpeechSegmenter"]
+__all__ = ["ChunkSegmenter", "FrameBuffer", "FrameVAD", "SpeechSegmenter"]
 
 # Frame durations are floats (0.02 s, 0.032 s ...); summing them drifts by a few ulps, so runs are compared
 # with a tolerance far below any real frame length.
@@ -245,3 +245,28 @@ class ChunkSegmenter:
             event = self.segmenter.update(self._score(frame), self._frame_s, start)
             if event is not None:
                 self._pending.append(event)
+
+
+class FrameVAD:
+    """The streaming side shared by the VADs whose model scores fixed frames through a
+    :class:`ChunkSegmenter` (``_stream``): :attr:`in_speech`, :meth:`process` and :meth:`process_all`, each
+    after the adapter's ``_require_ready`` (which raises while its model is not loaded)."""
+
+    _stream: ChunkSegmenter
+
+    def _require_ready(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def in_speech(self) -> bool:
+        return self._stream.in_speech
+
+    def process(self, chunk: AudioChunk) -> VADEvent | None:
+        """Feed a chunk of any length; return the next event (see :class:`ChunkSegmenter` for queuing)."""
+        self._require_ready()
+        return self._stream.process(chunk)
+
+    def process_all(self, chunk: AudioChunk) -> list[VADEvent]:
+        """Feed a chunk of any length; return every event not returned yet, oldest first."""
+        self._require_ready()
+        return self._stream.process_all(chunk)

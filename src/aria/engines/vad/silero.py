@@ -63,12 +63,10 @@ from aria.engines.base import (
     EngineConfig,
     EngineHealth,
     EngineKind,
-    VADEvent,
 )
 from aria.engines.onnx import cpu_session
-from aria.engines.vad.segmenter import ChunkSegmenter, SpeechSegmenter
+from aria.engines.vad.segmenter import ChunkSegmenter, FrameVAD, SpeechSegmenter
 from aria.errors import EngineError, EngineUnavailable, InvalidInput
-from aria.types import AudioChunk
 
 __all__ = ["SileroVAD", "find_model"]
 
@@ -130,7 +128,7 @@ def find_model(model_path: Path | None = None) -> tuple[Path | None, str]:
     return None, "no Silero VAD model found (neither silero-vad nor faster-whisper is installed)"
 
 
-class SileroVAD:
+class SileroVAD(FrameVAD):
     """Silero VAD on onnxruntime; see the module docstring."""
 
     kind: ClassVar[EngineKind] = "vad"
@@ -267,10 +265,6 @@ class SileroVAD:
     # -- streaming -----------------------------------------------------------------------------------
 
     @property
-    def in_speech(self) -> bool:
-        return self._stream.in_speech
-
-    @property
     def mean_inference_ms(self) -> float:
         """Mean time of one model inference since the model was loaded (0 before the first)."""
         return 1000.0 * self._inference_s / self._windows if self._windows else 0.0
@@ -290,23 +284,13 @@ class SileroVAD:
             self._feeds = {"h": np.zeros((1, 1, 128), np.float32), "c": np.zeros((1, 1, 128), np.float32)}
         self._feeds["input"] = self._input
 
-    def process(self, chunk: AudioChunk) -> VADEvent | None:
-        """Feed a chunk of any length; return the next event (see the module docstring for queuing)."""
-        self._require_loaded()
-        return self._stream.process(chunk)
-
-    def process_all(self, chunk: AudioChunk) -> list[VADEvent]:
-        """Feed a chunk of any length; return every event not returned yet, oldest first."""
-        self._require_loaded()
-        return self._stream.process_all(chunk)
-
-    def _require_loaded(self) -> None:
+    def _require_ready(self) -> None:
         if self._session is None:
             raise EngineError("the model is not loaded; await start() first", engine=_ENGINE, retryable=False)
 
     def _score(self, window: npt.NDArray[np.float32]) -> float:
         """Score one window of ``self.window`` float32 samples, advancing the model state."""
-        self._require_loaded()
+        self._require_ready()
         if window.shape != (self.window,):
             raise InvalidInput(f"a Silero window is {self.window} samples, got shape {window.shape}")
         ctx = self.context

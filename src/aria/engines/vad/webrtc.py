@@ -36,11 +36,9 @@ from aria.engines.base import (
     EngineConfig,
     EngineHealth,
     EngineKind,
-    VADEvent,
 )
-from aria.engines.vad.segmenter import ChunkSegmenter, SpeechSegmenter
+from aria.engines.vad.segmenter import ChunkSegmenter, FrameVAD, SpeechSegmenter
 from aria.errors import EngineError, EngineUnavailable
-from aria.types import AudioChunk
 
 __all__ = ["WebRTCVAD"]
 
@@ -50,7 +48,7 @@ _ENGINE = "vad:webrtc"
 _INSTALL_FIX = "pip install 'aria-assistant[vad]' (or pip install webrtcvad-wheels)"
 
 
-class WebRTCVAD:
+class WebRTCVAD(FrameVAD):
     """WebRTC voice activity detection; see the module docstring."""
 
     kind: ClassVar[EngineKind] = "vad"
@@ -120,25 +118,11 @@ class WebRTCVAD:
             f"at {self.config.sample_rate} Hz",
         )
 
-    @property
-    def in_speech(self) -> bool:
-        return self._stream.in_speech
-
     def reset(self) -> None:
         """Back to silence, as at the start of a new stream: clears buffered samples and queued events."""
         self._stream.reset()
 
-    def process(self, chunk: AudioChunk) -> VADEvent | None:
-        """Feed a chunk of any length; return the next event (see the module docstring for queuing)."""
-        self._require_started()
-        return self._stream.process(chunk)
-
-    def process_all(self, chunk: AudioChunk) -> list[VADEvent]:
-        """Feed a chunk of any length; return every event not returned yet, oldest first."""
-        self._require_started()
-        return self._stream.process_all(chunk)
-
-    def _require_started(self) -> None:
+    def _require_ready(self) -> None:
         if self._vad is None:
             raise EngineError("not started; await start() first", engine=_ENGINE, retryable=False)
 
