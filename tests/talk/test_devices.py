@@ -161,3 +161,33 @@ def test_talk_without_an_audio_system_goes_on_by_typing(tmp_path: Path) -> None:
     assert "you: hello" in lines
     assert any(line.startswith("aria: Typed answers still work.") for line in lines), lines
     assert any(line.startswith("note: cannot play the answers") for line in lines), lines
+
+
+def test_speakers_removed_mid_answer_leave_the_answer_on_the_default(
+    tmp_path: Path, audio: VirtualAudio, talks: list[Talk]
+) -> None:
+    module = audio.add_speaker("headphones")  # plays into spk, like the default speakers
+    question = speech_wav(tmp_path / "q.wav", ["Tell me a story."], gap_s=0.2)
+    talk = _talk(
+        tmp_path,
+        audio,
+        ["--input", "mic_in", "--output", "headphones_out"],
+        **{"stt.options": {"texts": ["tell me a story"]}, "llm.options": {"replies": [LONG]}},
+    )
+    talks.append(talk)
+    time.sleep(2.5)
+    audio.play(question).wait(20)
+    talk.wait_for("you: tell me a story")
+    time.sleep(1.5)  # the answer is playing on the headphones
+    heard = audio.record("spk.monitor", tmp_path / "spk.raw")
+    audio.pactl("unload-module", str(module))  # unplugged
+    # PulseAudio moves a stream whose sink went away to the default sink itself, without a pause the
+    # watchdog could see (unlike a microphone's): the answer just goes on, on the default speakers.
+    [answer] = talk.wait_for("aria:", within=40)
+    assert "[interrupted]" not in answer
+    after = heard.stop()
+    assert talk.stop() == 0
+    # The rest of the answer played on the default speakers.
+    assert onset(after) is not None, "nothing played after the headphones went away"
+    loud = np.flatnonzero(np.abs(after) > 0.02)
+    assert (loud[-1] - loud[0]) / 16000 > 3.0

@@ -165,6 +165,13 @@ class VirtualAudio:
         self._write_asoundrc()
         return int(index)
 
+    def add_speaker(self, name: str, master: str = "spk") -> int:
+        """Speakers ``<name>`` playing into ``master``; returns their module (to unload)."""
+        index = self.pactl("load-module", "module-remap-sink", f"sink_name={name}", f"master={master}")
+        self._alsa[f"{name}_out"] = (name, f"{name} speakers")
+        self._write_asoundrc()
+        return int(index)
+
     def play(self, wav: Path, sink: str = "room") -> subprocess.Popen[bytes]:
         return subprocess.Popen(["paplay", f"--device={sink}", "--latency-msec=10", str(wav)], env=self.env)
 

@@ -9,7 +9,8 @@ Device loss: PortAudio says little when a device disappears (with PulseAudio the
 calling back for a while). Each end has a watchdog: once a stream calls back regularly (after
 :data:`ARM_AFTER` blocks), a gap of more than ``stall_s`` in its callbacks, or the stream ending by
 itself, counts as the device gone; the end is reopened on the system default device and ``announce``
-says so. The conversation goes on.
+says so. The conversation goes on. (PulseAudio moves an output stream whose sink is removed to the
+default sink by itself, with no pause to see: the answer goes on there, unannounced.)
 
 ``sounddevice`` is imported only here and only when needed: it fails to import (``OSError``) on a
 machine without the PortAudio library, which :func:`describe_devices` reports instead of failing.
