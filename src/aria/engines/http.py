@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, SecretStr
 
-from aria.engines.base import Availability
+from aria.engines.base import Availability, EngineHealth
 from aria.errors import EngineError, EngineTimeout, EngineUnavailable
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HTTPX_FIX",
     "HTTPClient",
+    "HTTPEngine",
     "HttpURL",
     "StatusHandler",
     "bearer_headers",
@@ -336,3 +337,21 @@ class HTTPClient:
         return transport_error(
             exc, url, engine=self.engine, timeout_s=timeout_s, answering=answering, refused=self._refused
         )
+
+
+class HTTPEngine:
+    """``aclose`` and ``health`` of an engine whose one resource is the :class:`HTTPClient` its ``start``
+    opens as ``_client``, for the ``model`` its ``config`` names at ``config.base_url``."""
+
+    _client: HTTPClient | None
+    config: Any
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def health(self) -> EngineHealth:
+        if self._client is None:
+            return EngineHealth(ok=False, detail="not started")
+        return EngineHealth(ok=True, detail=f"{self.config.model} at {self.config.base_url}")

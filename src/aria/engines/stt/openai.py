@@ -27,9 +27,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
-from aria.engines.base import Availability, Capabilities, EngineConfig, EngineHealth, EngineKind
+from aria.engines.base import Availability, Capabilities, EngineConfig, EngineKind
 from aria.engines.http import (
     HTTPClient,
+    HTTPEngine,
     HttpURL,
     is_local,
     openai_hints,
@@ -90,7 +91,7 @@ def wav_bytes(pcm16: bytes, sample_rate: int = STT_SAMPLE_RATE) -> bytes:
     return buffer.getvalue()
 
 
-class OpenAISTT:
+class OpenAISTT(HTTPEngine):
     """Transcription by an OpenAI-compatible server; see the module docstring."""
 
     kind: ClassVar[EngineKind] = "stt"
@@ -108,6 +109,8 @@ class OpenAISTT:
         response_format: Literal["json", "verbose_json"] = "json"
         #: The longest wait for the whole answer (connecting, uploading and transcribing).
         timeout_s: float = Field(default=30.0, gt=0)
+
+    config: Config
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -143,16 +146,6 @@ class OpenAISTT:
             hints=openai_hints("stt.options.api_key"),
             refused=EngineError,  # a retryable EngineError, as for any other broken connection
         )
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    async def health(self) -> EngineHealth:
-        if self._client is None:
-            return EngineHealth(ok=False, detail="not started")
-        return EngineHealth(ok=True, detail=f"{self.config.model} at {self.config.base_url}")
 
     async def transcribe(self, audio: AudioChunk) -> Transcription:
         return await self._request(prepare_audio(audio, ENGINE).to_pcm16())

@@ -31,9 +31,10 @@ from pydantic import Field, SecretStr, field_validator
 
 from aria.core.aio import closing_stream
 from aria.core.audio import resample
-from aria.engines.base import Availability, Capabilities, EngineHealth, EngineKind
+from aria.engines.base import Availability, Capabilities, EngineKind
 from aria.engines.http import (
     HTTPClient,
+    HTTPEngine,
     HttpURL,
     httpx_missing,
     is_local,
@@ -147,7 +148,7 @@ class WavDecoder:
         return None
 
 
-class OpenAITTS:
+class OpenAITTS(HTTPEngine):
     """Text to speech through an OpenAI-compatible ``/audio/speech`` endpoint; see the module docstring."""
 
     kind: ClassVar[EngineKind] = "tts"
@@ -174,6 +175,8 @@ class OpenAITTS:
             if value not in SAMPLE_RATES:
                 raise ValueError(f"unsupported sample rate {value} Hz; use one of {sorted(SAMPLE_RATES)}")
             return value
+
+    config: Config
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -213,16 +216,6 @@ class OpenAITTS:
             api_key=self.config.api_key,
             hints=openai_hints("tts.options.api_key"),
         )
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    async def health(self) -> EngineHealth:
-        if self._client is None:
-            return EngineHealth(ok=False, detail="not started")
-        return EngineHealth(ok=True, detail=f"{self.config.model} at {self.config.base_url}")
 
     async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
         """The sentence as audio blocks while the response streams in, then its pause."""
