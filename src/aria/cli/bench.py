@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,14 @@ def add_parser(sub: Any) -> None:
     m.set_defaults(run=_run_embedded)
 
 
+def _emit(args: argparse.Namespace, result: Any, report: Callable[[Any], str]) -> int:
+    """Every bench's output: the readable report (unless ``--json``), then the result as one JSON line."""
+    if not args.json:
+        print(report(result))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
 def _run_overhead(args: argparse.Namespace) -> int:
     from aria.bench.overhead import OverheadBench, format_report
 
@@ -86,10 +95,7 @@ def _run_overhead(args: argparse.Namespace) -> int:
         frames=args.frames,
     )
     result = asyncio.run(bench.run())
-    if not args.json:
-        print(format_report(result))
-    print(json.dumps(result, sort_keys=True))
-    return 0
+    return _emit(args, result, format_report)
 
 
 def _run_engines(args: argparse.Namespace) -> int:
@@ -98,10 +104,7 @@ def _run_engines(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     result = asyncio.run(run_engine_bench(settings, loop_turns=args.turns))
-    if not args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
-    print(json.dumps(result, sort_keys=True))
-    return 0
+    return _emit(args, result, lambda found: json.dumps(found, indent=2, sort_keys=True))
 
 
 def _run_soak(args: argparse.Namespace) -> int:
@@ -118,30 +121,21 @@ def _run_soak(args: argparse.Namespace) -> int:
         trace_memory=args.tracemalloc,
     )
     result = asyncio.run(bench.run())
-    if not args.json:
-        print(format_report(result))
-    print(json.dumps(result, sort_keys=True))
-    return 0
+    return _emit(args, result, format_report)
 
 
 def _run_store(args: argparse.Namespace) -> int:
     from aria.session.bench import DEFAULT_SIZES, format_report, store_bench
 
     result = store_bench(args.sizes or DEFAULT_SIZES, turns=args.turns)
-    if not args.json:
-        print(format_report(result))
-    print(json.dumps(result, sort_keys=True))
-    return 0
+    return _emit(args, result, format_report)
 
 
 def _run_turns(args: argparse.Namespace) -> int:
     from aria.bench.turns import TurnsBench, format_report
 
     result = asyncio.run(TurnsBench(quick=args.quick, seed=args.seed, concurrency=args.concurrency).run())
-    if not args.json:
-        print(format_report(result))
-    print(json.dumps(result, sort_keys=True))
-    return 0
+    return _emit(args, result, format_report)
 
 
 def _run_embedded(args: argparse.Namespace) -> int:
@@ -158,17 +152,11 @@ def _run_embedded(args: argparse.Namespace) -> int:
             tts_threads=args.tts_threads,
         )
     )
-    if not args.json:
-        print(format_report(result))
-    print(json.dumps(result, sort_keys=True))
-    return 0
+    return _emit(args, result, format_report)
 
 
 def _run_talk(args: argparse.Namespace) -> int:
     from aria.bench.talk import TalkBench, format_report
 
     result = TalkBench(args.config, turns=args.turns, echo=not args.no_echo).run()
-    if not args.json:
-        print(format_report(result))
-    print(json.dumps(result, sort_keys=True))
-    return 0
+    return _emit(args, result, format_report)
