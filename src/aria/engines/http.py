@@ -263,6 +263,19 @@ class HTTPClient:
             trust_env=not is_loopback(base_url),
         )
 
+    @classmethod
+    def open(cls, engine: str, config: Any, **options: Any) -> HTTPClient:
+        """A client for an engine's ``config``: its ``base_url``, ``timeout_s`` and ``connect_timeout_s``
+        (when it has one), plus ``options``; :class:`EngineUnavailable` naming the extra without httpx."""
+        require_httpx(engine)
+        return cls(
+            engine=engine,
+            base_url=config.base_url,
+            timeout_s=config.timeout_s,
+            connect_timeout_s=getattr(config, "connect_timeout_s", None),
+            **options,
+        )
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

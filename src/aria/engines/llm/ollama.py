@@ -32,7 +32,7 @@ from aria.engines.base import (
     LLMChunk,
     LLMRequest,
 )
-from aria.engines.http import HTTPClient, HttpURL, error_detail, httpx_missing, probe_json, require_httpx
+from aria.engines.http import HTTPClient, HttpURL, error_detail, httpx_missing, probe_json
 from aria.engines.llm.messages import GenerationStats, complete_text, ollama_messages, openai_tools
 from aria.errors import EngineError, EngineUnavailable
 from aria.types import GeneratedToken, ToolCall
@@ -109,14 +109,7 @@ class OllamaLLM:
 
     def _client(self) -> HTTPClient:
         if self._http is None:
-            require_httpx(self.engine)
-            self._http = HTTPClient(
-                engine=self.engine,
-                base_url=self.config.base_url,
-                timeout_s=self.config.timeout_s,
-                connect_timeout_s=self.config.connect_timeout_s,
-                on_status=self._status_error,
-            )
+            self._http = HTTPClient.open(self.engine, self.config, on_status=self._status_error)
         return self._http
 
     def _status_error(self, status: int, detail: str) -> EngineError | None:

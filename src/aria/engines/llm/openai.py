@@ -45,7 +45,6 @@ from aria.engines.http import (
     httpx_missing,
     is_loopback,
     probe_json,
-    require_httpx,
 )
 from aria.engines.http import StatusHandler as StatusHandler  # re-exported: it used to live here
 from aria.engines.llm.messages import (
@@ -124,14 +123,7 @@ class OpenAILLM:
 
     def _client(self) -> HTTPClient:
         if self._http is None:
-            require_httpx(self.engine)
-            self._http = HTTPClient(
-                engine=self.engine,
-                base_url=self.config.base_url,
-                timeout_s=self.config.timeout_s,
-                connect_timeout_s=self.config.connect_timeout_s,
-                api_key=self.config.api_key,
-            )
+            self._http = HTTPClient.open(self.engine, self.config, api_key=self.config.api_key)
         return self._http
 
     async def start(self) -> None:

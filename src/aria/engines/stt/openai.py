@@ -35,7 +35,6 @@ from aria.engines.http import (
     is_local,
     openai_hints,
     probe_availability,
-    require_httpx,
 )
 from aria.engines.stt.streaming import STT_SAMPLE_RATE, prepare_audio, whisper_confidence
 from aria.errors import EngineError, EngineUnavailable
@@ -137,11 +136,9 @@ class OpenAISTT(HTTPEngine):
     async def start(self) -> None:
         if self._client is not None:
             return
-        require_httpx(ENGINE)
-        self._client = HTTPClient(
-            engine=ENGINE,
-            base_url=self.config.base_url,
-            timeout_s=self.config.timeout_s,
+        self._client = HTTPClient.open(
+            ENGINE,
+            self.config,
             api_key=self.config.api_key,
             hints=openai_hints("stt.options.api_key"),
             refused=EngineError,  # a retryable EngineError, as for any other broken connection

@@ -209,10 +209,9 @@ class OpenAITTS(HTTPEngine):
         require_httpx(_ENGINE)
         if self.config.base_url == _OFFICIAL and self.config.api_key is None:
             raise EngineUnavailable("no API key for api.openai.com; set tts.options.api_key", engine=_ENGINE)
-        self._client = HTTPClient(
-            engine=_ENGINE,
-            base_url=self.config.base_url,
-            timeout_s=self.config.timeout_s,
+        self._client = HTTPClient.open(
+            _ENGINE,
+            self.config,
             api_key=self.config.api_key,
             hints=openai_hints("tts.options.api_key"),
         )
