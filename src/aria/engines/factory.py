@@ -23,12 +23,12 @@ from typing import Any
 from aria.core.breaker import CircuitBreaker
 from aria.core.config import EngineSettings, LLMSettings, Settings
 from aria.core.retry import RetryPolicy
-from aria.engines.base import KINDS, Engine, EngineKind
+from aria.engines.base import KINDS, VAD, Engine, EngineKind
 from aria.engines.chain import FallbackEngine, FallbackLLM, FallbackSTT, FallbackTTS, FallbackTurn
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AllEnginesFailed, AriaError, EngineUnavailable
 
-__all__ = ["AUTO_PREFERENCE", "create_engine", "detect_llm", "resolve_backend"]
+__all__ = ["AUTO_PREFERENCE", "create_engine", "detect_llm", "resolve_backend", "start_vad"]
 
 log = logging.getLogger(__name__)
 
@@ -192,3 +192,18 @@ def create_engine(
         on_fallback=on_fallback,
         max_concurrency=resilience.max_concurrency,
     )
+
+
+async def start_vad(settings: Settings, registry: EngineRegistry | None, *, purpose: str) -> VAD | None:
+    """A started VAD of ``settings`` for one stream (VADs keep per-stream state); None, with a warning
+    naming ``purpose``, when none is configured or it cannot start."""
+    try:
+        vad = create_engine("vad", settings, registry)
+        if vad is None:
+            return None
+        await vad.start()
+    except AriaError as exc:
+        log.warning("no VAD for %s: %s", purpose, exc)
+        return None
+    assert isinstance(vad, VAD)
+    return vad

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aria.server.guards import token_ok
+
 __all__ = [
     "HEADER",
     "KEY_META",
@@ -108,13 +110,7 @@ def keys_from(headers: Mapping[str, str], query: Mapping[str, str] | None = None
 def is_admin(query: Mapping[str, str], headers: Mapping[str, str], token: str | None) -> bool:
     """Whether the request presents the server's token (``?token=`` or ``Authorization: Bearer``) and one
     is configured: that caller may see and open every session."""
-    if not token:
-        return False
-    offered = query.get("token") or ""
-    auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        offered = auth[7:].strip()
-    return hmac.compare_digest(offered.encode(), token.encode())
+    return bool(token) and token_ok(query, headers, token)
 
 
 def can_use(session: _Owned, keys: list[str], *, admin: bool) -> bool:

@@ -22,7 +22,7 @@ from aria.core.metrics import MetricsRegistry
 from aria.core.modespec import ModeSpec
 from aria.engines.base import LLM, STT, TTS, VAD, Engine, EngineKind, TurnDetector
 from aria.engines.chain import FallbackEngine, primary
-from aria.engines.factory import create_engine, detect_llm, resolve_backend
+from aria.engines.factory import create_engine, detect_llm, resolve_backend, start_vad
 from aria.engines.registry import EngineRegistry, default_registry
 from aria.errors import AriaError, ModeUnavailable, ResidencyError
 from aria.pipeline.build import Engines
@@ -349,16 +349,7 @@ class Runtime:
 
     async def new_vad(self) -> VAD | None:
         """A VAD for one connection (VADs keep per-stream state)."""
-        try:
-            vad = create_engine("vad", self.vad_settings(), self.registry)
-            if vad is None:
-                return None
-            await vad.start()
-        except AriaError as exc:
-            log.warning("no VAD for this connection: %s", exc)
-            return None
-        assert isinstance(vad, VAD)
-        return vad
+        return await start_vad(self.vad_settings(), self.registry, purpose="this connection")
 
     async def aclose(self) -> None:
         if self.first_run is not None:

@@ -22,9 +22,8 @@ import numpy.typing as npt
 
 from aria.core.config import Settings
 from aria.engines.base import VAD, VADEventType
-from aria.engines.factory import create_engine
+from aria.engines.factory import start_vad
 from aria.engines.registry import EngineRegistry
-from aria.errors import AriaError
 from aria.types import AudioChunk
 
 __all__ = ["EAGERNESS", "FRAME", "Listener", "Pause", "Started", "Stopped", "Timeout", "session_vad"]
@@ -217,13 +216,4 @@ async def session_vad(
             "min_silence_ms": turn_detection["silence_duration_ms"],
         }
     settings = settings.model_copy(update={"vad": settings.vad.model_copy(update=update)})
-    try:
-        vad = create_engine("vad", settings, registry)
-        if vad is None:
-            return None
-        await vad.start()
-    except AriaError as exc:
-        log.warning("no VAD for a realtime session: %s", exc)
-        return None
-    assert isinstance(vad, VAD)
-    return vad
+    return await start_vad(settings, registry, purpose="a realtime session")
