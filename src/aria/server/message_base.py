@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from aria.core.redact import redact
-from aria.types import SAMPLE_RATES
+from aria.engines.options import SampleRate
 
 __all__ = [
     "AUDIO_IN_RATE",
@@ -121,16 +121,9 @@ def models_of(union: Any) -> tuple[type[BaseModel], ...]:
 
 class AudioFormat(WireModel):
     encoding: Literal["pcm_s16le"] = "pcm_s16le"
-    sample_rate: int = AUDIO_IN_RATE
+    sample_rate: SampleRate = AUDIO_IN_RATE
     channels: Literal[1] = 1
     tag: Literal[1] = AUDIO_TAG
-
-    @field_validator("sample_rate")
-    @classmethod
-    def _known_rate(cls, value: int) -> int:
-        if value not in SAMPLE_RATES:
-            raise ValueError(f"unsupported sample rate {value}; use one of {sorted(SAMPLE_RATES)}")
-        return value
 
 
 class VideoFormat(WireModel):

@@ -35,10 +35,11 @@ from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from aria.core.audio import resample
 from aria.engines.base import Availability, Capabilities, EngineHealth, EngineKind
+from aria.engines.options import SampleRate
 from aria.engines.tts.espeak_lib import EspeakLibrary, espeak_available
 from aria.engines.tts.textprep import (
     Marked,
@@ -49,7 +50,7 @@ from aria.engines.tts.textprep import (
     thread_stream,
 )
 from aria.errors import AriaError, ConfigError, EngineError, EngineUnavailable, InvalidInput
-from aria.types import SAMPLE_RATES, AudioChunk, WordMark
+from aria.types import AudioChunk, WordMark
 
 __all__ = ["EspeakTTS", "SynthesisStats"]
 
@@ -111,14 +112,7 @@ class EspeakTTS:
         #: Base pitch, 0-99.
         pitch: int = Field(default=50, ge=0, le=99)
         #: Output rate; ``None`` keeps espeak's native 22050 Hz.
-        sample_rate: int | None = None
-
-        @field_validator("sample_rate")
-        @classmethod
-        def _known_rate(cls, value: int | None) -> int | None:
-            if value is not None and value not in SAMPLE_RATES:
-                raise ValueError(f"unsupported sample rate {value} Hz; use one of {sorted(SAMPLE_RATES)}")
-            return value
+        sample_rate: SampleRate | None = None
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from aria.core.aio import closing_stream
 from aria.core.audio import resample
@@ -42,9 +42,10 @@ from aria.engines.http import (
     probe_availability,
     require_httpx,
 )
+from aria.engines.options import SampleRate
 from aria.engines.tts.textprep import Float32Array, ShapingOptions, SpeechShaper, pause_ms, prepare_text
 from aria.errors import EngineError, EngineUnavailable, InvalidInput
-from aria.types import SAMPLE_RATES, AudioChunk
+from aria.types import AudioChunk
 
 __all__ = ["OPENAI_VOICES", "OpenAITTS", "PcmDecoder", "WavDecoder"]
 
@@ -164,17 +165,10 @@ class OpenAITTS(HTTPEngine):
         voices: tuple[str, ...] = OPENAI_VOICES
         response_format: Literal["pcm", "wav"] = "pcm"
         #: Rate of ``pcm`` responses, and the output rate.
-        sample_rate: int = 24000
+        sample_rate: SampleRate = 24000
         speed: float = Field(default=1.0, ge=0.25, le=4.0)
         #: Connect timeout, and the longest wait for any byte of the response.
         timeout_s: float = Field(default=10.0, gt=0)
-
-        @field_validator("sample_rate")
-        @classmethod
-        def _known_rate(cls, value: int) -> int:
-            if value not in SAMPLE_RATES:
-                raise ValueError(f"unsupported sample rate {value} Hz; use one of {sorted(SAMPLE_RATES)}")
-            return value
 
     config: Config
 

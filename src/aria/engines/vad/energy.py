@@ -14,12 +14,13 @@ import math
 from typing import ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from aria.engines.base import Capabilities, EngineConfig, EngineHealth, EngineKind, VADEvent
+from aria.engines.options import SampleRate
 from aria.engines.vad.segmenter import SpeechSegmenter
 from aria.errors import InvalidInput
-from aria.types import SAMPLE_RATES, AudioChunk
+from aria.types import AudioChunk
 
 __all__ = ["EnergyVAD"]
 
@@ -41,14 +42,7 @@ class EnergyVAD:
         slope_per_db: float = Field(default=0.5, gt=0.0)
         min_speech_ms: int = Field(default=64, ge=0)
         min_silence_ms: int = Field(default=320, ge=0)
-        sample_rate: int = 16000
-
-        @field_validator("sample_rate")
-        @classmethod
-        def _known_rate(cls, value: int) -> int:
-            if value not in SAMPLE_RATES:
-                raise ValueError(f"unsupported sample rate {value} Hz; use one of {sorted(SAMPLE_RATES)}")
-            return value
+        sample_rate: SampleRate = 16000
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else self.Config()
