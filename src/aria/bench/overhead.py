@@ -35,7 +35,7 @@ from aria.pipeline.voice import PipelineConfig
 from aria.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from aria.testing.harness import TurnHarness, silence, tone
 
-__all__ = ["OverheadBench", "format_report", "union_within"]
+__all__ = ["OverheadBench", "format_report", "import_time_ms", "union_within"]
 
 REPLY = "Sure, here is the answer you asked for. It comes in two sentences, spoken as they arrive."
 
