@@ -120,10 +120,20 @@ def test_the_waterfall_shows_the_stages_to_first_audio_and_playback_apart(open_f
     figure.wait_for()
     stages = figure.locator("ol.wf-rows .wf-row").evaluate_all("(rows) => rows.map((r) => r.dataset.stage)")
     assert stages == ["llm_request", "first_token", "first_tts_request", "first_audio_out"]  # a typed turn
-    # The stages share one scale, whose end is the last of them (the whole track) ...
-    widths = figure.locator("ol.wf-rows .wf-bar").evaluate_all("(bars) => bars.map((b) => b.style.width)")
-    turn = figure.get_attribute("data-turn-id")  # the newest figure: the last metrics of its turn
-    metrics = [m for m in aria.state()["metrics"] if m["turn_id"] == turn][-1]["waterfall"]
+    # The stages share one scale, whose end is the last of them (the whole track) ... The newest figure
+    # and the metrics messages are read in one step: a later metrics message of the same turn (playback
+    # done) may arrive between two reads, and it draws a newer figure.
+    drawn = page.evaluate(
+        """() => {
+            const figure = document.querySelector(".waterfall");
+            const widths = [...figure.querySelectorAll("ol.wf-rows .wf-bar")].map((b) => b.style.width);
+            const turn = figure.dataset.turnId;
+            const own = window.ariaTest.metrics.filter((m) => m.turn_id === turn);
+            const played = figure.querySelector('.wf-playback .wf-row[data-stage="playback"] .wf-ms');
+            return { widths, waterfall: own[own.length - 1].waterfall, played: played.textContent };
+        }"""
+    )
+    widths, metrics = drawn["widths"], drawn["waterfall"]
     span = max(metrics[stage] for stage in stages)
     for stage, width in zip(stages, widths, strict=True):
         expected = 100 * metrics[stage] / span
@@ -134,9 +144,7 @@ def test_the_waterfall_shows_the_stages_to_first_audio_and_playback_apart(open_f
     row = playback.locator('.wf-row[data-stage="playback"]')
     length = metrics["done"] - metrics["first_audio_out"]
     assert row.locator(".wf-label").inner_text() == "Playback"
-    assert row.locator(".wf-ms").inner_text() == (
-        f"{length / 1000:.1f} s" if length >= 10000 else f"{round(length)} ms"
-    )
+    assert drawn["played"] == (f"{length / 1000:.1f} s" if length >= 10000 else f"{round(length)} ms")
     hatched = row.locator(".wf-play-bar").evaluate("(b) => getComputedStyle(b).backgroundImage")
     assert "repeating-linear-gradient" in hatched
     assert "first audio" in figure.locator("figcaption").inner_text()
