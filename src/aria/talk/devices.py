@@ -9,8 +9,10 @@ Device loss: PortAudio says little when a device disappears (with PulseAudio the
 calling back for a while). Each end has a watchdog: once a stream calls back regularly (after
 :data:`ARM_AFTER` blocks), a gap of more than ``stall_s`` in its callbacks, or the stream ending by
 itself, counts as the device gone; the end is reopened on the system default device and ``announce``
-says so. The conversation goes on. (PulseAudio moves an output stream whose sink is removed to the
-default sink by itself, with no pause to see: the answer goes on there, unannounced.)
+says so. The conversation goes on. The speaker watches only for its stream ending by default
+(``stall_s=None``): PulseAudio moves an output stream whose sink is removed to the default sink by
+itself, with no pause to see, while output streams do pause for a moment when another device comes or
+goes, which a stall watch would take for a loss.
 
 ``sounddevice`` is imported only here and only when needed: it fails to import (``OSError``) on a
 machine without the PortAudio library, which :func:`describe_devices` reports instead of failing.
@@ -142,7 +144,7 @@ class _Watched:
 
     kind = "audio"
 
-    def __init__(self, device: str | None, announce: Callable[[str], None], stall_s: float) -> None:
+    def __init__(self, device: str | None, announce: Callable[[str], None], stall_s: float | None) -> None:
         self.sd = load_sounddevice()
         self.device = device
         self.announce = announce
@@ -194,9 +196,9 @@ class _Watched:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.stall_s / 4)
-            started = self._callbacks > ARM_AFTER
-            stalled = started and time.monotonic() - self._last_callback > self.stall_s
+            await asyncio.sleep((self.stall_s or 1.0) / 4)
+            started = self.stall_s is not None and self._callbacks > ARM_AFTER
+            stalled = started and time.monotonic() - self._last_callback > (self.stall_s or 0.0)
             if stalled or self._ended.is_set():
                 await self._switch_to_default("stopped responding" if stalled else "ended")
 
@@ -213,7 +215,7 @@ class _Watched:
         except Exception as exc:
             self.announce(f"{self.kind} {lost!r} {why} and the system default cannot be opened: {exc}")
             self._stream = None
-            await asyncio.sleep(self.stall_s)
+            await asyncio.sleep(self.stall_s or 1.0)
             self._ended.set()  # try again on the next watch
             return
         log.warning(
@@ -300,7 +302,7 @@ class Speaker(_Watched):
     kind = "speaker"
 
     def __init__(
-        self, device: str | None, announce: Callable[[str], None], *, rate: int, stall_s: float = 1.0
+        self, device: str | None, announce: Callable[[str], None], *, rate: int, stall_s: float | None = None
     ) -> None:
         super().__init__(device, announce, stall_s)
         self.rate = rate
