@@ -202,7 +202,7 @@ def _frame(opcode: int, payload: bytes) -> bytes:
 
 
 async def test_a_normal_close_is_one_info_line(live: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="aria")  # whatever level an earlier in-process CLI left it at
     ws, _client = await connect(live)
     await ws.close()
     await _settle(live)
@@ -214,7 +214,7 @@ async def test_a_normal_close_is_one_info_line(live: LiveServer, caplog: pytest.
 async def test_an_abrupt_drop_is_info_without_a_traceback(
     live: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="aria")  # whatever level an earlier in-process CLI left it at
     ws, _client = await connect(live)
     ws.transport.abort()  # type: ignore[attr-defined]
     await _settle(live)
@@ -227,7 +227,7 @@ async def test_an_abrupt_drop_is_info_without_a_traceback(
 async def test_closing_while_an_answer_plays_is_info_without_a_traceback(
     live: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="aria")  # whatever level an earlier in-process CLI left it at
     ws, client = await connect(live, max_queue=None)  # reads on while closing: the handshake completes
     await client.send({"type": "text", "text": "tell me something"})
     while not isinstance(await client.next(), bytes):  # its audio is streaming
@@ -244,7 +244,7 @@ async def test_closing_while_an_answer_plays_is_info_without_a_traceback(
 async def test_malformed_frames_are_one_warning_line(
     live: LiveServer, caplog: pytest.LogCaptureFixture, payload: bytes, words: str
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="aria")  # whatever level an earlier in-process CLI left it at
     reader, writer = await _raw_ws(live.port)
     try:
         await asyncio.wait_for(reader.read(65536), 5)  # the session message
