@@ -269,8 +269,9 @@ class SessionSettings(_Section):
     lease_s: float = Field(default=15.0, gt=0, le=3600)
     #: Sessions not updated for this many days are deleted, at start-up and every hour (0: kept forever).
     retention_days: float = Field(default=0.0, ge=0)
-    #: Messages of a conversation kept in memory and in its snapshot; older ones are archived (0: all).
-    max_messages: int = Field(default=2000, ge=0)
+    #: Messages of a conversation kept in memory, in its snapshot and in a resumed connection's
+    #: ``history``; older ones are archived, and exports still have them (0: all).
+    max_messages: int = Field(default=1000, ge=0)
     #: Saves between two snapshots (each save appends one record to the session's journal).
     compact_every: int = Field(default=64, ge=1)
 
