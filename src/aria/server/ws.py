@@ -344,6 +344,7 @@ async def serve_connection(ws: WebSocket, runtime: Runtime) -> None:
                 audio_out_rate=conn.out_rate,
                 engines=runtime.engine_states(),
                 limits=conn.protocol.limits,
+                private=not runtime.sessions.persist,
             ).model_copy(update={"key": opened.key})  # the resume key: given once
         )
         if resumed and len(session.history):

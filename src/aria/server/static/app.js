@@ -65,6 +65,7 @@ const handlers = {
     player.setSampleRate(msg.audio_out?.sample_rate);
     media.setMicRate(msg.audio_in?.sample_rate);
     showEngines(msg.engines || {});
+    document.getElementById("private-note").hidden = !msg.private; // session.persist = false
     ui.camera.disabled = !(msg.video_in?.max_fps > 0);
     modes.sessionModes(msg);
     if (!msg.resumed) ui.log.dataset.session = msg.session_id; // nothing to replay into this page
