@@ -209,3 +209,19 @@ async def test_aclose_stops_a_running_iteration() -> None:
     assert source.closed.is_set()
     assert time.monotonic() - began < 1.0
     await stream.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("siblings", "cpus", "cores"),
+    [("0\n", 2, 2), ("0-1\n", 8, 4), ("0,4\n", 8, 4), ("0-3\n", 2, 1), (None, 8, 4), (None, 1, 1)],
+)
+def test_decode_threads_default_to_the_physical_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, siblings: str | None, cpus: int, cores: int
+) -> None:
+    from aria.engines.llm import llamacpp
+
+    monkeypatch.setattr(llamacpp.os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    topology = tmp_path / "thread_siblings_list"
+    if siblings is not None:
+        topology.write_text(siblings)
+    assert llamacpp.physical_cores(topology) == cores

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -66,7 +67,7 @@ from aria.engines.models import models_dir
 from aria.errors import EngineError, EngineUnavailable
 from aria.types import GeneratedToken
 
-__all__ = ["INSTALL_FIX", "VISION_HANDLERS", "LlamaCppLLM", "PrefillStats", "ThreadWorker"]
+__all__ = ["INSTALL_FIX", "VISION_HANDLERS", "LlamaCppLLM", "PrefillStats", "ThreadWorker", "physical_cores"]
 
 log = logging.getLogger(__name__)
 INSTALL_FIX = "pip install 'aria-assistant[llamacpp]'"
@@ -107,6 +108,22 @@ class _Loaded:
     thinks: bool
 
 
+def physical_cores(
+    topology: Path = Path("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list"),
+) -> int:
+    """The physical cores this process may use: its CPUs over the hardware threads a core runs (SMT)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        siblings = topology.read_text().strip()
+    except OSError:
+        return max(1, cpus // 2) if cpus > 1 else 1  # unknown topology: assume SMT, as llama.cpp does
+    per_core = 0
+    for part in siblings.split(","):
+        low, _, high = part.partition("-")
+        per_core += int(high) - int(low) + 1 if high else 1
+    return max(1, cpus // max(1, per_core))
+
+
 class LlamaCppLLM:
     """A GGUF chat model in process; see the module docstring."""
 
@@ -119,7 +136,8 @@ class LlamaCppLLM:
         model_path: Path | None = None
         data_dir: Path | None = None
         n_ctx: int = Field(default=4096, ge=64)
-        #: CPU threads; llama.cpp's default (the physical cores) when unset.
+        #: CPU threads for decoding; one per physical core this process may use when unset
+        #: (llama-cpp-python's own default, half the CPUs, leaves one of two unshared cores idle).
         n_threads: int | None = Field(default=None, ge=1)
         #: CPU threads for prefill (prompt batches); llama-cpp-python's default (every CPU) when unset. On a
         #: machine whose cores are busy with other work, fewer threads than cores prefill faster.
@@ -221,8 +239,7 @@ class LlamaCppLLM:
             "n_gpu_layers": config.n_gpu_layers,
             "verbose": config.verbose,
         }
-        if config.n_threads is not None:
-            options["n_threads"] = config.n_threads
+        options["n_threads"] = config.n_threads or physical_cores()
         if config.n_threads_batch is not None:
             options["n_threads_batch"] = config.n_threads_batch
         if config.chat_format is not None:
