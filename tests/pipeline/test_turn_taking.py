@@ -313,3 +313,24 @@ def test_the_policy_tells_backchannels_from_words() -> None:
     assert policy.judge("", final=False, elapsed_ms=1300) is Verdict.RESUME
     assert policy.content_words("yeah okay so wait") == ["so", "wait"]
     assert policy.judge("ja genau", final=True, elapsed_ms=100, language="de") is Verdict.RESUME
+
+
+async def test_typed_input_ends_speech_whose_audio_stopped_instead_of_waiting_for_it() -> None:
+    """The microphone is turned off mid-sentence: no more audio, so no pause from the VAD. Typed input
+    then ends that speech as a pause: the spoken words are the person's turn (answered first, they came
+    first) and the typed text is answered next, instead of waiting forever for the speech to end."""
+    now = [100.0]
+    async with harness(texts=("I was saying",)) as h:
+        h.pipeline.listener.clock = lambda: now[0]
+        await h.feed(tone(300))  # speech, and then nothing at all
+        assert h.pipeline.listener.hearing
+        now[0] += 0.2  # a short gap: audio may still be on its way
+        h.pipeline.push_text("what time is it")
+        await asyncio.sleep(0.05)
+        assert h.outputs(ResponseDone) == []
+        assert h.pipeline.listener.hearing
+        now[0] += 1.0  # no audio for 1.2 s: the microphone stopped
+        h.pipeline.push_text("and the date")
+        await h.wait_for(ResponseDone, lambda _: len(h.outputs(ResponseDone)) == 3)
+        assert user_turns(h) == ["I was saying", "what time is it", "and the date"]
+        assert [d.interrupted for d in h.outputs(ResponseDone)] == [False, False, False]

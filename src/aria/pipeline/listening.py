@@ -45,9 +45,13 @@ from aria.types import AudioChunk, Message, Transcription
 if TYPE_CHECKING:  # the owner, in the same layer
     from aria.pipeline.voice import VoicePipeline
 
-__all__ = ["EchoFilter", "EchoJudgement", "Held", "Listener"]
+__all__ = ["AUDIO_STALLED_S", "EchoFilter", "EchoJudgement", "Held", "Listener"]
 
 log = logging.getLogger(__name__)
+
+#: A microphone sends a block every 20-100 ms: this long without one while speech is heard means the audio
+#: stopped mid-sentence (see :meth:`Listener.stalled`).
+AUDIO_STALLED_S = 0.5
 
 
 class EchoJudgement(Protocol):
@@ -88,6 +92,7 @@ class Listener:
     ) -> None:
         self.p = pipeline
         self.detector, self.policy, self.echo, self.clock = detector, policy, echo, clock
+        self._last_audio: float | None = None  # when the last block of audio came (clock)
         self._utt: Utterance | None = None
         self._preroll: deque[AudioChunk] = deque()
         self._preroll_s = 0.0
@@ -120,6 +125,7 @@ class Listener:
         if chunk.sample_rate != rate:
             raise InvalidInput(f"audio must be {rate} Hz, got {chunk.sample_rate} Hz")
         chunk = chunk.to_mono()
+        self._last_audio = self.clock()
         heard = vad_in = chunk
         if self.echo is not None and self.echo.active:
             try:
@@ -155,6 +161,20 @@ class Listener:
             self._paused(utt)
         elif event is not None and event.type is VADEventType.SPEECH_END:
             self._paused(utt)
+
+    def stalled(self, after_s: float = AUDIO_STALLED_S) -> bool:
+        """Speech is being heard but no audio has come for ``after_s`` (the microphone was turned off
+        mid-sentence, the client stopped sending): its stretch ends as a pause, as the VAD would have said
+        had silence kept coming, so its turn can end. Returns whether it did."""
+        utt = self._utt
+        if utt is None or utt.segment is None or self._last_audio is None:
+            return False
+        if self.clock() - self._last_audio < after_s:
+            return False
+        if self.p.vad is not None:
+            self.p.vad.reset()  # it still counts the speech as going on: the next audio starts afresh
+        self._paused(utt)
+        return True
 
     def _remember(self, chunk: AudioChunk) -> None:
         self._preroll.append(chunk)

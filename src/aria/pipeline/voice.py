@@ -163,6 +163,7 @@ class VoicePipeline:
         if not self.answering:
             raise InvalidInput(f"the {self.config.mode} mode only transcribes speech; switch modes to ask")
         turn = Turn(source="text")
+        self.listener.stalled()  # speech whose audio stopped mid-sentence ends as a pause: no wait forever
         if self.listener.hearing:  # the person's spoken turn came first: it is answered first
             self.listener.take_floor()
             self._queued.append((turn, text))
