@@ -186,17 +186,17 @@ def test_barge_in_stops_playback_and_reports(
     left_s = barge_start + 5 - (time.monotonic() - opened)
     aria.wait_for("t.interrupts > 0", max(5.0, left_s), "playback to stop on barge-in")
     at_stop = aria.state()
+    played = f"() => window.ariaTest.playedMs({turn_id!r})"
+    cut_at_stop = page.evaluate(played)
+    assert cut_at_stop > 0
     time.sleep(0.6)
     later = aria.state()
 
-    # Playback stopped at once: nothing more played in the next 0.6 s, unless it is the next answer (with
-    # adaptive interruption the answer is cut when the speech over it is judged, often at its end, and the
-    # answer to it may follow within the 0.6 s).
+    # Playback stopped at once: nothing more of the cut answer played in the next 0.6 s (the answer to the
+    # speech over it may start playing meanwhile: with adaptive interruption the answer is cut when the
+    # speech is judged, often at its end, so the whole count of samples played is no measure).
     assert at_stop["playing"] is False
-    grew = later["samplesPlayed"] - at_stop["samplesPlayed"]
-    next_answer = [r for r in later["playbackReports"] if r["turn_id"] != turn_id and r["played_ms"] > 0]
-    if not next_answer:
-        assert grew < 0.05 * at_stop["session"]["audio_out"]["sample_rate"], f"{grew} samples played after it"
+    assert page.evaluate(played) - cut_at_stop < 50, "the cut answer went on playing"
     # The final playback report of the cut turn went out, and nothing about that turn after it.
     finals = [r for r in at_stop["playbackReports"] if r["final"] and r["turn_id"] == turn_id]
     assert len(finals) == 1, at_stop["playbackReports"]

@@ -53,6 +53,7 @@ export function install({ player, ctx, disconnect, openConversation, refreshHeal
     openConversation,
     refreshHealth,
     checkModel,
+    playedMs: (turnId) => player.playedMs(turnId), // how much of one answer has played, in ms
   };
   const getters = {
     session: () => app.session,
