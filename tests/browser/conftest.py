@@ -296,10 +296,16 @@ def stub_aria() -> Iterator[StubAria]:
 @pytest.fixture
 def open_stub_page(playwright_driver: Any, stub_aria: StubAria) -> Iterator[OpenPage]:
     """``open_stub_page(viewport=(1280, 800))``: a fresh Chromium showing the client of the stub server."""
+    yield from page_opener(playwright_driver, f"{stub_aria.url}/")
+
+
+def page_opener(playwright_driver: Any, url: str) -> Iterator[OpenPage]:
+    """The body of a page fixture: ``open_(viewport=(1280, 800))`` opens a fresh Chromium at ``url`` (no
+    microphone file); every browser it opened is closed after the test."""
     browsers: list[Any] = []
 
     def open_(viewport: tuple[int, int] = (1280, 800)) -> AriaPage:
-        return _launch(playwright_driver, browsers, f"{stub_aria.url}/", None, viewport)
+        return _launch(playwright_driver, browsers, url, None, viewport)
 
     yield open_
     for browser in browsers:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import FAKE_ENGINES, AriaServer, OpenPage, _launch, _serve, require_browser
+from tests.browser.conftest import FAKE_ENGINES, AriaServer, OpenPage, _serve, page_opener, require_browser
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
@@ -35,14 +35,7 @@ def broken_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AriaServ
 
 @pytest.fixture
 def open_broken_page(playwright_driver: Any, broken_server: AriaServer) -> Iterator[OpenPage]:
-    browsers: list[Any] = []
-
-    def open_(viewport: tuple[int, int] = (1280, 800)) -> Any:
-        return _launch(playwright_driver, browsers, f"{broken_server.url}/", None, viewport)
-
-    yield open_
-    for browser in browsers:
-        browser.close()
+    yield from page_opener(playwright_driver, f"{broken_server.url}/")
 
 
 def test_an_open_breaker_shows_on_the_page_and_the_fallback_still_answers(open_broken_page: OpenPage) -> None:

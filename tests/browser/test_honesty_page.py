@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import FAKE_ENGINES, AriaServer, OpenPage, _launch, _serve, require_browser
+from tests.browser.conftest import FAKE_ENGINES, AriaServer, OpenPage, _serve, page_opener, require_browser
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
@@ -38,14 +38,7 @@ def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AriaSer
 
 @pytest.fixture
 def open_limited_page(playwright_driver: Any, limited_server: AriaServer) -> Iterator[OpenPage]:
-    browsers: list[Any] = []
-
-    def open_(viewport: tuple[int, int] = (1280, 800)) -> Any:
-        return _launch(playwright_driver, browsers, f"{limited_server.url}/", None, viewport)
-
-    yield open_
-    for browser in browsers:
-        browser.close()
+    yield from page_opener(playwright_driver, f"{limited_server.url}/")
 
 
 def test_the_banner_says_what_is_limited_and_can_be_dismissed(open_limited_page: OpenPage) -> None:

@@ -29,6 +29,7 @@ from tests.browser.conftest import (
     OpenPage,
     _launch,
     _serve,
+    page_opener,
     require_browser,
 )
 from tests.engines.llm_servers import OllamaServer, Script
@@ -60,14 +61,7 @@ def picker_server(tmp_path_factory: pytest.TempPathFactory, ollama: OllamaServer
 
 @pytest.fixture
 def open_picker_page(playwright_driver: Any, picker_server: AriaServer) -> Iterator[OpenPage]:
-    browsers: list[Any] = []
-
-    def open_(viewport: tuple[int, int] = (1280, 800)) -> AriaPage:
-        return _launch(playwright_driver, browsers, f"{picker_server.url}/", None, viewport)
-
-    yield open_
-    for browser in browsers:
-        browser.close()
+    yield from page_opener(playwright_driver, f"{picker_server.url}/")
 
 
 def ask(aria: AriaPage, text: str, answers: int) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from tests.browser.conftest import (
     FAKE_ENGINES,
     AriaServer,
     OpenPage,
-    _launch,
     _serve,
+    page_opener,
     require_browser,
 )
 
@@ -29,14 +29,7 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AriaSer
 
 @pytest.fixture
 def open_private_page(playwright_driver: Any, private_server: AriaServer) -> Iterator[OpenPage]:
-    browsers: list[Any] = []
-
-    def open_(viewport: tuple[int, int] = (1280, 800)) -> Any:
-        return _launch(playwright_driver, browsers, f"{private_server.url}/", None, viewport)
-
-    yield open_
-    for browser in browsers:
-        browser.close()
+    yield from page_opener(playwright_driver, f"{private_server.url}/")
 
 
 def test_a_private_server_says_nothing_is_saved(open_private_page: OpenPage) -> None:
