@@ -116,7 +116,7 @@ def physical_cores(
     try:
         siblings = topology.read_text().strip()
     except OSError:
-        return max(1, cpus // 2) if cpus > 1 else 1  # unknown topology: assume SMT, as llama.cpp does
+        return max(1, cpus // 2)  # unknown topology: assume SMT, as llama.cpp does
     per_core = 0
     for part in siblings.split(","):
         low, _, high = part.partition("-")
