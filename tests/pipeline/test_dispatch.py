@@ -106,3 +106,77 @@ async def test_each_token_is_shown_in_the_step_it_arrives_and_clauses_reach_spee
         assert not llm.cancelled
         await pipeline.interrupt()
     await consumer
+
+
+LOUD = AudioChunk(np.full(320, 8000, dtype=np.int16), 16000)
+
+
+async def test_a_barge_in_reaches_the_transport_first_and_the_new_turn_follows_in_order() -> None:
+    """Speech over an answer (stop at once): the transport is woken by the interrupted answer's
+    ``response_done`` before anything else runs, the answer is in the history by the time it sees it (a
+    transport saves the session then), and the new turn's outputs follow the old turn's, in order."""
+    llm = GatedLLM()
+    immediate = InterruptionPolicy(mode=InterruptionMode.IMMEDIATE)
+    async with pipeline_with(llm, interruption=immediate) as pipeline:
+        seen: list[tuple[Output, int]] = []
+        closed_when_heard: list[bool] = []
+
+        async def transport() -> None:
+            async for out in pipeline.outputs:
+                seen.append((out, len(pipeline.history)))
+                if isinstance(out, ResponseDone):
+                    closed_when_heard.append(old.finished)
+
+        consumer = asyncio.create_task(transport())
+        old = pipeline.push_text("tell me a story")
+        await asyncio.wait_for(llm.streaming.wait(), 5)
+        llm.tokens.put_nowait("Once upon a time,")
+        await steps_until(lambda: any(isinstance(o, TextOut) for o, _ in seen))
+        pipeline.push_audio(LOUD)
+        await steps_until(lambda: any(isinstance(o, ResponseDone) for o, _ in seen))
+        done, history_then = next((o, n) for o, n in seen if isinstance(o, ResponseDone))
+        assert done.turn_id == old.id and done.interrupted
+        assert history_then == 2  # the question and the interrupted answer, before the transport saves
+        assert closed_when_heard == [False]  # it ran before the turn's closing bookkeeping
+        assert pipeline.history[-1].interrupted
+        await steps_until(lambda: pipeline.turn is not old and pipeline.turn is not None)
+        new = pipeline.turn
+        assert new is not None and new.source == "voice"
+        await steps_until(lambda: any(getattr(o, "turn_id", None) == new.id for o, _ in seen))
+        kinds = [(type(o).__name__, getattr(o, "turn_id", None)) for o, _ in seen]
+        at_done = kinds.index(("ResponseDone", old.id))
+        assert kinds[at_done + 1 : at_done + 3] == [("StateOut", old.id), ("MetricsOut", old.id)]
+        assert ("StateOut", new.id) in kinds[at_done + 3 :]
+        assert pipeline.state.state.value == "listening"
+    await consumer
+
+
+@pytest.mark.parametrize("then", ["audio", "text", "ask"])
+async def test_input_before_the_barge_in_step_finishes_the_bookkeeping_first(then: str) -> None:
+    """Whatever comes in the same loop step as a barge-in (more audio, typed text, a question about the
+    turn) sees the barge-in's bookkeeping done: the new turn exists and nothing is out of order."""
+    llm = GatedLLM()
+    immediate = InterruptionPolicy(mode=InterruptionMode.IMMEDIATE)
+    async with pipeline_with(llm, interruption=immediate) as pipeline:
+        outs: list[Output] = []
+        consumer = asyncio.create_task(drain(pipeline, outs))
+        old = pipeline.push_text("tell me a story")
+        await asyncio.wait_for(llm.streaming.wait(), 5)
+        pipeline.push_audio(LOUD)
+        assert old.interrupted and not old.finished  # its closing outputs wait for the next step...
+        if then == "audio":
+            pipeline.push_audio(LOUD)  # ...or for the next input, whichever comes first
+            assert pipeline.listener.listening
+        elif then == "text":
+            typed = pipeline.push_text("never mind")
+            assert pipeline._queued[-1][0] is typed  # the speech came first: the text waits for it
+        else:
+            assert pipeline.answer_in_progress() is None
+        assert old.finished
+        assert pipeline.turn is not old and pipeline.state.state.value == "listening"
+        await steps_until(lambda: sum(isinstance(o, ResponseDone) for o in outs) >= 1)
+    await consumer
+    ids = [getattr(o, "turn_id", None) for o in outs]
+    last_old = max(i for i, t in enumerate(ids) if t == old.id)
+    first_new = min(i for i, t in enumerate(ids) if t not in (old.id, None))
+    assert last_old < first_new  # the old turn's outputs, then the new one's

@@ -125,10 +125,19 @@ class Channel(Generic[T]):
             raise ChannelClosed(f"channel {self.name!r} is closed")
         self._items.append(item)
         self.stats.sent += 1
-        self._wake(self._getters)
+        if self._getters:
+            self._wake(self._getters)
 
     async def send(self, item: T) -> bool:
         """Send an item, waiting for room when the policy is ``block``."""
+        items = self._items
+        room = self.maxsize is None or len(items) < self.maxsize
+        if room and not self._closed and self.policy.kind != "sample":  # the common case, inline
+            items.append(item)
+            self.stats.sent += 1
+            if self._getters:
+                self._wake(self._getters)
+            return True
         while self.policy.kind == "block" and self.full():
             if self._closed:
                 break
@@ -178,7 +187,8 @@ class Channel(Generic[T]):
         if self._items:
             item = self._items.popleft()
             self.stats.received += 1
-            self._wake(self._putters)
+            if self._putters:
+                self._wake(self._putters)
             return item
         if self._closed:
             if self._error is not None:

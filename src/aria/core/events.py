@@ -169,6 +169,15 @@ class EventBus:
         for sub in self._wildcard:
             self._offer(sub, event)
 
+    def wants(self, type: str) -> bool:
+        """Whether an event of ``type`` would reach anyone: hot paths skip building events nobody hears
+        (they still count as :attr:`published`, see :meth:`skip`)."""
+        return bool(self._wildcard) or type in self._by_type
+
+    def skip(self) -> None:
+        """Count an event that :meth:`wants` said nobody hears, without building it."""
+        self.published += 1
+
     def emit(
         self,
         type: str,

@@ -43,6 +43,7 @@ DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+_STAGE_SET = frozenset(STAGES)
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
@@ -61,7 +62,7 @@ class TurnWaterfall:
 
     def mark(self, stage: str, at: float | None = None) -> bool:
         """Record ``stage`` at ``at`` (default now); False if already marked, ValueError if unknown."""
-        if stage not in STAGES:
+        if stage not in _STAGE_SET:
             raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
         if stage in self._marks:
             return False
@@ -88,11 +89,10 @@ class TurnWaterfall:
 
     def as_dict(self) -> dict[str, float | None]:
         """Each stage, in order, as milliseconds since :attr:`origin` (None where not marked)."""
-        origin = self.origin
-        return {
-            stage: None if origin is None or stage not in self._marks else _ms(self._marks[stage] - origin)
-            for stage in STAGES
-        }
+        marks, origin = self._marks, self.origin
+        if origin is None:
+            return dict.fromkeys(STAGES)
+        return {stage: _ms(marks[stage] - origin) if stage in marks else None for stage in STAGES}
 
     def stage_durations(self) -> dict[str, float]:
         """Milliseconds between consecutive marked stages, keyed by the later stage."""

@@ -69,9 +69,15 @@ class TurnStateMachine:
     def _set(self, target: TurnState, reason: str, turn_id: str | None) -> None:
         previous, self._state = self._state, target
         self.history.append((previous, target, reason))
-        log.debug("state %s -> %s (%s)", previous, target, reason, extra={"turn_id": turn_id})
-        if self._bus is not None:
-            self._bus.emit(
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("state %s -> %s (%s)", previous, target, reason, extra={"turn_id": turn_id})
+        bus = self._bus
+        if bus is None:
+            return
+        if not bus.wants(EventType.STATE_CHANGED):
+            bus.skip()
+        else:
+            bus.emit(
                 EventType.STATE_CHANGED,
                 {"from": previous.value, "to": target.value, "reason": reason},
                 source=self._source,

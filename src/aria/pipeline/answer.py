@@ -135,7 +135,7 @@ class Answerer:
         for round_ in range(MAX_TOOL_ROUNDS + 1):
             calls: list[ToolCall] = []
             said: list[str] = []
-            model, asked = self.llm, replace(request, messages=tuple(messages))
+            model, asked = self.llm, request if round_ == 0 else replace(request, messages=tuple(messages))
             if round_ == 0 and self.router is not None:
                 model, asked = self.router, router_request(asked)
             try:

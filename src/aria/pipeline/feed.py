@@ -7,6 +7,9 @@ wire message (``speech_started``, ``llm_request``, ``first_audio`` ...) travel a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from aria.core.events import EventBus, EventType
 from aria.pipeline.outputs import (
     ErrorOut,
@@ -24,46 +27,54 @@ SOURCE = "pipeline"
 
 
 class BusFeed:
-    """Publishes the event for each output on ``bus`` (never blocks: the bus queues per subscriber)."""
+    """Publishes the event for each output on ``bus`` (never blocks: the bus queues per subscriber).
+
+    Called for every output, text and audio blocks included: it looks the output's type up once, and
+    builds an event only when someone subscribed to it."""
 
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
         self._done: dict[str, ResponseDone] = {}
+        self._by_type: dict[type, Callable[[Any], None]] = {
+            StageOut: self._stage,
+            TranscriptOut: self._transcript,
+            ToolResultOut: self._tool_result,
+            ErrorOut: self._error,
+            ResponseDone: self._response_done,
+            MetricsOut: self._metrics,
+        }
 
     def __call__(self, out: Output) -> None:
-        emit = self.bus.emit
-        if isinstance(out, StageOut):
-            emit(out.stage, dict(out.data), source=SOURCE, correlation_id=out.turn_id)
-        elif isinstance(out, TranscriptOut):
-            kind = EventType.TRANSCRIPT_FINAL if out.final else EventType.TRANSCRIPT_PARTIAL
-            emit(kind, {"text": out.text}, source=SOURCE, correlation_id=out.turn_id)
-        elif isinstance(out, ToolResultOut):
-            emit(
-                EventType.TOOL_RESULT,
-                {"tool": out.tool, "ok": out.ok},
-                source=SOURCE,
-                correlation_id=out.turn_id,
-            )
-        elif isinstance(out, ErrorOut):
-            emit(
-                EventType.ERROR,
-                {"code": out.code, "message": out.message},
-                source=SOURCE,
-                correlation_id=out.turn_id,
-            )
-        elif isinstance(out, ResponseDone):
-            self._done[out.turn_id] = out
-        elif isinstance(out, MetricsOut):  # the turn's last output: its metrics, then that it is over
-            done = self._done.pop(out.turn_id, None)
-            emit(
-                EventType.TURN_METRICS,
-                {"waterfall": dict(out.waterfall)},
-                source=SOURCE,
-                correlation_id=out.turn_id,
-            )
-            emit(
-                EventType.RESPONSE_DONE,
-                {"interrupted": done.interrupted if done else False, "error": done.error if done else None},
-                source=SOURCE,
-                correlation_id=out.turn_id,
-            )
+        handle = self._by_type.get(type(out))
+        if handle is not None:
+            handle(out)
+
+    def _emit(self, kind: str, payload: Callable[[], dict[str, Any]], turn_id: str | None) -> None:
+        bus = self.bus
+        if bus.wants(kind):
+            bus.emit(kind, payload(), source=SOURCE, correlation_id=turn_id)
+        else:
+            bus.skip()
+
+    def _stage(self, out: StageOut) -> None:
+        self._emit(out.stage, lambda: dict(out.data), out.turn_id)
+
+    def _transcript(self, out: TranscriptOut) -> None:
+        kind = EventType.TRANSCRIPT_FINAL if out.final else EventType.TRANSCRIPT_PARTIAL
+        self._emit(kind, lambda: {"text": out.text}, out.turn_id)
+
+    def _tool_result(self, out: ToolResultOut) -> None:
+        self._emit(EventType.TOOL_RESULT, lambda: {"tool": out.tool, "ok": out.ok}, out.turn_id)
+
+    def _error(self, out: ErrorOut) -> None:
+        self._emit(EventType.ERROR, lambda: {"code": out.code, "message": out.message}, out.turn_id)
+
+    def _response_done(self, out: ResponseDone) -> None:
+        self._done[out.turn_id] = out
+
+    def _metrics(self, out: MetricsOut) -> None:
+        """The turn's last output: its metrics, then that it is over."""
+        done = self._done.pop(out.turn_id, None)
+        self._emit(EventType.TURN_METRICS, lambda: {"waterfall": dict(out.waterfall)}, out.turn_id)
+        interrupted, error = (done.interrupted, done.error) if done else (False, None)
+        self._emit(EventType.RESPONSE_DONE, lambda: {"interrupted": interrupted, "error": error}, out.turn_id)

@@ -138,6 +138,8 @@ def _by_proportion(spans: list[tuple[int, int]], marks: Sequence[WordMark]) -> l
 def heard_chars(clause: str, marks: Sequence[WordMark], seconds: float, heard_s: float) -> int:
     """How many of the clause's characters were heard when ``heard_s`` seconds of its audio had played:
     the end of the last word at least half played (``len(clause)`` once all were)."""
+    if not marks and heard_s >= seconds:
+        return len(clause)  # by characters, every word ends within the clause's audio: all were heard
     words = place_words(clause, marks, seconds)
     if not words:
         return len(clause)

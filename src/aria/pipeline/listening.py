@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Protocol
 from aria.core.aio import closing_stream
 from aria.core.channels import Channel
 from aria.core.state import TurnState
-from aria.engines.base import TurnDetector, TurnPrediction, VADEventType
+from aria.engines.base import TurnDetector, TurnPrediction, VADEvent, VADEventType
 from aria.errors import InvalidInput
 from aria.pipeline.held import Held
 from aria.pipeline.interruptions import InterruptionMode, InterruptionPolicy, Verdict
@@ -145,18 +145,36 @@ class Listener:
         event = p.vad.process(vad_in)
         utt = self._utt
         if event is not None and event.type is VADEventType.SPEECH_START:
+            if utt is None and self._barge_in(event.timestamp, heard):
+                return
             utt = self._speech_started(event.timestamp)
+        self._hear(utt, heard, event)
+
+    def _barge_in(self, at: float, heard: AudioChunk) -> bool:
+        """Speech starts over an answer and the policy says stop at once: the answer stops now (the
+        transport hears ``response_done`` in the next loop step); the new turn, its state and its
+        speech-to-text start a step later (:meth:`VoicePipeline.later`), with this block."""
+        p = self.p
+        if self.policy.mode is not InterruptionMode.IMMEDIATE or p.answer_in_progress() is None:
+            return False
+        p._abort("user started speaking", defer=True)
+        p.later(lambda: self._hear(self._speech_started(at), heard, None))
+        return True
+
+    def _hear(self, utt: Utterance | None, heard: AudioChunk, event: VADEvent | None) -> None:
+        p, rate = self.p, self.p.config.sample_rate
         if utt is None:
             self._remember(heard)
             return
-        utt.add(heard.as_float32(), rate)
+        utt.add(heard.data, rate)
         if utt.segment is None:
             self._remember(heard)  # a pause: the next stretch starts with it
             return
         utt.segment.send_nowait(heard)
         if utt.total_s >= p.config.max_utterance_s:
             log.warning("utterance reached max_utterance_s=%s; ending it", p.config.max_utterance_s)
-            p.vad.reset()
+            if p.vad is not None:
+                p.vad.reset()
             utt.forced = True
             self._paused(utt)
         elif event is not None and event.type is VADEventType.SPEECH_END:

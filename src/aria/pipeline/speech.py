@@ -74,7 +74,7 @@ class Speaker:
                             await turn.playing.wait()
                         if turn.stopped():
                             return
-                        if turn.waterfall.mark("first_audio_out"):
+                        if first and turn.waterfall.mark("first_audio_out"):
                             self._put(StageOut(turn.id, "first_audio"))
                         turn.add_audio(index, chunk)
                         await self._send(AudioOut(turn.id, chunk, index, seq))
@@ -117,16 +117,19 @@ async def deliver(
     interrupts it, and ``response_done`` comes as the last audio plays."""
 
     speech = _Speech(speaker, turn) if speaker is not None else None
+    generated, turn_id, first = turn.generated, turn.id, True
     try:
         async with closing_stream(said) as tokens:
             async for text in tokens:
                 if turn.stopped():
                     return
-                responding(turn)
-                turn.generated.append(text)
-                await send(TextOut(turn.id, text))
-                if speech is not None:
-                    speech.add(speech.chunker.push(text))
+                if first:
+                    responding(turn)
+                    first = False
+                generated.append(text)
+                await send(TextOut(turn_id, text))
+                if speech is not None and (clauses := speech.chunker.push(text)):
+                    speech.add(clauses)
         if speech is None:
             return
         speech.add(speech.chunker.flush())

@@ -63,4 +63,9 @@ class Utterance:
     def audio(self) -> np.ndarray:
         import numpy as np  # loaded when audio is first judged, not when the pipeline is imported
 
-        return np.concatenate(list(self.frames)) if self.frames else np.zeros(0, np.float32)
+        if not self.frames:
+            return np.zeros(0, np.float32)
+        # Kept as they came (int16 or float32): converted once here, not on every block.
+        return np.concatenate(
+            [f if f.dtype == np.float32 else f.astype(np.float32) / np.float32(32768.0) for f in self.frames]
+        )

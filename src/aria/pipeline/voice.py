@@ -114,6 +114,8 @@ class VoicePipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._response_task: asyncio.Task[None] | None = None
         self._queued: deque[tuple[Turn, str]] = deque()
+        #: Bookkeeping left for the next loop step (see :meth:`later`).
+        self._after: deque[Callable[[], None]] = deque()
         self._closed = False
 
     async def __aenter__(self) -> VoicePipeline:
@@ -126,6 +128,7 @@ class VoicePipeline:
         """Cancel all work and close the output channel (consumers see its end)."""
         if self._closed:
             return
+        self.settle()
         self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
@@ -144,6 +147,8 @@ class VoicePipeline:
 
     def answer_in_progress(self) -> Turn | None:
         """The turn whose answer is being generated or played, if any."""
+        if self._after:
+            self.settle()
         turn = self.turn
         return turn if turn is not None and self._response_task is not None and not turn.finished else None
 
@@ -151,12 +156,16 @@ class VoicePipeline:
 
     def push_audio(self, chunk: Any) -> None:
         """Feed one block of microphone audio. Never waits; raises InvalidInput for a wrong format."""
+        if self._after:
+            self.settle()
         self.listener.push(chunk)
 
     def push_text(self, text: str) -> Turn:
         """Start a turn from typed text (skipping VAD and STT). An answer in progress is stopped first
         (``busy_input = "supersede"``) or finishes first (``"queue"``); a spoken turn still being
         listened to is answered first (it came first)."""
+        if self._after:
+            self.settle()
         text = text.strip()
         if not text:
             raise InvalidInput("text message is empty")
@@ -182,6 +191,7 @@ class VoicePipeline:
         this answer in text only."""
         if not self.answering:
             raise InvalidInput(f"the {self.config.mode} mode only transcribes speech; switch modes to ask")
+        self.settle()
         turn = Turn(source="text", silent=not speak)
         last = next((m.content for m in reversed(list(self.history)) if m.role == "user"), "")
         turn.user_text = last or " "  # not empty: the answer is recorded (and no command is heard)
@@ -194,6 +204,7 @@ class VoicePipeline:
     async def interrupt(self, reason: str = "interrupted") -> bool:
         """Stop the answer in progress. Speech being listened to is kept (it is the person's next turn),
         and so is typed input waiting for its turn: it starts now. Returns whether anything stopped."""
+        self.settle()
         stopped = self._abort(reason)
         self._next()
         return stopped
@@ -203,6 +214,7 @@ class VoicePipeline:
         to is kept as the person's turn (transcribed, in the history, ended unanswered), and the answer
         in progress is stopped as heard. Returns the typed inputs that were waiting, not yet started,
         for the next pipeline to take."""
+        self.settle()
         waiting = [text for _turn, text in self._queued]
         self._queued.clear()  # none of it may start on this pipeline while the speech is concluded
         await self.listener.conclude(reason)
@@ -340,15 +352,16 @@ class VoicePipeline:
         self._set_state(TurnState.PROCESSING, "speech not recognised", turn)
         self._response_task = self._spawn(self._respond(turn, _once(NOT_UNDERSTOOD)), "respond")
 
-    def _abort(self, reason: str) -> bool:
+    def _abort(self, reason: str, *, defer: bool = False) -> bool:
         """Synchronously stop the answer in progress; nothing of it leaves the pipeline afterwards. It is
-        recorded with the words the person heard (when it paused for speech over it: by then)."""
+        recorded with the words the person heard (when it paused for speech over it: by then). With
+        ``defer``, the turn's closing outputs (its idle state, its metrics) wait for the next loop step
+        (:meth:`later`): the transport hears ``response_done`` first."""
         turn, task = self.turn, self._response_task
         if task is None or turn is None or turn.finished:
             return False
         self._response_task = None
         turn.interrupted = True
-        task.cancel()
         withdrawn = self.outputs.discard(lambda o: isinstance(o, AudioOut) and o.turn_id == turn.id)
         for out in withdrawn:
             assert isinstance(out, AudioOut)
@@ -361,12 +374,31 @@ class VoicePipeline:
         elif heard_s is None:  # no playback tracker: what was handed out is what was heard
             heard_s = turn.audio_seconds
         heard = turn.output_text(spoken=self._spoke(turn), heard_s=heard_s)
-        self._record_answer(turn, heard)
         turn.waterfall.mark("done")
         self._put(StageOut(turn.id, "turn_interrupted", {"reason": reason, "heard": heard}))
         self._put(ResponseDone(turn.id, heard, interrupted=True))
-        self.close_turn(turn, reason)
+        # After the transport is woken: the answer's tasks unwind in the loop step after it has the news.
+        task.cancel()
+        self._record_answer(turn, heard)
+        if defer:
+            self.later(lambda: self.close_turn(turn, reason))
+        else:
+            self.close_turn(turn, reason)
         return True
+
+    def later(self, work: Callable[[], None]) -> None:
+        """Do ``work`` in the next loop step, after the tasks already woken (the transport, woken by an
+        interrupted answer's ``response_done``), or sooner: :meth:`settle` runs it first thing whenever
+        input comes or anything asks about the turn. Outputs keep their order either way."""
+        if not self._after:
+            asyncio.get_running_loop().call_soon(self.settle)
+        self._after.append(work)
+
+    def settle(self) -> None:
+        """Do the work left by :meth:`later` now (a no-op when there is none)."""
+        after = self._after
+        while after:
+            after.popleft()()
 
     def pause_answer(self, turn: Turn) -> None:
         """Speech started over the answer: hold its playback where it is (the words heard so far are
