@@ -135,13 +135,15 @@ async def test_a_barge_in_reaches_the_transport_first_and_the_new_turn_follows_i
         pipeline.push_audio(LOUD)
         await steps_until(lambda: any(isinstance(o, ResponseDone) for o, _ in seen))
         done, history_then = next((o, n) for o, n in seen if isinstance(o, ResponseDone))
-        assert done.turn_id == old.id and done.interrupted
+        assert done.turn_id == old.id
+        assert done.interrupted
         assert history_then == 2  # the question and the interrupted answer, before the transport saves
         assert closed_when_heard == [False]  # it ran before the turn's closing bookkeeping
         assert pipeline.history[-1].interrupted
         await steps_until(lambda: pipeline.turn is not old and pipeline.turn is not None)
         new = pipeline.turn
-        assert new is not None and new.source == "voice"
+        assert new is not None
+        assert new.source == "voice"
         await steps_until(lambda: any(getattr(o, "turn_id", None) == new.id for o, _ in seen))
         kinds = [(type(o).__name__, getattr(o, "turn_id", None)) for o, _ in seen]
         at_done = kinds.index(("ResponseDone", old.id))
@@ -163,7 +165,8 @@ async def test_input_before_the_barge_in_step_finishes_the_bookkeeping_first(the
         old = pipeline.push_text("tell me a story")
         await asyncio.wait_for(llm.streaming.wait(), 5)
         pipeline.push_audio(LOUD)
-        assert old.interrupted and not old.finished  # its closing outputs wait for the next step...
+        assert old.interrupted
+        assert not old.finished
         if then == "audio":
             pipeline.push_audio(LOUD)  # ...or for the next input, whichever comes first
             assert pipeline.listener.listening
@@ -173,7 +176,8 @@ async def test_input_before_the_barge_in_step_finishes_the_bookkeeping_first(the
         else:
             assert pipeline.answer_in_progress() is None
         assert old.finished
-        assert pipeline.turn is not old and pipeline.state.state.value == "listening"
+        assert pipeline.turn is not old
+        assert pipeline.state.state.value == "listening"
         await steps_until(lambda: sum(isinstance(o, ResponseDone) for o in outs) >= 1)
     await consumer
     ids = [getattr(o, "turn_id", None) for o in outs]
