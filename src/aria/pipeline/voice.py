@@ -116,6 +116,7 @@ class VoicePipeline:
         self._queued: deque[tuple[Turn, str]] = deque()
         #: Bookkeeping left for the next loop step (see :meth:`later`).
         self._after: deque[Callable[[], None]] = deque()
+        self._settling = False
         self._closed = False
 
     async def __aenter__(self) -> VoicePipeline:
@@ -181,8 +182,8 @@ class VoicePipeline:
             self._queued.append((turn, text))
             return turn
         self._abort("new text input")
-        self._begin(turn, TurnState.PROCESSING, "text input")
-        self._start_response(turn, text, modality="text")
+        self.turn = turn
+        self._start_response(turn, text, modality="text", begin="text input")
         return turn
 
     def respond(self, *, speak: bool = True) -> Turn:
@@ -199,6 +200,7 @@ class VoicePipeline:
         self._begin(turn, TurnState.PROCESSING, "response requested")
         said = self.answerer().answer(turn, self.request())
         self._response_task = self._spawn(self._respond(turn, said), "respond")
+        self._asked(turn, len(self.history), None)
         return turn
 
     async def interrupt(self, reason: str = "interrupted") -> bool:
@@ -239,12 +241,23 @@ class VoicePipeline:
             "user", text, "audio" if modality == "audio" else "text", mode=self.config.mode, images=images
         )
 
-    def _start_response(self, turn: Turn, text: str, *, modality: str, held: Held | None = None) -> None:
+    def _start_response(
+        self, turn: Turn, text: str, *, modality: str, held: Held | None = None, begin: str | None = None
+    ) -> None:
+        """Ask the model about ``text`` for ``turn``. The model is asked first: its state (``begin``: the
+        turn starts processing, for a reason) and the ``llm_request`` stage reach observers in the same
+        loop step, just after (see :meth:`later`), and always before anything of the answer."""
         turn.user_text = text
         # A held answer was asked with its question (and picture) already: the history records that one.
         self.history.append(held.question if held is not None else self._question(text, modality))
         said = held.release(self._put) if held is not None else self.answerer().answer(turn, self.request())
         self._response_task = self._spawn(self._respond(turn, said), "respond")
+        self.later(lambda: self._asked(turn, len(self.history), begin))
+
+    def _asked(self, turn: Turn, messages: int, begin: str | None) -> None:
+        if begin is not None and turn is self.turn:
+            self._begin(turn, TurnState.PROCESSING, begin)
+        self._put(StageOut(turn.id, "llm_request", {"messages": messages}))
 
     def answerer(self, *, hold: Held | None = None) -> Answerer:
         assert self.llm is not None
@@ -271,7 +284,6 @@ class VoicePipeline:
 
     async def _respond(self, turn: Turn, said: AsyncIterator[str]) -> None:
         """Answer the turn: show and speak the model's answer (or ``said``, a fixed reply)."""
-        self._put(StageOut(turn.id, "llm_request", {"messages": len(self.history)}))
         cfg = self.config
         speaker = None
         if self._spoke(turn):
@@ -351,6 +363,7 @@ class VoicePipeline:
             return
         self._set_state(TurnState.PROCESSING, "speech not recognised", turn)
         self._response_task = self._spawn(self._respond(turn, _once(NOT_UNDERSTOOD)), "respond")
+        self._asked(turn, len(self.history), None)
 
     def _abort(self, reason: str, *, defer: bool = False) -> bool:
         """Synchronously stop the answer in progress; nothing of it leaves the pipeline afterwards. It is
@@ -395,10 +408,17 @@ class VoicePipeline:
         self._after.append(work)
 
     def settle(self) -> None:
-        """Do the work left by :meth:`later` now (a no-op when there is none)."""
-        after = self._after
-        while after:
-            after.popleft()()
+        """Do the work left by :meth:`later` now, in order (a no-op when there is none, or from inside
+        that work: what it outputs must not overtake the work queued before it)."""
+        if self._settling:
+            return
+        self._settling = True
+        try:
+            after = self._after
+            while after:
+                after.popleft()()
+        finally:
+            self._settling = False
 
     def pause_answer(self, turn: Turn) -> None:
         """Speech started over the answer: hold its playback where it is (the words heard so far are
@@ -462,6 +482,8 @@ class VoicePipeline:
     def _set_state(self, target: TurnState, reason: str, turn: Turn) -> None:
         """Move the state machine for ``turn``: only the turn with the floor may (work of a superseded
         turn that is still unwinding changes nothing)."""
+        if self._after:
+            self.settle()
         if turn is not self.turn or self.state.state is target:
             return
         if not self.state.can(target):
@@ -473,11 +495,15 @@ class VoicePipeline:
 
     def _put(self, out: Output) -> None:
         """Queue a small control output past backpressure (never dropped, never waits)."""
+        if self._after:
+            self.settle()
         if not self.outputs.closed:
             self._observe(out)
             self.outputs.force(out)
 
     async def _send(self, out: Output) -> None:
+        if self._after:
+            self.settle()
         self._observe(out)
         await self.outputs.send(out)
 
