@@ -131,7 +131,7 @@ class Channel(Generic[T]):
     async def send(self, item: T) -> bool:
         """Send an item, waiting for room when the policy is ``block``."""
         items = self._items
-        room = self.maxsize is None or len(items) < self.maxsize
+        room = self.maxsize is None or (len(items) < self.maxsize and not self._putters)
         if room and not self._closed and self.policy.kind != "sample":  # the common case, inline
             items.append(item)
             self.stats.sent += 1

@@ -70,8 +70,8 @@ class Speaker:
                 first = True
                 async with closing_stream(self.tts.synthesize(clause, voice=self.voice)) as audio:
                     async for chunk in audio:
-                        if not turn.playing.is_set():  # paused for speech over it
-                            await turn.playing.wait()
+                        if turn.paused:  # held for speech over it
+                            await turn.until_resumed()
                         if turn.stopped():
                             return
                         if first and turn.waterfall.mark("first_audio_out"):
@@ -116,7 +116,7 @@ async def deliver(
     ``playback`` tracker the answer lasts until its audio has gone out: a barge-in until then still
     interrupts it, and ``response_done`` comes as the last audio plays."""
 
-    speech = _Speech(speaker, turn) if speaker is not None else None
+    speech: _Speech | None = None  # made with the first piece: the model is asked before anything else
     generated, turn_id, first = turn.generated, turn.id, True
     try:
         async with closing_stream(said) as tokens:
@@ -126,10 +126,14 @@ async def deliver(
                 if first:
                     responding(turn)
                     first = False
+                    if speaker is not None:
+                        speech = _Speech(speaker, turn)
                 generated.append(text)
-                await send(TextOut(turn_id, text))
+                # A clause this piece completes goes to speech first: its task is woken before the
+                # transport (the piece is shown in the same step either way).
                 if speech is not None and (clauses := speech.chunker.push(text)):
                     speech.add(clauses)
+                await send(TextOut(turn_id, text))
         if speech is None:
             return
         speech.add(speech.chunker.flush())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from dataclasses import dataclass, field
+from random import getrandbits
 from typing import Any, Literal
 
 from aria.core.metrics import TurnWaterfall
@@ -16,7 +16,9 @@ __all__ = ["Turn"]
 
 
 def _turn_id() -> str:
-    return "turn_" + os.urandom(6).hex()  # 48 random bits, as uuid4().hex[:12] gave, in one call
+    # 48 random bits, as uuid4().hex[:12] gave; a name, not a secret (a session's key guards it), so no
+    # system call for it on the path from input to the model.
+    return f"turn_{getrandbits(48):012x}"
 
 
 @dataclass(slots=True, eq=False)
@@ -45,17 +47,35 @@ class Turn:
     route: str | None = None
     #: Where the answer's playback was held for speech over it (seconds heard by then); None: playing.
     paused_heard_s: float | None = None
-    #: Set while the answer may play; cleared while it is paused (its speech waits).
-    playing: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     waterfall: TurnWaterfall = field(init=False)
     #: Per clause: the engine's word marks placed in the clause's audio, and the seconds synthesised
     #: (withdrawn audio included), both filled by :meth:`add_audio`.
     _words: dict[int, list[WordMark]] = field(default_factory=dict, init=False, repr=False)
     _made: dict[int, float] = field(default_factory=dict, init=False, repr=False)
+    #: While the answer is paused for speech over it: set when it may play again (see :meth:`pause`).
+    _resumed: asyncio.Event | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.playing.set()
         self.waterfall = TurnWaterfall(self.id)
+
+    @property
+    def paused(self) -> bool:
+        """The answer's playback is held (speech over it is being judged): its speech waits."""
+        return self._resumed is not None
+
+    def pause(self) -> None:
+        if self._resumed is None:
+            self._resumed = asyncio.Event()
+
+    def resume(self) -> None:
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None:
+            resumed.set()
+
+    async def until_resumed(self) -> None:
+        """Wait while the answer is paused (at once when it is not)."""
+        if self._resumed is not None:
+            await self._resumed.wait()
 
     def stopped(self) -> bool:
         """Whether the turn was interrupted (a call, so checks after an ``await`` are not narrowed away)."""

@@ -427,7 +427,7 @@ class VoicePipeline:
             return
         heard = self.playback.heard_seconds(turn.id) if self.playback is not None else None
         turn.paused_heard_s = heard if heard is not None else turn.audio_seconds
-        turn.playing.clear()
+        turn.pause()
         pause = getattr(self.playback, "pause", None)
         if callable(pause):
             pause(turn.id)
@@ -438,7 +438,7 @@ class VoicePipeline:
         if turn.paused_heard_s is None or turn.finished:
             return
         turn.paused_heard_s = None
-        turn.playing.set()
+        turn.resume()
         resume = getattr(self.playback, "resume", None)
         if callable(resume):
             resume(turn.id)
