@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aria.core.history import History
 from aria.types import Message
@@ -17,6 +19,7 @@ def contents(messages: tuple[Message, ...]) -> list[str]:
     return [m.content for m in messages]
 
 
+ROLES = ("user", "assistant", "tool", "system")
 THREE_TURNS = conversation("user:u1", "assistant:a1", "user:u2", "assistant:a2", "user:u3", "assistant:a3")
 
 
@@ -113,3 +116,52 @@ def test_history_copies_the_initial_list() -> None:
     history.append(Message("user", "u2"))
     assert len(messages) == 2
     assert contents(tuple(history)) == ["u1", "u2"]
+
+
+def _scanned_window(messages: list[Message], turns: int) -> tuple[Message, ...]:
+    """The window as the history used to cut it: scanning back for the ``turns``-th user message."""
+    if turns <= 0:
+        return ()
+    seen = 0
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].role == "user":
+            seen += 1
+            if seen == turns:
+                return tuple(messages[index:])
+    return tuple(messages)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["append", "remove", "replace", "clear"]),
+            st.sampled_from(ROLES),
+            st.integers(0, 30),
+        ),
+        max_size=40,
+    ),
+    st.integers(0, 6),
+)
+def test_the_indexed_window_matches_a_scan_through_appends_removals_and_replacements(
+    operations: list[tuple[str, str, int]], turns: int
+) -> None:
+    """The window is cut from an index of the user messages kept up to date by every change; it must
+    be exactly what scanning the messages gives, whatever a client did to the history."""
+    history = History()
+    mirror: list[Message] = []
+    for n, (operation, role, at) in enumerate(operations):
+        message = Message(role, f"m{n}")  # type: ignore[arg-type]
+        if operation == "append" or not mirror:
+            history.append(message)
+            mirror.append(message)
+        elif operation == "remove":
+            assert history.remove(at % len(mirror)) is mirror.pop(at % len(mirror))
+        elif operation == "replace":
+            history.replace(at % len(mirror), message)
+            mirror[at % len(mirror)] = message
+        else:
+            history.clear()
+            mirror.clear()
+        assert history.window(turns) == _scanned_window(mirror, turns)
+    assert History(mirror).window(turns) == _scanned_window(mirror, turns)

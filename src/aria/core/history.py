@@ -15,6 +15,13 @@ class History:
 
     def __init__(self, messages: list[Message] | None = None) -> None:
         self._messages: list[Message] = list(messages or [])
+        #: Where the user messages are: the turn window is found without scanning (it is cut for every
+        #: answer, on the path from the person's words to the model).
+        self._users: list[int] = []
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self._users = [i for i, m in enumerate(self._messages) if m.role == "user"]
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -26,27 +33,28 @@ class History:
         return self._messages[index]
 
     def append(self, message: Message) -> None:
+        if message.role == "user":
+            self._users.append(len(self._messages))
         self._messages.append(message)
 
     def remove(self, index: int) -> Message:
         """Take a message out (a client deleted it); returns it."""
-        return self._messages.pop(index)
+        removed = self._messages.pop(index)
+        self._reindex()
+        return removed
 
     def replace(self, index: int, message: Message) -> None:
         """Put ``message`` in the place of the one at ``index`` (a client truncated it)."""
         self._messages[index] = message
+        self._reindex()
 
     def window(self, turns: int) -> tuple[Message, ...]:
         """The messages of the last ``turns`` user turns (each with what followed it)."""
         if turns <= 0:
             return ()
-        seen = 0
-        for index in range(len(self._messages) - 1, -1, -1):
-            if self._messages[index].role == "user":
-                seen += 1
-                if seen == turns:
-                    return tuple(self._messages[index:])
-        return tuple(self._messages)
+        users = self._users
+        return tuple(self._messages[users[-turns] if len(users) >= turns else 0 :])
 
     def clear(self) -> None:
         self._messages.clear()
+        self._users.clear()

@@ -62,10 +62,11 @@ class Speaker:
         async for clause in clauses:
             if turn.stopped():
                 return
-            self._responding(turn)
             index = turn.add_clause(clause)
-            if turn.waterfall.mark("first_tts_request"):
-                self._put(StageOut(turn.id, "tts_request", {"text": clause}))
+            if index == 0:
+                self._responding(turn)
+                if turn.waterfall.mark("first_tts_request"):
+                    self._put(StageOut(turn.id, "tts_request", {"text": clause}))
             try:
                 first = True
                 async with closing_stream(self.tts.synthesize(clause, voice=self.voice)) as audio:

@@ -98,10 +98,11 @@ class Turn:
         offset = self.clause_seconds[clause_index]
         if chunk.words:
             self._words.setdefault(clause_index, []).extend(w.shifted(offset) for w in chunk.words)
+        seconds = chunk.duration
         self.clause_audio[clause_index] += 1
-        self.clause_seconds[clause_index] += chunk.duration
-        self.audio_seconds += chunk.duration
-        self._made[clause_index] = self._made.get(clause_index, 0.0) + chunk.duration
+        self.clause_seconds[clause_index] = offset + seconds
+        self.audio_seconds += seconds
+        self._made[clause_index] = self._made.get(clause_index, 0.0) + seconds
 
     def withdraw_audio(self, clause_index: int, chunk: AudioChunk) -> None:
         """A block handed out but taken back before it went out (always the clause's latest audio):
