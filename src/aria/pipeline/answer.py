@@ -91,6 +91,11 @@ class Answerer:
         self.llm, self.router, self.tools, self.commands = llm, router, tools, commands
         self._put, self._before_tools = put, before_tools
 
+    @property
+    def parts(self) -> tuple[object, ...]:
+        """What it answers with: the model, the router, the tools, the commands."""
+        return (self.llm, self.router, self.tools, self.commands)
+
     async def answer(self, turn: Turn, request: LLMRequest) -> AsyncIterator[str]:
         """The model's answer; on failure, what it said, the error, then an apology."""
         turn.waterfall.mark("llm_request")

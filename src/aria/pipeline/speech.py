@@ -132,9 +132,12 @@ async def deliver(
                 generated.append(text)
                 # A clause this piece completes goes to speech first: its task is woken before the
                 # transport (the piece is shown in the same step either way).
+                started = False
                 if speech is not None and (clauses := speech.chunker.push(text)):
-                    speech.add(clauses)
+                    started = speech.add(clauses)
                 await send(TextOut(turn_id, text))
+                if started:  # the first clause's speech starts before the model's stream is read on
+                    await asyncio.sleep(0)
         if speech is None:
             return
         speech.add(speech.chunker.flush())
@@ -157,13 +160,16 @@ class _Speech:
         self.clauses: Channel[str] = Channel(None, name="clauses")
         self.task: asyncio.Task[None] | None = None
 
-    def add(self, clauses: list[str]) -> None:
+    def add(self, clauses: list[str]) -> bool:
+        """Queue ``clauses`` for speech; True when this started the speaking task (the first clause)."""
         for clause in clauses:
             self.clauses.send_nowait(clause)
         if clauses and self.task is None:
             self.task = asyncio.get_running_loop().create_task(
                 self.speaker.speak(self.turn, self.clauses), name="pipeline-speak"
             )
+            return True
+        return False
 
     async def finish(self) -> None:
         """Until every clause has been spoken."""

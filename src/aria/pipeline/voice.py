@@ -117,6 +117,7 @@ class VoicePipeline:
         #: Bookkeeping left for the next loop step (see :meth:`later`).
         self._after: deque[Callable[[], None]] = deque()
         self._settling = False
+        self._answerer: Answerer | None = None
         self._closed = False
 
     async def __aenter__(self) -> VoicePipeline:
@@ -173,8 +174,8 @@ class VoicePipeline:
         if not self.answering:
             raise InvalidInput(f"the {self.config.mode} mode only transcribes speech; switch modes to ask")
         turn = Turn(source="text")
-        self.listener.stalled()  # speech whose audio stopped mid-sentence ends as a pause: no wait forever
         if self.listener.hearing:  # the person's spoken turn came first: it is answered first
+            self.listener.stalled()  # audio that stopped mid-sentence ends as a pause: no wait forever
             self.listener.take_floor()
             self._queued.append((turn, text))
             return turn
@@ -261,7 +262,12 @@ class VoicePipeline:
 
     def answerer(self, *, hold: Held | None = None) -> Answerer:
         assert self.llm is not None
-        return Answerer(
+        if hold is None:  # the same one turn after turn, until a model, the tools or the commands change
+            cached = self._answerer
+            parts = (self.llm, self.router, self.tools, self.commands)
+            if cached is not None and cached.parts == parts:
+                return cached
+        answerer = Answerer(
             self.llm,
             put=hold.put if hold is not None else lambda _turn, out: self._put(out),
             router=self.router,
@@ -269,6 +275,9 @@ class VoicePipeline:
             commands=self.commands,
             before_tools=hold.confirmed if hold is not None else None,
         )
+        if hold is None:
+            self._answerer = answerer
+        return answerer
 
     def preempt(self, turn: Turn, text: str) -> Held:
         """Start answering ``text`` before the turn is confirmed; the answer is held (see :class:`Held`)."""
