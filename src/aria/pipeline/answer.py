@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from aria.core.aio import closing_stream
+from aria.core.aio import aclose_quietly
 from aria.core.history import History
 from aria.engines.base import LLM, LLMRequest
 from aria.errors import AriaError
@@ -144,7 +144,8 @@ class Answerer:
             if round_ == 0 and self.router is not None:
                 model, asked = self.router, router_request(asked)
             try:
-                async with closing_stream(model.stream(asked)) as chunks:
+                chunks = model.stream(asked)
+                try:  # (not ``closing_stream``: nothing more than needed before the model is asked)
                     async for chunk in chunks:
                         if isinstance(chunk, GeneratedToken):
                             if chunk.text:
@@ -152,6 +153,8 @@ class Answerer:
                                 yield chunk.text
                         elif isinstance(chunk, ToolCall):
                             calls.append(chunk)
+                finally:
+                    await aclose_quietly(chunks)
             except Exception as exc:
                 if model is self.llm or said or calls:
                     raise

@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
-from aria.core.aio import closing_stream
+from aria.core.aio import aclose_quietly
 from aria.core.channels import Channel
 from aria.core.text import ClauseChunker
 from aria.engines.base import TTS
@@ -69,7 +69,8 @@ class Speaker:
                     self._put(StageOut(turn.id, "tts_request", {"text": clause}))
             try:
                 first = True
-                async with closing_stream(self.tts.synthesize(clause, voice=self.voice)) as audio:
+                audio = self.tts.synthesize(clause, voice=self.voice)
+                try:
                     async for chunk in audio:
                         if turn.paused:  # held for speech over it
                             await turn.until_resumed()
@@ -86,6 +87,8 @@ class Speaker:
                             # (a full channel makes ``send`` wait anyway): one loop step, not one each.
                             first = False
                             await asyncio.sleep(0)
+                finally:
+                    await aclose_quietly(audio)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -120,8 +123,8 @@ async def deliver(
     speech: _Speech | None = None  # made with the first piece: the model is asked before anything else
     generated, turn_id, first = turn.generated, turn.id, True
     try:
-        async with closing_stream(said) as tokens:
-            async for text in tokens:
+        try:  # (not ``closing_stream``: nothing more than needed between the input and the model)
+            async for text in said:
                 if turn.stopped():
                     return
                 if first:
@@ -138,6 +141,8 @@ async def deliver(
                 await send(TextOut(turn_id, text))
                 if started:  # the first clause's speech starts before the model's stream is read on
                     await asyncio.sleep(0)
+        finally:
+            await aclose_quietly(said)
         if speech is None:
             return
         speech.add(speech.chunker.flush())
