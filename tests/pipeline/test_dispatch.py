@@ -4,6 +4,7 @@ stops the model's stream in the very next step (not after a chain of tasks each 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -56,15 +57,24 @@ async def drain(pipeline: VoicePipeline, into: list[Output]) -> None:
         into.append(out)
 
 
-@pytest.mark.parametrize("how", ["interrupt", "new_text", "barge_in"])
-async def test_stopping_an_answer_cancels_the_model_stream_in_the_next_step(how: str) -> None:
-    llm = GatedLLM()
+@contextlib.asynccontextmanager
+async def telling_a_story(llm: GatedLLM) -> AsyncIterator[tuple[VoicePipeline, list[Output], Turn]]:
+    """A pipeline that stops an answer at once for speech over it, answering "tell me a story" (the model
+    is streaming), its outputs drained into a list as a transport would."""
     immediate = InterruptionPolicy(mode=InterruptionMode.IMMEDIATE)
     async with pipeline_with(llm, interruption=immediate) as pipeline:
         outs: list[Output] = []
         consumer = asyncio.create_task(drain(pipeline, outs))
         turn = pipeline.push_text("tell me a story")
         await asyncio.wait_for(llm.streaming.wait(), 5)
+        yield pipeline, outs, turn
+    await consumer
+
+
+@pytest.mark.parametrize("how", ["interrupt", "new_text", "barge_in"])
+async def test_stopping_an_answer_cancels_the_model_stream_in_the_next_step(how: str) -> None:
+    llm = GatedLLM()
+    async with telling_a_story(llm) as (pipeline, outs, turn):
         for token in ("Once", " upon", " a", " time", ","):
             llm.tokens.put_nowait(token)
         await steps_until(lambda: sum(isinstance(o, TextOut) for o in outs) == 5)
@@ -80,7 +90,6 @@ async def test_stopping_an_answer_cancels_the_model_stream_in_the_next_step(how:
         await steps_until(lambda: any(isinstance(o, ResponseDone) and o.turn_id == turn.id for o in outs))
         done = [o for o in outs if isinstance(o, ResponseDone) and o.turn_id == turn.id]
         assert done[0].interrupted
-    await consumer
 
 
 async def test_each_token_is_shown_in_the_step_it_arrives_and_clauses_reach_speech() -> None:
@@ -162,13 +171,7 @@ async def test_a_barge_in_reaches_the_transport_first_and_the_new_turn_follows_i
 async def test_input_before_the_barge_in_step_finishes_the_bookkeeping_first(then: str) -> None:
     """Whatever comes in the same loop step as a barge-in (more audio, typed text, a question about the
     turn) sees the barge-in's bookkeeping done: the new turn exists and nothing is out of order."""
-    llm = GatedLLM()
-    immediate = InterruptionPolicy(mode=InterruptionMode.IMMEDIATE)
-    async with pipeline_with(llm, interruption=immediate) as pipeline:
-        outs: list[Output] = []
-        consumer = asyncio.create_task(drain(pipeline, outs))
-        old = pipeline.push_text("tell me a story")
-        await asyncio.wait_for(llm.streaming.wait(), 5)
+    async with telling_a_story(GatedLLM()) as (pipeline, outs, old):
         pipeline.push_audio(LOUD)
         assert old.interrupted
         assert not closed(old)  # its closing outputs wait for the next step...
@@ -184,7 +187,6 @@ async def test_input_before_the_barge_in_step_finishes_the_bookkeeping_first(the
         assert pipeline.turn is not old
         assert pipeline.state.state.value == "listening"
         await steps_until(lambda: sum(isinstance(o, ResponseDone) for o in outs) >= 1)
-    await consumer
     ids = [getattr(o, "turn_id", None) for o in outs]
     last_old = max(i for i, t in enumerate(ids) if t == old.id)
     first_new = min(i for i, t in enumerate(ids) if t not in (old.id, None))
