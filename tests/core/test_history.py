@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aria.core.history import History
-from aria.types import Message
+from aria.types import ImageFrame, Message
 
 
 def conversation(*spec: str) -> list[Message]:
@@ -20,6 +20,7 @@ def contents(messages: tuple[Message, ...]) -> list[str]:
 
 
 ROLES = ("user", "assistant", "tool", "system")
+PICTURE = ImageFrame(b"\xff\xd8\xff\xe0 jpeg", "JPEG")
 THREE_TURNS = conversation("user:u1", "assistant:a1", "user:u2", "assistant:a2", "user:u3", "assistant:a3")
 
 
@@ -151,7 +152,8 @@ def test_the_indexed_window_matches_a_scan_through_appends_removals_and_replacem
     history = History()
     mirror: list[Message] = []
     for n, (operation, role, at) in enumerate(operations):
-        message = Message(role, f"m{n}")  # type: ignore[arg-type]
+        pictures = (PICTURE,) if at % 5 == 0 else ()
+        message = Message(role, f"m{n}", images=pictures)  # type: ignore[arg-type]
         if operation == "append" or not mirror:
             history.append(message)
             mirror.append(message)
@@ -164,4 +166,5 @@ def test_the_indexed_window_matches_a_scan_through_appends_removals_and_replacem
             history.clear()
             mirror.clear()
         assert history.window(turns) == _scanned_window(mirror, turns)
+        assert history.has_pictures == any(m.images for m in mirror)
     assert History(mirror).window(turns) == _scanned_window(mirror, turns)

@@ -18,10 +18,17 @@ class History:
         #: Where the user messages are: the turn window is found without scanning (it is cut for every
         #: answer, on the path from the person's words to the model).
         self._users: list[int] = []
+        self._pictures = 0
         self._reindex()
 
     def _reindex(self) -> None:
         self._users = [i for i, m in enumerate(self._messages) if m.role == "user"]
+        self._pictures = sum(1 for m in self._messages if m.images)
+
+    @property
+    def has_pictures(self) -> bool:
+        """Whether any message carries pictures (a request without any needs none stripped)."""
+        return self._pictures > 0
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -35,6 +42,8 @@ class History:
     def append(self, message: Message) -> None:
         if message.role == "user":
             self._users.append(len(self._messages))
+        if message.images:
+            self._pictures += 1
         self._messages.append(message)
 
     def remove(self, index: int) -> Message:
@@ -58,3 +67,4 @@ class History:
     def clear(self) -> None:
         self._messages.clear()
         self._users.clear()
+        self._pictures = 0

@@ -199,8 +199,10 @@ def build_request(
     messages, system_prompt = history.window(config.history_turns), config.system_prompt
     if context is not None:
         messages, system_prompt = context.build(history, config.system_prompt)
+    if history.has_pictures:
+        messages = strip_pictures(messages, keep_latest=True)
     return LLMRequest(
-        messages=strip_pictures(messages, keep_latest=True),
+        messages=messages,
         system_prompt=system_prompt,
         temperature=config.temperature,
         max_tokens=config.max_tokens,
