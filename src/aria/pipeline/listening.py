@@ -37,7 +37,7 @@ from aria.engines.base import TurnDetector, TurnPrediction, VADEvent, VADEventTy
 from aria.errors import InvalidInput
 from aria.pipeline.held import Held
 from aria.pipeline.interruptions import InterruptionMode, InterruptionPolicy, Verdict
-from aria.pipeline.outputs import ResponseDone, StageOut, TranscriptOut
+from aria.pipeline.outputs import PlaybackOut, ResponseDone, StageOut, TranscriptOut
 from aria.pipeline.turn import Turn
 from aria.pipeline.utterance import Utterance
 from aria.types import AudioChunk, Message, Transcription
@@ -215,7 +215,7 @@ class Listener:
         elif answer is not None:
             over = answer
             if self.policy.mode is InterruptionMode.ADAPTIVE:
-                p.pause_answer(answer)
+                self.pause_answer(answer)
         utt = self._utt = Utterance(Turn(source="voice"), over, self.clock())
         if over is None:
             self._take_floor(utt, at)
@@ -275,7 +275,7 @@ class Listener:
         p, turn, text = self.p, utt.turn, utt.text
         if utt.over is not None:
             if not self.policy.content_words(text):
-                p.resume_answer(utt.over)
+                self.resume_answer(utt.over)
                 return
             self._take_floor(utt)
         p._put(TranscriptOut(turn.id, text, True))
@@ -326,7 +326,31 @@ class Listener:
     async def _resume_unless_words(self, utt: Utterance) -> None:
         await asyncio.sleep(self.policy.resume_ms / 1000)
         if self._utt is utt and utt.over is not None and not self.policy.content_words(utt.text):
-            self.p.resume_answer(utt.over)
+            self.resume_answer(utt.over)
+
+    def pause_answer(self, turn: Turn) -> None:
+        """Speech started over the answer: hold its playback where it is (the words heard so far are
+        what counts if it turns out to be a barge-in)."""
+        if turn.paused_heard_s is not None:
+            return
+        heard = self.p.playback.heard_seconds(turn.id) if self.p.playback is not None else None
+        turn.paused_heard_s = heard if heard is not None else turn.audio_seconds
+        turn.pause()
+        pause = getattr(self.p.playback, "pause", None)
+        if callable(pause):
+            pause(turn.id)
+        self.p._put(PlaybackOut(turn.id, "pause"))
+
+    def resume_answer(self, turn: Turn) -> None:
+        """It was a backchannel or a noise: the answer goes on from where it paused."""
+        if turn.paused_heard_s is None or turn.finished:
+            return
+        turn.paused_heard_s = None
+        turn.resume()
+        resume = getattr(self.p.playback, "resume", None)
+        if callable(resume):
+            resume(turn.id)
+        self.p._put(PlaybackOut(turn.id, "resume"))
 
     # -- end of turn -------------------------------------------------------------------------------
 
@@ -345,7 +369,7 @@ class Listener:
         if utt.failed is not None:
             self._utt = None
             if utt.over is not None:
-                p.resume_answer(utt.over)
+                self.resume_answer(utt.over)
                 return
             p.not_understood(turn, utt.failed)
             return
@@ -394,7 +418,7 @@ class Listener:
         if self.policy.mode is InterruptionMode.OFF and self.policy.content_words(utt.text, language):
             self.p.queue(utt.turn, utt.text)  # heard once the answer is over
             return False
-        self.p.resume_answer(over)
+        self.resume_answer(over)
         log.debug("speech over the answer was not a barge-in: %r", utt.text)
         return False
 

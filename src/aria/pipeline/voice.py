@@ -40,13 +40,13 @@ from aria.pipeline.answer import Answerer, ToolExecutor, build_request
 from aria.pipeline.config import ContextBuilder, PipelineConfig, Playback
 from aria.pipeline.feed import BusFeed
 from aria.pipeline.interruptions import InterruptionPolicy
+from aria.pipeline.later import Later
 from aria.pipeline.listening import EchoFilter, Held, Listener
 from aria.pipeline.outputs import (
     AudioOut,
     ErrorOut,
     MetricsOut,
     Output,
-    PlaybackOut,
     ResponseDone,
     StageOut,
     StateOut,
@@ -115,8 +115,8 @@ class VoicePipeline:
         self._response_task: asyncio.Task[None] | None = None
         self._queued: deque[tuple[Turn, str]] = deque()
         #: Bookkeeping left for the next loop step (see :meth:`later`).
-        self._after: deque[Callable[[], None]] = deque()
-        self._settling = False
+        self._later = Later()
+        self._after = self._later.work  # tested on every output: settled first when not empty
         self._answerer: Answerer | None = None
         self._closed = False
 
@@ -409,49 +409,11 @@ class VoicePipeline:
         return True
 
     def later(self, work: Callable[[], None]) -> None:
-        """Do ``work`` in the next loop step, after the tasks already woken (the transport, woken by an
-        interrupted answer's ``response_done``), or sooner: :meth:`settle` runs it first thing whenever
-        input comes or anything asks about the turn. Outputs keep their order either way."""
-        if not self._after:
-            asyncio.get_running_loop().call_soon(self.settle)
-        self._after.append(work)
+        """Follow-up work for the next loop step, or for whatever comes first (see :class:`Later`)."""
+        self._later.add(work)
 
     def settle(self) -> None:
-        """Do the work left by :meth:`later` now, in order (a no-op when there is none, or from inside
-        that work: what it outputs must not overtake the work queued before it)."""
-        if self._settling:
-            return
-        self._settling = True
-        try:
-            after = self._after
-            while after:
-                after.popleft()()
-        finally:
-            self._settling = False
-
-    def pause_answer(self, turn: Turn) -> None:
-        """Speech started over the answer: hold its playback where it is (the words heard so far are
-        what counts if it turns out to be a barge-in)."""
-        if turn.paused_heard_s is not None:
-            return
-        heard = self.playback.heard_seconds(turn.id) if self.playback is not None else None
-        turn.paused_heard_s = heard if heard is not None else turn.audio_seconds
-        turn.pause()
-        pause = getattr(self.playback, "pause", None)
-        if callable(pause):
-            pause(turn.id)
-        self._put(PlaybackOut(turn.id, "pause"))
-
-    def resume_answer(self, turn: Turn) -> None:
-        """It was a backchannel or a noise: the answer goes on from where it paused."""
-        if turn.paused_heard_s is None or turn.finished:
-            return
-        turn.paused_heard_s = None
-        turn.resume()
-        resume = getattr(self.playback, "resume", None)
-        if callable(resume):
-            resume(turn.id)
-        self._put(PlaybackOut(turn.id, "resume"))
+        self._later.settle()
 
     def _fail(self, turn: Turn, code: str, exc: BaseException) -> None:
         if self._settled(turn):
