@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -125,6 +125,31 @@ async def test_string_and_enum_types_are_the_same(bus: EventBus) -> None:
 async def test_publish_with_no_subscribers_is_counted(bus: EventBus) -> None:
     bus.emit("nobody")
     assert bus.published == 1
+
+
+async def test_a_lazy_event_is_built_only_for_a_subscriber_and_always_counted(bus: EventBus) -> None:
+    built: list[int] = []
+
+    def payload(n: int) -> Callable[[], dict[str, int]]:
+        def build() -> dict[str, int]:
+            built.append(n)
+            return {"n": n}
+
+        return build
+
+    bus.emit_lazily("tock", payload(0))  # nobody listens: not built
+    typed = Recorder()
+    bus.subscribe(typed, "tick")
+    bus.emit_lazily("tock", payload(1))  # still nobody for "tock"
+    bus.emit_lazily("tick", payload(2), source="state", correlation_id="turn-1")
+    wild = Recorder()
+    bus.subscribe(wild)
+    bus.emit_lazily("tock", payload(3))  # a wildcard subscriber hears every type
+    await bus.drained()
+    assert built == [2, 3]
+    assert typed.numbers == [2]
+    assert wild.numbers == [3]
+    assert bus.published == 4
 
 
 # -- event fields -------------------------------------------------------------------------------

@@ -169,14 +169,20 @@ class EventBus:
         for sub in self._wildcard:
             self._offer(sub, event)
 
-    def wants(self, type: str) -> bool:
-        """Whether an event of ``type`` would reach anyone: hot paths skip building events nobody hears
-        (they still count as :attr:`published`, see :meth:`skip`)."""
-        return bool(self._wildcard) or type in self._by_type
-
-    def skip(self) -> None:
-        """Count an event that :meth:`wants` said nobody hears, without building it."""
-        self.published += 1
+    def emit_lazily(
+        self,
+        type: str,
+        payload: Callable[[], Mapping[str, Any]],
+        *,
+        source: str = "",
+        correlation_id: str | None = None,
+    ) -> None:
+        """:meth:`emit`, for hot paths: the payload and the event are made only when someone subscribed
+        to ``type`` (the event counts as :attr:`published` either way)."""
+        if self._wildcard or type in self._by_type:
+            self.emit(type, payload(), source=source, correlation_id=correlation_id)
+        else:
+            self.published += 1
 
     def emit(
         self,

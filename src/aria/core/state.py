@@ -71,15 +71,10 @@ class TurnStateMachine:
         self.history.append((previous, target, reason))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("state %s -> %s (%s)", previous, target, reason, extra={"turn_id": turn_id})
-        bus = self._bus
-        if bus is None:
-            return
-        if not bus.wants(EventType.STATE_CHANGED):
-            bus.skip()
-        else:
-            bus.emit(
+        if self._bus is not None:
+            self._bus.emit_lazily(
                 EventType.STATE_CHANGED,
-                {"from": previous.value, "to": target.value, "reason": reason},
+                lambda: {"from": previous.value, "to": target.value, "reason": reason},
                 source=self._source,
                 correlation_id=turn_id,
             )

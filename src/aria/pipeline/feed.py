@@ -50,11 +50,7 @@ class BusFeed:
             handle(out)
 
     def _emit(self, kind: str, payload: Callable[[], dict[str, Any]], turn_id: str | None) -> None:
-        bus = self.bus
-        if bus.wants(kind):
-            bus.emit(kind, payload(), source=SOURCE, correlation_id=turn_id)
-        else:
-            bus.skip()
+        self.bus.emit_lazily(kind, payload, source=SOURCE, correlation_id=turn_id)
 
     def _stage(self, out: StageOut) -> None:
         self._emit(out.stage, lambda: dict(out.data), out.turn_id)
