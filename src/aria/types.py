@@ -31,6 +31,7 @@ __all__ = [
     "Transcription",
     "VisionEmbedding",
     "WordMark",
+    "float32_samples",
 ]
 
 #: Sample rates Aria accepts anywhere in the pipeline.
@@ -57,6 +58,16 @@ class WordMark:
 
     def shifted(self, offset_s: float) -> WordMark:
         return WordMark(self.text, self.start_s + offset_s, self.end_s + offset_s)
+
+
+def float32_samples(data: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    """Audio samples (``float32`` in [-1, 1] or ``int16``) as float32 in [-1, 1]: a view when already
+    float32."""
+    import numpy as np
+
+    if data.dtype == np.float32:
+        return data
+    return (data.astype(np.float32) / 32768.0).astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +142,7 @@ class AudioChunk:
 
     def as_float32(self) -> npt.NDArray[np.float32]:
         """Samples as float32 in [-1, 1] (a view when already float32)."""
-        import numpy as np
-
-        if self.data.dtype == np.float32:
-            return self.data
-        return (self.data.astype(np.float32) / 32768.0).astype(np.float32, copy=False)
+        return float32_samples(self.data)
 
     def to_mono(self) -> AudioChunk:
         import numpy as np

@@ -12,7 +12,7 @@ from aria.core.channels import Channel
 from aria.engines.base import TurnPrediction
 from aria.pipeline.held import Held
 from aria.pipeline.turn import Turn
-from aria.types import AudioChunk, Transcription
+from aria.types import AudioChunk, Transcription, float32_samples
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,6 +66,4 @@ class Utterance:
         if not self.frames:
             return np.zeros(0, np.float32)
         # Kept as they came (int16 or float32): converted once here, not on every block.
-        return np.concatenate(
-            [f if f.dtype == np.float32 else f.astype(np.float32) / np.float32(32768.0) for f in self.frames]
-        )
+        return np.concatenate([float32_samples(frame) for frame in self.frames])
