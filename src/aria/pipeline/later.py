@@ -3,9 +3,10 @@
 A barge-in must reach the transport first: the interrupted answer's ``response_done`` wakes it, and the
 turn's closing outputs and the new turn's setup follow. Typed input must reach the model first: the
 model's stream starts, and the turn's state and stage follow. :class:`Later` holds that follow-up work:
-it runs in the next loop step, after the tasks already woken, or sooner, when its owner :meth:`settle` s
-it because input came or something asked about the turn. It always runs in order, and never nested:
-work queued from inside queued work waits its turn, so its outputs cannot overtake earlier ones.
+it runs in the next loop step, after the tasks already woken, or sooner, when its owner calls
+:meth:`settle` because input came or something asked about the turn. It always runs in order, and
+never nested: work queued from inside queued work waits its turn, so its outputs cannot overtake earlier
+ones.
 """
 
 from __future__ import annotations
