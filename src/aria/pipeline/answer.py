@@ -136,11 +136,11 @@ class Answerer:
         if reply is not None:
             yield reply
             return
-        messages = list(request.messages)
+        messages: list[Message] = []  # with the tool rounds, when the model calls tools
         for round_ in range(MAX_TOOL_ROUNDS + 1):
             calls: list[ToolCall] = []
             said: list[str] = []
-            model, asked = self.llm, request if round_ == 0 else replace(request, messages=tuple(messages))
+            model, asked = self.llm, replace(request, messages=tuple(messages)) if messages else request
             if round_ == 0 and self.router is not None:
                 model, asked = self.router, router_request(asked)
             try:
@@ -178,6 +178,8 @@ class Answerer:
                 break  # the model would never see these results
             if self._before_tools is not None:
                 await self._before_tools(turn)
+            if not messages:
+                messages.extend(request.messages)
             messages.append(Message("assistant", "".join(said), metadata={"tool_calls": tuple(calls)}))
             for call in calls:
                 result = await self.tools.run_tool(call, turn.id)

@@ -118,6 +118,7 @@ class VoicePipeline:
         self._later = Later()
         self._after = self._later.work  # tested on every output: settled first when not empty
         self._answerer: Answerer | None = None
+        self._speaker: tuple[TTS, PipelineConfig, Speaker] | None = None
         self._closed = False
 
     async def __aenter__(self) -> VoicePipeline:
@@ -293,20 +294,7 @@ class VoicePipeline:
 
     async def _respond(self, turn: Turn, said: AsyncIterator[str]) -> None:
         """Answer the turn: show and speak the model's answer (or ``said``, a fixed reply)."""
-        cfg = self.config
-        speaker = None
-        if self._spoke(turn):
-            assert self.tts is not None
-            speaker = Speaker(
-                self.tts,
-                send=self._send,
-                put=self._put,
-                responding=self._responding,
-                first_min_chars=cfg.first_clause_min_chars,
-                min_chars=cfg.sentence_min_chars,
-                max_chars=cfg.max_chunk_chars,
-                voice=cfg.voice,
-            )
+        speaker = self.speaker() if self._spoke(turn) else None
         try:
             await deliver(
                 turn, said, speaker, send=self._send, responding=self._responding, playback=self.playback
@@ -317,6 +305,25 @@ class VoicePipeline:
             self._fail(turn, "llm_failed" if not isinstance(exc, AriaError) else exc.code, exc)
             return
         self._finish(turn)
+
+    def speaker(self) -> Speaker:
+        """What speaks the answers: the same one turn after turn, until the voice or its settings change."""
+        assert self.tts is not None
+        cached, cfg = self._speaker, self.config
+        if cached is not None and cached[0] is self.tts and cached[1] is cfg:
+            return cached[2]
+        speaker = Speaker(
+            self.tts,
+            send=self._send,
+            put=self._put,
+            responding=self._responding,
+            first_min_chars=cfg.first_clause_min_chars,
+            min_chars=cfg.sentence_min_chars,
+            max_chars=cfg.max_chunk_chars,
+            voice=cfg.voice,
+        )
+        self._speaker = (self.tts, cfg, speaker)
+        return speaker
 
     def _responding(self, turn: Turn) -> None:
         """The first text of the answer: whichever of display and speech sees it first says so, so
