@@ -191,3 +191,18 @@ async def test_input_before_the_barge_in_step_finishes_the_bookkeeping_first(the
     last_old = max(i for i, t in enumerate(ids) if t == old.id)
     first_new = min(i for i, t in enumerate(ids) if t not in (old.id, None))
     assert last_old < first_new  # the old turn's outputs, then the new one's
+
+
+async def test_the_speaker_is_kept_until_the_voice_or_the_settings_change() -> None:
+    import dataclasses
+
+    pipeline = pipeline_with(GatedLLM())
+    first = pipeline.speaker()
+    assert pipeline.speaker() is first
+    pipeline.config = dataclasses.replace(pipeline.config, voice="en-gb", first_clause_min_chars=30)
+    changed = pipeline.speaker()
+    assert changed is not first
+    assert (changed.voice, changed.first_min_chars) == ("en-gb", 30)
+    pipeline.tts = FakeTTS()
+    assert pipeline.speaker() is not changed and pipeline.speaker().tts is pipeline.tts
+    await pipeline.aclose()
