@@ -32,6 +32,7 @@ __all__ = [
     "VisionEmbedding",
     "WordMark",
     "float32_samples",
+    "int16_samples",
 ]
 
 #: Sample rates Aria accepts anywhere in the pipeline.
@@ -68,6 +69,16 @@ def float32_samples(data: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     if data.dtype == np.float32:
         return data
     return (data.astype(np.float32) / 32768.0).astype(np.float32, copy=False)
+
+
+def int16_samples(data: npt.NDArray[Any]) -> npt.NDArray[np.int16]:
+    """Audio samples (``float32`` in [-1, 1] or ``int16``) as little-endian int16, the wire's PCM16:
+    out-of-range samples are clipped and NaN becomes silence (it would cast to an arbitrary integer)."""
+    import numpy as np
+
+    if data.dtype == np.int16:
+        return data.astype("<i2", copy=False)
+    return (np.clip(np.nan_to_num(data, nan=0.0), -1.0, 1.0) * 32767.0).astype("<i2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +143,7 @@ class AudioChunk:
 
     def to_pcm16(self) -> bytes:
         """Little-endian signed 16-bit PCM bytes."""
-        import numpy as np
-
-        if self.data.dtype == np.int16:
-            return bytes(self.data.astype("<i2", copy=False).tobytes())
-        # NaN would cast to an arbitrary integer (and warn): make it silence, and clip infinities.
-        clipped = np.clip(np.nan_to_num(self.data, nan=0.0), -1.0, 1.0)
-        return bytes((clipped * 32767.0).astype("<i2").tobytes())
+        return bytes(int16_samples(self.data).tobytes())
 
     def as_float32(self) -> npt.NDArray[np.float32]:
         """Samples as float32 in [-1, 1] (a view when already float32)."""

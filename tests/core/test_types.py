@@ -16,6 +16,8 @@ from aria.types import (
     MultimodalInput,
     Transcription,
     VisionEmbedding,
+    float32_samples,
+    int16_samples,
 )
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16
@@ -509,3 +511,19 @@ def test_multimodal_input_with_only_an_image() -> None:
 def test_multimodal_input_with_only_an_embedding() -> None:
     emb = VisionEmbedding(np.ones(4, dtype=np.float32), "img")
     assert MultimodalInput(vision_embedding=emb).vision_embedding is emb
+
+
+def test_int16_and_float32_samples_convert_both_ways_as_the_wire_does() -> None:
+    pcm = int16_samples(f32(0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -3.0, float("nan")))
+    assert pcm.dtype == np.dtype("<i2")
+    assert pcm.tolist() == [0, 16383, -16383, 32767, -32767, 32767, -32767, 0]  # clipped; NaN is silence
+    ints = np.array([0, 16384, -32768, 32767], dtype=np.int16)
+    assert int16_samples(ints).tolist() == ints.tolist()
+    back = float32_samples(ints)
+    assert back.dtype == np.float32
+    assert back.tolist() == [0.0, 0.5, -1.0, 32767 / 32768]
+    floats = f32(0.25)
+    assert float32_samples(floats) is floats  # already float32: a view, no copy
+    # The chunk's own conversion is the same one.
+    chunk = AudioChunk(f32(0.5, float("nan"), 4.0), 16000)
+    assert pcm_values(chunk.to_pcm16()) == [16383, 0, 32767]

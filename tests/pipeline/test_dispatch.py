@@ -204,5 +204,6 @@ async def test_the_speaker_is_kept_until_the_voice_or_the_settings_change() -> N
     assert changed is not first
     assert (changed.voice, changed.first_min_chars) == ("en-gb", 30)
     pipeline.tts = FakeTTS()
-    assert pipeline.speaker() is not changed and pipeline.speaker().tts is pipeline.tts
+    assert pipeline.speaker() is not changed
+    assert pipeline.speaker().tts is pipeline.tts
     await pipeline.aclose()

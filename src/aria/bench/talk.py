@@ -38,6 +38,7 @@ import numpy.typing as npt
 from aria.core.audio import write_wav
 from aria.core.metrics import percentile
 from aria.testing.speech import say
+from aria.types import float32_samples
 
 __all__ = ["Recording", "TalkBench", "VirtualAudio", "format_report", "onset"]
 
@@ -70,7 +71,7 @@ class Recording:
 
     def samples(self) -> Float32Array:
         raw = self.path.read_bytes()
-        return np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+        return float32_samples(np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2"))
 
     def stop(self) -> Float32Array:
         self._proc.terminate()

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aria.errors import InvalidInput
+from aria.types import int16_samples
 
 __all__ = ["normalize_peak", "read_wav", "resample", "rms_dbfs", "write_wav"]
 
@@ -81,9 +82,7 @@ def read_wav(path: str | Path) -> tuple[Float32Array, int]:
 
 def write_wav(path: str | Path, data: npt.NDArray[Any], sample_rate: int) -> None:
     """Write mono float32 (or int16) samples as a 16-bit PCM WAV file."""
-    samples = np.asarray(data)
-    if samples.dtype != np.int16:
-        samples = (np.clip(samples.astype(np.float32), -1.0, 1.0) * 32767.0).astype("<i2")
+    samples = int16_samples(np.asarray(data))
     with open(path, "wb") as fh, wave.open(fh, "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)

@@ -198,7 +198,23 @@ class Channel(Generic[T]):
 
     async def receive(self) -> T:
         """The next item; raises :class:`ChannelClosed` once the channel is closed and drained."""
-        while not self._items and not self._closed:
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise ChannelClosed(f"channel {self.name!r} is closed") from None
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        # One frame per item, and no exception raised and caught at the end: every consumer of a
+        # pipeline's outputs takes each text piece and audio block this way.
+        items = self._items
+        while not items:
+            if self._closed:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
             waiter = asyncio.get_running_loop().create_future()
             self._getters.append(waiter)
             try:
@@ -206,19 +222,14 @@ class Channel(Generic[T]):
             except BaseException:
                 waiter.cancel()
                 self._discard_waiter(self._getters, waiter)
-                if self._items:
+                if items:  # pass the wake-up on: this receiver will not take the item
                     self._wake(self._getters)
                 raise
-        return self.receive_nowait()
-
-    def __aiter__(self) -> AsyncIterator[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        try:
-            return await self.receive()
-        except ChannelClosed:
-            raise StopAsyncIteration from None
+        item = items.popleft()
+        self.stats.received += 1
+        if self._putters:
+            self._wake(self._putters)
+        return item
 
     # -- internals ---------------------------------------------------------------------------------
 

@@ -15,15 +15,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from aria.types import float32_samples, int16_samples
+
 __all__ = ["Canceller", "open_canceller"]
 
 log = logging.getLogger(__name__)
 
 Float32Array = npt.NDArray[np.float32]
-
-
-def _pcm16(samples: Float32Array) -> bytes:
-    return bytes((np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
 
 
 class Canceller:
@@ -52,14 +50,14 @@ class Canceller:
         done = [self._out]
         for offset in range(0, whole, self._frame):
             far = self._rtc.AudioFrame(
-                _pcm16(self._ref[offset : offset + self._frame]), self._rate, 1, self._frame
+                int16_samples(self._ref[offset : offset + self._frame]).tobytes(), self._rate, 1, self._frame
             )
             self._apm.process_reverse_stream(far)
             near = self._rtc.AudioFrame(
-                _pcm16(self._mic[offset : offset + self._frame]), self._rate, 1, self._frame
+                int16_samples(self._mic[offset : offset + self._frame]).tobytes(), self._rate, 1, self._frame
             )
             self._apm.process_stream(near)
-            done.append(np.frombuffer(bytes(near.data), dtype="<i2").astype(np.float32) / 32768.0)
+            done.append(float32_samples(np.frombuffer(bytes(near.data), dtype="<i2")))
         self._mic, self._ref = self._mic[whole:], self._ref[whole:]
         out = np.concatenate(done)
         self._out = out[mic.size :]

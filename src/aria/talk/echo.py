@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aria.pipeline.echo import EchoGuard
-from aria.types import AudioChunk
+from aria.types import AudioChunk, float32_samples, int16_samples
 
 __all__ = ["EchoCanceller", "PushToTalk", "open_echo_canceller"]
 
@@ -126,7 +126,9 @@ class EchoCanceller:
         self._far = np.concatenate([self._far, samples])
         whole = self._far.size // FRAME * FRAME
         for offset in range(0, whole, FRAME):
-            frame = self._rtc.AudioFrame(_pcm16(self._far[offset : offset + FRAME]), RATE, 1, FRAME)
+            frame = self._rtc.AudioFrame(
+                int16_samples(self._far[offset : offset + FRAME]).tobytes(), RATE, 1, FRAME
+            )
             self._apm.process_reverse_stream(frame)
         self._far = self._far[whole:]
 
@@ -137,9 +139,11 @@ class EchoCanceller:
         whole = self._near.size // FRAME * FRAME
         done = [self._out]
         for offset in range(0, whole, FRAME):
-            frame = self._rtc.AudioFrame(_pcm16(self._near[offset : offset + FRAME]), RATE, 1, FRAME)
+            frame = self._rtc.AudioFrame(
+                int16_samples(self._near[offset : offset + FRAME]).tobytes(), RATE, 1, FRAME
+            )
             self._apm.process_stream(frame)
-            done.append(np.frombuffer(bytes(frame.data), dtype="<i2").astype(np.float32) / 32768.0)
+            done.append(float32_samples(np.frombuffer(bytes(frame.data), dtype="<i2")))
         self._near = self._near[whole:]
         out = np.concatenate(done)
         if out.size < block.size:
@@ -188,10 +192,6 @@ class EchoCanceller:
 
 def _db(samples: Float32Array) -> float:
     return float(10 * np.log10(np.mean(np.square(samples, dtype=np.float64)) + 1e-12))
-
-
-def _pcm16(samples: Float32Array) -> bytes:
-    return bytes((np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
 
 
 class _Linear:

@@ -30,6 +30,7 @@ from aria.talk.client import TalkClient
 from aria.talk.conversation import Conversation
 from aria.talk.echo import EchoCanceller, PushToTalk
 from aria.talk.files import WavSource
+from aria.types import float32_samples, int16_samples
 
 __all__ = ["COMMANDS", "Sink", "Source", "TalkSession"]
 
@@ -150,7 +151,7 @@ class TalkSession:
     def _on_audio(self, payload: bytes) -> None:
         if self.sink is None or len(payload) % 2:
             return
-        samples = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+        samples = float32_samples(np.frombuffer(payload, dtype="<i2"))
         turn = self.playing
         if turn is not None and turn not in self.first_audio:
             self.first_audio[turn] = time.monotonic()
@@ -269,7 +270,7 @@ class TalkSession:
                 self.canceller.played(self.sink.take_played(), self.sink.rate)
                 block = self.canceller.capture(block, at)
             block = self.ptt.gate(block)
-            pcm = (np.clip(block, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+            pcm = int16_samples(block).tobytes()
             await self.client.send_audio(pcm)
 
     async def _camera(self) -> None:

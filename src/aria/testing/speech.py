@@ -8,6 +8,7 @@ import numpy.typing as npt
 
 from aria.core.audio import resample
 from aria.engines.tts.espeak_lib import EspeakLibrary
+from aria.types import float32_samples
 
 __all__ = ["conversation", "say"]
 
@@ -24,7 +25,7 @@ def say(
         return True
 
     lib.synthesize(text, keep, voice=voice, rate_wpm=rate_wpm)
-    audio = np.concatenate(blocks).astype(np.float32) / 32768.0 if blocks else np.zeros(0, np.float32)
+    audio = float32_samples(np.concatenate(blocks)) if blocks else np.zeros(0, np.float32)
     loud = np.flatnonzero(np.abs(audio) > 0.01)
     if loud.size:
         audio = audio[loud[0] : loud[-1] + 1]

@@ -50,7 +50,7 @@ from aria.engines.tts.textprep import (
     thread_stream,
 )
 from aria.errors import AriaError, ConfigError, EngineError, EngineUnavailable, InvalidInput
-from aria.types import AudioChunk, WordMark
+from aria.types import AudioChunk, WordMark, float32_samples
 
 __all__ = ["EspeakTTS", "SynthesisStats"]
 
@@ -250,7 +250,7 @@ class EspeakTTS:
             if resampling:
                 collected.append(block)
                 return True
-            return deliver(shaper.push(block.astype(np.float32) / np.float32(32768.0)))
+            return deliver(shaper.push(float32_samples(block)))
 
         words = _WordEvents(text)
 
@@ -276,7 +276,7 @@ class EspeakTTS:
             if run.aborted:
                 return
             if resampling and collected:
-                audio = np.concatenate(collected).astype(np.float32) / np.float32(32768.0)
+                audio = float32_samples(np.concatenate(collected))
                 if not deliver(shaper.push(resample(audio, lib.sample_rate, rate))):
                     return
             deliver(shaper.finish(pause_ms(text, self.config)))

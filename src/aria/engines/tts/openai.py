@@ -45,7 +45,7 @@ from aria.engines.http import (
 from aria.engines.options import SampleRate
 from aria.engines.tts.textprep import Float32Array, ShapingOptions, SpeechShaper, pause_ms, prepare_text
 from aria.errors import EngineError, EngineUnavailable, InvalidInput
-from aria.types import AudioChunk
+from aria.types import AudioChunk, float32_samples
 
 __all__ = ["OPENAI_VOICES", "OpenAITTS", "PcmDecoder", "WavDecoder"]
 
@@ -89,7 +89,7 @@ class PcmDecoder:
         frame = 2 * self.channels
         usable = len(data) - len(data) % frame
         self._carry = data[usable:]
-        samples = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / np.float32(32768.0)
+        samples = float32_samples(np.frombuffer(data[:usable], dtype="<i2"))
         if self.channels > 1:
             samples = samples.reshape(-1, self.channels).mean(axis=1, dtype=np.float32)
         return samples

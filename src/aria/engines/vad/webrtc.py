@@ -39,6 +39,7 @@ from aria.engines.base import (
 )
 from aria.engines.vad.segmenter import ChunkSegmenter, FrameVAD, SpeechSegmenter
 from aria.errors import EngineError, EngineUnavailable
+from aria.types import int16_samples
 
 __all__ = ["WebRTCVAD"]
 
@@ -128,7 +129,7 @@ class WebRTCVAD(FrameVAD):
 
     def _score(self, frame: npt.NDArray[np.float32]) -> float:
         """1.0 for a frame the detector calls speech, else 0.0."""
-        pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+        pcm = int16_samples(frame).tobytes()
         try:
             return 1.0 if self._vad.is_speech(pcm, self.config.sample_rate) else 0.0
         except Exception as exc:  # webrtcvad raises a bare Exception ("Error while processing frame")

@@ -17,6 +17,7 @@ import numpy.typing as npt
 import soxr  # type: ignore[import-untyped]
 
 from aria.errors import InvalidInput
+from aria.types import float32_samples, int16_samples
 
 __all__ = [
     "FORMAT_RATES",
@@ -98,10 +99,6 @@ def b64decode_audio(text: str) -> bytes:
         raise InvalidInput(f"audio: not valid base64 ({exc})") from exc
 
 
-def _to_int16(samples: Float32) -> npt.NDArray[np.int16]:
-    return (np.clip(np.nan_to_num(samples, nan=0.0), -1.0, 1.0) * 32767.0).astype(np.int16)
-
-
 class Decoder:
     """Wire audio of one format -> float32 mono at ``rate`` (the engines' rate), resampled as a stream."""
 
@@ -125,7 +122,7 @@ class Decoder:
             pcm = ulaw_decode(data)
         else:
             pcm = alaw_decode(data)
-        samples = pcm.astype(np.float32) / 32768.0
+        samples = float32_samples(pcm)
         if self.wire_rate == self.rate:
             return samples
         return np.asarray(self._stream.resample_chunk(samples), dtype=np.float32)
@@ -149,7 +146,7 @@ class Encoder:
             samples = np.asarray(stream.resample_chunk(samples.astype(np.float32), last=last), np.float32)
             if last:
                 del self._streams[rate]
-        pcm = _to_int16(samples)
+        pcm = int16_samples(samples)
         if self.format == "audio/pcm":
             return bytes(pcm.astype("<i2").tobytes())
         return ulaw_encode(pcm) if self.format == "audio/pcmu" else alaw_encode(pcm)

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from aria.core.audio import resample
 from aria.errors import InvalidInput
+from aria.types import float32_samples, int16_samples
 
 __all__ = ["CONTENT_TYPES", "decode_file", "encode_file"]
 
@@ -54,7 +55,7 @@ def decode_file(data: bytes, rate: int = 16000) -> Float32:
             raise InvalidInput(f"the WAV file cannot be read: {exc}") from exc
         if width != 2:
             raise InvalidInput(f"WAV files must be 16-bit PCM, got {8 * width}-bit")
-        samples = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
+        samples = float32_samples(np.frombuffer(frames, dtype="<i2"))
         samples = samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples
         return resample(samples, src_rate, rate)
     av = _av()
@@ -77,7 +78,7 @@ def encode_file(samples: Float32, rate: int, response_format: str) -> bytes:
     little-endian at 24 kHz, like OpenAI's."""
     if response_format == "pcm":
         samples, rate = resample(samples, rate, 24000), 24000
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    pcm = int16_samples(samples)
     if response_format == "pcm":
         return pcm.tobytes()
     if response_format == "wav":
