@@ -76,9 +76,12 @@ def int16_samples(data: npt.NDArray[Any]) -> npt.NDArray[np.int16]:
     out-of-range samples are clipped and NaN becomes silence (it would cast to an arbitrary integer)."""
     import numpy as np
 
+    pcm: npt.NDArray[np.int16]
     if data.dtype == np.int16:
-        return data.astype("<i2", copy=False)
-    return (np.clip(np.nan_to_num(data, nan=0.0), -1.0, 1.0) * 32767.0).astype("<i2")
+        pcm = data.astype("<i2", copy=False)
+    else:
+        pcm = (np.clip(np.nan_to_num(data, nan=0.0), -1.0, 1.0) * 32767.0).astype("<i2")
+    return pcm
 
 
 @dataclass(frozen=True, slots=True)
