@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from aria.core.aio import closing_stream
 from aria.core.channels import Channel
@@ -336,10 +336,7 @@ class Listener:
         heard = self.p.playback.heard_seconds(turn.id) if self.p.playback is not None else None
         turn.paused_heard_s = heard if heard is not None else turn.audio_seconds
         turn.pause()
-        pause = getattr(self.p.playback, "pause", None)
-        if callable(pause):
-            pause(turn.id)
-        self.p._put(PlaybackOut(turn.id, "pause"))
+        self._tell_playback(turn, "pause")
 
     def resume_answer(self, turn: Turn) -> None:
         """It was a backchannel or a noise: the answer goes on from where it paused."""
@@ -347,10 +344,14 @@ class Listener:
             return
         turn.paused_heard_s = None
         turn.resume()
-        resume = getattr(self.p.playback, "resume", None)
-        if callable(resume):
-            resume(turn.id)
-        self.p._put(PlaybackOut(turn.id, "resume"))
+        self._tell_playback(turn, "resume")
+
+    def _tell_playback(self, turn: Turn, action: Literal["pause", "resume"]) -> None:
+        """The transport's playback tracker (when it can) and the transport's client hear ``action``."""
+        method = getattr(self.p.playback, action, None)
+        if callable(method):
+            method(turn.id)
+        self.p._put(PlaybackOut(turn.id, action))
 
     # -- end of turn -------------------------------------------------------------------------------
 
