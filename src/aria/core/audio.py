@@ -87,4 +87,4 @@ def write_wav(path: str | Path, data: npt.NDArray[Any], sample_rate: int) -> Non
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(sample_rate)
-        wav.writeframes(samples.astype("<i2").tobytes())
+        wav.writeframes(samples.tobytes())  # little-endian int16 already
