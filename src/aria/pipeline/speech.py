@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
-from aria.core.aio import aclose_quietly
+from aria.core.aio import aclose_quietly, start_now
 from aria.core.channels import Channel
 from aria.core.text import ClauseChunker
 from aria.engines.base import TTS
@@ -133,13 +133,12 @@ async def deliver(
                     if speaker is not None:
                         speech = _Speech(speaker, turn)
                 generated.append(text)
-                # A clause this piece completes goes to speech first: its task is woken before the
-                # transport (the piece is shown in the same step either way).
-                started = False
-                if speech is not None and (clauses := speech.chunker.push(text)):
-                    started = speech.add(clauses)
+                clauses = speech.chunker.push(text) if speech is not None else None
                 await send(TextOut(turn_id, text))
-                if started:  # the first clause's speech starts before the model's stream is read on
+                # A clause this piece completes is spoken from this step on: the piece is shown first,
+                # then TTS is asked. Only where its task could not start at once (a loop other than
+                # asyncio's own) does it get a step before the model's stream is read on.
+                if clauses and speech is not None and not speech.add(clauses):
                     await asyncio.sleep(0)
         finally:
             await aclose_quietly(said)
@@ -166,15 +165,16 @@ class _Speech:
         self.task: asyncio.Task[None] | None = None
 
     def add(self, clauses: list[str]) -> bool:
-        """Queue ``clauses`` for speech; True when this started the speaking task (the first clause)."""
+        """Queue ``clauses`` for speech. The first clause starts the speaking task, which asks TTS in
+        this call (see :func:`start_now`). False when that task is waiting for its first step."""
         for clause in clauses:
             self.clauses.send_nowait(clause)
         if clauses and self.task is None:
             self.task = asyncio.get_running_loop().create_task(
                 self.speaker.speak(self.turn, self.clauses), name="pipeline-speak"
             )
-            return True
-        return False
+            return start_now(self.task)
+        return True
 
     async def finish(self) -> None:
         """Until every clause has been spoken."""

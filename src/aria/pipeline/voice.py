@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from aria.core.aio import start_now
 from aria.core.channels import Channel, Overflow
 from aria.core.events import EventBus
 from aria.core.history import History
@@ -246,15 +247,17 @@ class VoicePipeline:
     def _start_response(
         self, turn: Turn, text: str, *, modality: str, held: Held | None = None, begin: str | None = None
     ) -> None:
-        """Ask the model about ``text`` for ``turn``. The model is asked first: its state (``begin``: the
-        turn starts processing, for a reason) and the ``llm_request`` stage reach observers in the same
-        loop step, just after (see :meth:`later`), and always before anything of the answer."""
+        """Ask the model about ``text`` for ``turn``, now: the answering task's first step runs in this
+        call, up to the model's first wait. Its state (``begin``: the turn starts processing, for a reason)
+        and the ``llm_request`` stage reach observers in the same loop step, just after (see :meth:`later`),
+        and always before anything of the answer."""
         turn.user_text = text
         # A held answer was asked with its question (and picture) already: the history records that one.
         self.history.append(held.question if held is not None else self._question(text, modality))
         said = held.release(self._put) if held is not None else self.answerer().answer(turn, self.request())
-        self._response_task = self._spawn(self._respond(turn, said), "respond")
         self.later(lambda: self._asked(turn, len(self.history), begin))
+        self._response_task = task = self._spawn(self._respond(turn, said), "respond")
+        start_now(task)  # recorded first: the answer may end, and the next input start, in this step
 
     def _asked(self, turn: Turn, messages: int, begin: str | None) -> None:
         if begin is not None and turn is self.turn:
