@@ -12,7 +12,7 @@ import pytest
 
 from aria.engines.base import LLMChunk, LLMRequest
 from aria.pipeline.interruptions import InterruptionMode, InterruptionPolicy
-from aria.pipeline.outputs import AudioOut, Output, ResponseDone, TextOut
+from aria.pipeline.outputs import AudioOut, Output, ResponseDone, StageOut, StateOut, TextOut
 from aria.pipeline.turn import Turn
 from aria.pipeline.voice import VoicePipeline
 from aria.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD
@@ -207,3 +207,92 @@ async def test_the_speaker_is_kept_until_the_voice_or_the_settings_change() -> N
     assert pipeline.speaker() is not changed
     assert pipeline.speaker().tts is pipeline.tts
     await pipeline.aclose()
+
+
+async def test_the_model_is_asked_before_push_text_returns() -> None:
+    """The answering task's first step runs inside ``push_text``: the model's stream is open when the
+    call returns. The turn's state and ``llm_request`` still come before anything of the answer."""
+    llm = GatedLLM()
+    async with pipeline_with(llm) as pipeline:
+        outs: list[Output] = []
+        consumer = asyncio.create_task(drain(pipeline, outs))
+        turn = pipeline.push_text("hello")
+        assert llm.streaming.is_set()
+        assert pipeline.answer_in_progress() is turn
+        llm.tokens.put_nowait("Hi.")
+        await steps_until(lambda: any(isinstance(o, TextOut) for o in outs))
+        kinds = [o.state if isinstance(o, StateOut) else getattr(o, "stage", type(o).__name__) for o in outs]
+        assert kinds.index("processing") < kinds.index("llm_request") < kinds.index("TextOut")
+        await pipeline.interrupt()
+    await consumer
+
+
+class TalkativeTTS(FakeTTS):
+    """Records when it is asked, beside the model's tokens (into the same list)."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
+        self.log.append(f"tts:{text}")
+        async for chunk in super().synthesize(text, voice=voice):
+            yield chunk
+
+
+async def test_a_clause_is_shown_then_spoken_before_the_model_is_read_on() -> None:
+    """The piece that completes the first clause goes out as text, then TTS is asked for the clause,
+    all in the step the piece arrived in: the model's next token is asked for only after."""
+    log: list[str] = []
+
+    class Scripted(FakeLLM):
+        async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+            for token in ("Sure", ", here", " it is", ".", " More", " words."):
+                log.append(f"llm:{token}")
+                yield GeneratedToken(token)
+
+    pipeline = VoicePipeline(llm=Scripted(), stt=FakeSTT(), vad=FakeVAD(), tts=TalkativeTTS(log))
+    async with pipeline:
+        outs: list[Output] = []
+        consumer = asyncio.create_task(drain(pipeline, outs))
+        turn = pipeline.push_text("hello")
+        assert "tts:Sure, here it is." in log  # this model never waits: all of it ran in push_text
+        await steps_until(lambda: turn.finished, limit=200)
+    await consumer
+    assert log.index("tts:Sure, here it is.") == log.index("llm:.") + 1  # before " More" was asked for
+    kinds = [
+        o.stage if isinstance(o, StageOut) else (o.text if isinstance(o, TextOut) else type(o).__name__)
+        for o in outs
+    ]
+    assert (
+        kinds.index(".") < kinds.index("tts_request") < kinds.index("AudioOut") < kinds.index("ResponseDone")
+    )
+
+
+async def test_an_answer_that_never_waits_ends_inside_push_text_and_the_next_one_follows_in_order() -> None:
+    """A model that answers at once (no wait at all) in a text-only pipeline: the whole answer runs in
+    ``push_text``. The pipeline's bookkeeping holds (nothing in progress after it), and a second question
+    gets its own complete answer, after the first one's."""
+
+    class Instant(FakeLLM):
+        async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+            yield GeneratedToken(f"You said {request.messages[-1].content}.")
+
+    pipeline = VoicePipeline(llm=Instant(), stt=FakeSTT(), vad=FakeVAD())
+    async with pipeline:
+        outs: list[Output] = []
+        consumer = asyncio.create_task(drain(pipeline, outs))
+        first = pipeline.push_text("one")
+        assert first.finished
+        assert pipeline.answer_in_progress() is None
+        second = pipeline.push_text("two")
+        assert second.finished
+        await steps_until(lambda: sum(isinstance(o, ResponseDone) for o in outs) == 2)
+    await consumer
+    done = [(o.turn_id, o.text) for o in outs if isinstance(o, ResponseDone)]
+    assert done == [(first.id, "You said one."), (second.id, "You said two.")]
+    ids = [getattr(o, "turn_id", None) for o in outs]
+    assert max(i for i, t in enumerate(ids) if t == first.id) < min(
+        i for i, t in enumerate(ids) if t == second.id
+    )
+    assert [m.content for m in pipeline.history] == ["one", "You said one.", "two", "You said two."]
