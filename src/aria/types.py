@@ -146,7 +146,7 @@ class AudioChunk:
 
     def to_pcm16(self) -> bytes:
         """Little-endian signed 16-bit PCM bytes."""
-        return bytes(int16_samples(self.data).tobytes())
+        return int16_samples(self.data).tobytes()
 
     def as_float32(self) -> npt.NDArray[np.float32]:
         """Samples as float32 in [-1, 1] (a view when already float32)."""

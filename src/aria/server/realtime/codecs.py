@@ -148,7 +148,7 @@ class Encoder:
                 del self._streams[rate]
         pcm = int16_samples(samples)
         if self.format == "audio/pcm":
-            return bytes(pcm.astype("<i2").tobytes())
+            return pcm.tobytes()  # little-endian int16 already
         return ulaw_encode(pcm) if self.format == "audio/pcmu" else alaw_encode(pcm)
 
     def seconds(self, data: bytes) -> float:
