@@ -218,6 +218,26 @@ async def test_a_new_turn_only_prefills_its_new_tokens(tiny: Path, llm: LlamaCpp
     assert warm_prefill.cached_tokens >= turn_one_prompt  # the whole first prompt was kept
 
 
+async def test_a_fresh_engine_counts_nothing_cached_whatever_its_buffer_holds(tiny: Path) -> None:
+    """llama-cpp-python allocates ``input_ids`` uninitialised: a fresh engine's buffer may hold a freed
+    engine's old prompt. Only the first ``n_tokens`` are in the KV cache, so nothing counts as cached."""
+    engine = LlamaCppLLM(LlamaCppLLM.Config(model_path=tiny, n_threads=1))
+    try:
+        await engine.start()
+        request = ask("hello, what is the weather today in paris?", max_tokens=2)
+        llama = engine._llama
+        stale = llama.tokenize(engine._prompt(request).encode("utf-8"), add_bos=False, special=True)
+        llama.input_ids[: len(stale)] = stale  # what a freed engine's memory may look like
+        assert llama.n_tokens == 0
+        with counting_evals(engine) as batches:
+            await answer(engine, request)
+        assert engine.last_prefill is not None
+        assert engine.last_prefill.cached_tokens == 0
+        assert batches[0] == engine.last_prefill.prompt_tokens == len(stale)
+    finally:
+        await engine.aclose()
+
+
 async def test_tools_go_into_the_prompt(llm: LlamaCppLLM) -> None:
     weather = ToolSpec("get_weather", "The weather in a city", {"type": "object", "properties": {}})
     request = ask("what is the weather in paris?", max_tokens=6, tools=(weather,))

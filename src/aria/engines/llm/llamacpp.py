@@ -344,8 +344,10 @@ class LlamaCppLLM:
             return
         stopping = llama_cpp.StoppingCriteriaList([lambda _ids, _logits: not generated()])
         tokens = llama.tokenize(self._prompt(request).encode("utf-8"), add_bos=False, special=True)
-        # llama-cpp-python re-evaluates at least the prompt's last token (see Llama.generate).
-        cached = _common_prefix(llama.input_ids, tokens[:-1])
+        # llama-cpp-python re-evaluates at least the prompt's last token (see Llama.generate). Only the
+        # first n_tokens of input_ids are in the KV cache: the rest of that array is uninitialised
+        # memory (np.ndarray), which can hold a freed engine's old prompt.
+        cached = _common_prefix(llama.input_ids[: llama.n_tokens], tokens[:-1])
         completion = llama.create_completion(
             prompt=tokens,
             stream=True,
