@@ -18,19 +18,18 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_bench import METRICS as ROWS  # beside this script
+from run_bench import get
+
 GOAL = 0.33
-#: label -> the dotted path of the figure in a bench JSON (the harness's rows)
+_PATHS = {label: path for label, path, _unit in ROWS}
+#: the issue's goals -> the harness's rows they are read from
 METRICS = {
-    "dispatch": "turn.breakdown_ms.framework_only.p50",
-    "loop_thread_cpu": "turn.loop_thread_cpu_ms_per_turn.p50",
-    "interrupt_done": "interruption.broadcast.interruption_frame_at_sink_ms.p50",
+    "dispatch": _PATHS["framework-only dispatch p50"],
+    "loop_thread_cpu": _PATHS["event-loop thread CPU per turn p50"],
+    "interrupt_done": _PATHS["interrupt by audio: done at sink p50"],
 }
-
-
-def _get(data: dict, path: str) -> float:
-    for key in path.split("."):
-        data = data[key]
-    return float(data)  # type: ignore[arg-type]
 
 
 def _load(path: Path) -> dict:
@@ -44,14 +43,14 @@ def run(folder: Path) -> dict:
         aria, lean = _load(folder / f"run{r}_aria.json"), _load(folder / f"run{r}_lean.json")
         row: dict[str, float] = {}
         for name, path in METRICS.items():
-            a, b = _get(aria, path), _get(lean, path)
+            a, b = float(get(aria, path)), float(get(lean, path))
             figures[name]["aria"].append(a)
             figures[name]["lean"].append(b)
             row[name] = round(a / b, 3)
         floor = folder / f"floor{r}.json"
         if floor.exists():
             share = json.loads(floor.read_text())["loop_thread_cpu_ms_per_turn_p50"]
-            row["floor_loop_thread_cpu"] = round(share / _get(lean, METRICS["loop_thread_cpu"]), 3)
+            row["floor_loop_thread_cpu"] = round(share / float(get(lean, METRICS["loop_thread_cpu"])), 3)
         rounds.append(row)
         r += 1
     medians = {
