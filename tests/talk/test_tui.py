@@ -129,3 +129,32 @@ def test_no_terminal_no_audio_still_talks_by_pipe(tmp_path: Path) -> None:
     said = done.stdout.splitlines()
     assert said[0] == "you: hello there"
     assert said[1].startswith(f"aria: {REPLY} [")  # answered (with its latency) before /quit
+
+
+def test_an_earlier_session_is_resumed_by_its_id(tmp_path: Path) -> None:
+    """``--resume SESSION_ID``: not the last session, and it opens with the key it was given."""
+    config = write_config(
+        tmp_path / "aria.toml",
+        {"models": {"offline": True}, "tts": {"enabled": False},
+         "llm": {"backend": "fake", "fallback": [], "options": {"replies": [REPLY]}}},
+        tmp_path / "data",
+    )  # fmt: skip
+    talk = [sys.executable, "-m", "aria", "--config", str(config), "talk", "--input", "none"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+    def say(line: str, *args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [*talk, "--output", "none", *args],
+            input=f"{line}\n/quit\n", capture_output=True, text=True, timeout=60, check=False, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done
+
+    first = say("the first conversation").stderr.split("session ")[-1].split()[0]
+    second = say("the second conversation").stderr.split("session ")[-1].split()[0]
+    assert first != second
+    resumed = say("back to the first", "--resume", first)
+    assert f"resumed session {first}" in resumed.stdout
+    assert "you: the first conversation" in resumed.stdout  # its history, not the second's
+    assert "the second conversation" not in resumed.stdout
+    assert f"session {first} saved" in resumed.stderr

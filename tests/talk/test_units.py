@@ -156,3 +156,41 @@ def test_the_camera_reads_a_video_file_and_loops_it(tmp_path: Path) -> None:
     shades = [int(image.mean()) for image in decoded]
     assert shades[0] < shades[1] < shades[2]
     assert abs(shades[3] - shades[0]) < 10  # looped
+
+
+def test_the_session_memory_keeps_each_sessions_key_per_server(tmp_path: Path) -> None:
+    from aria.talk.local import SessionMemory
+
+    memory = SessionMemory(tmp_path)
+    assert memory.last(None) == (None, None)
+    assert memory.key(None, "s_1") is None
+    memory.remember(None, "s_1", "s_1.key1")
+    memory.remember(None, "s_2", "s_2.key2")
+    memory.remember("ws://elsewhere/ws", "s_9", "s_9.key9")
+    assert memory.last(None) == ("s_2", "s_2.key2")
+    assert memory.key(None, "s_1") == "s_1.key1"  # an earlier session opens with its own key
+    assert memory.key(None, "s_9") is None  # a key belongs to the server that gave it
+    assert memory.key("ws://elsewhere/ws", "s_9") == "s_9.key9"
+    memory.remember(None, "s_1", "s_1.key1b")  # the server gave a new key on resume
+    assert memory.key(None, "s_1") == "s_1.key1b"
+    memory.remember(None, "s_3", None)  # no key given: the others are kept
+    assert memory.last(None) == ("s_3", None)
+    assert memory.key(None, "s_2") == "s_2.key2"
+
+
+def test_the_session_memory_keeps_the_newest_keys_and_survives_a_bad_file(tmp_path: Path) -> None:
+    from aria.talk.local import SessionMemory
+
+    memory = SessionMemory(tmp_path)
+    memory.KEYS_KEPT = 3
+    for n in range(5):
+        memory.remember(None, f"s_{n}", f"s_{n}.key")
+    memory.remember(None, "s_2", "s_2.key")  # used again: the newest now
+    assert [memory.key(None, f"s_{n}") for n in range(5)] == [None, None, "s_2.key", "s_3.key", "s_4.key"]
+    memory.remember(None, "s_5", "s_5.key")
+    assert memory.key(None, "s_3") is None
+    assert memory.key(None, "s_2") == "s_2.key"
+    memory.path.write_text("{not json", encoding="utf-8")
+    assert memory.last(None) == (None, None)
+    memory.remember(None, "s_6", "s_6.key")
+    assert memory.key(None, "s_6") == "s_6.key"

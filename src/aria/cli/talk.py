@@ -85,7 +85,7 @@ async def talk(args: argparse.Namespace, settings: Settings) -> int:
     memory = SessionMemory(settings.data_dir)
     session_id, key = None, None
     if isinstance(args.resume, str):
-        session_id = args.resume
+        session_id, key = args.resume, memory.key(args.server, args.resume)
     elif args.resume:
         session_id, key = memory.last(args.server)
     notes: list[str] = []

@@ -4,9 +4,9 @@
 pipeline, session store and engines) in this process, with uvicorn on an ephemeral port of 127.0.0.1,
 and yields its ``/ws`` URL. Nothing else can reach it (loopback only, a random port).
 
-:class:`SessionMemory` keeps, per server URL, the last session ``aria talk`` held there and its resume
-key (``talk-sessions.json`` in the data directory), so ``aria talk --resume`` continues it, locally or
-with ``--server``.
+:class:`SessionMemory` keeps, per server URL, the last session ``aria talk`` held there and the resume
+key of each session it held (``talk-sessions.json`` in the data directory), so ``aria talk --resume``
+continues the last one and ``aria talk --resume SESSION_ID`` an earlier one, locally or with ``--server``.
 """
 
 from __future__ import annotations
@@ -81,7 +81,10 @@ class _QuietServer(uvicorn.Server):
 
 
 class SessionMemory:
-    """The last session per server, in ``<data_dir>/talk-sessions.json``."""
+    """Per server, in ``<data_dir>/talk-sessions.json``: the last session, and the resume key of each
+    session held there (the newest :data:`KEYS_KEPT`), so ``--resume SESSION_ID`` opens an older one."""
+
+    KEYS_KEPT = 100
 
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / "talk-sessions.json"
@@ -93,16 +96,31 @@ class SessionMemory:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def _entry(self, server: str | None) -> dict[str, Any]:
+        entry = self._read().get(server or LOCAL)
+        return entry if isinstance(entry, dict) else {}
+
     def last(self, server: str | None) -> tuple[str | None, str | None]:
         """(session id, resume key) of the last session held with ``server`` (None: the local one)."""
-        entry = self._read().get(server or LOCAL)
-        if not isinstance(entry, dict):
-            return None, None
+        entry = self._entry(server)
         return entry.get("session_id"), entry.get("key")
+
+    def key(self, server: str | None, session_id: str) -> str | None:
+        """The resume key of ``session_id``, when ``aria talk`` held it with ``server``."""
+        keys = self._entry(server).get("keys")
+        return keys.get(session_id) if isinstance(keys, dict) else None
 
     def remember(self, server: str | None, session_id: str, key: str | None) -> None:
         data = self._read()
-        data[server or LOCAL] = {"session_id": session_id, "key": key}
+        entry = data.get(server or LOCAL)
+        keys = entry.get("keys") if isinstance(entry, dict) else None
+        keys = dict(keys) if isinstance(keys, dict) else {}
+        if key is not None:
+            keys.pop(session_id, None)  # the newest last: the oldest go first
+            keys[session_id] = key
+            for old in list(keys)[: -self.KEYS_KEPT]:
+                del keys[old]
+        data[server or LOCAL] = {"session_id": session_id, "key": key, "keys": keys}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
