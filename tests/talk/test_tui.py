@@ -111,45 +111,39 @@ def test_the_terminal_interface_typed_turns_modes_exit_and_resume(tmp_path: Path
     assert "EXIT=0" in tmux.wait(lambda s: "EXIT=" in s)
 
 
-def test_no_terminal_no_audio_still_talks_by_pipe(tmp_path: Path) -> None:
-    """Typed lines on stdin, answers on stdout: the plain interface for scripts."""
+def _piped(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``aria talk`` with no terminal and no audio (a fake model): ``piped(*lines, *args)`` types the
+    lines on stdin, then ``/quit``, and returns the finished command."""
     config = write_config(
         tmp_path / "aria.toml",
         {"models": {"offline": True}, "tts": {"enabled": False},
          "llm": {"backend": "fake", "fallback": [], "options": {"replies": [REPLY]}}},
         tmp_path / "data",
     )  # fmt: skip
-    talk = [sys.executable, "-m", "aria", "--config", str(config), "talk", "--input", "none"]
-    done = subprocess.run(
-        [*talk, "--output", "none"],
-        input="hello there\n/quit\n", capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    said = done.stdout.splitlines()
+    talk = [sys.executable, "-m", "aria", "--config", str(config), "talk"]
+
+    def piped(line: str, *args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [*talk, "--input", "none", "--output", "none", *args],
+            input=f"{line}\n/quit\n", capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done
+
+    return piped
+
+
+def test_no_terminal_no_audio_still_talks_by_pipe(tmp_path: Path) -> None:
+    """Typed lines on stdin, answers on stdout: the plain interface for scripts."""
+    said = _piped(tmp_path)("hello there").stdout.splitlines()
     assert said[0] == "you: hello there"
     assert said[1].startswith(f"aria: {REPLY} [")  # answered (with its latency) before /quit
 
 
 def test_an_earlier_session_is_resumed_by_its_id(tmp_path: Path) -> None:
     """``--resume SESSION_ID``: not the last session, and it opens with the key it was given."""
-    config = write_config(
-        tmp_path / "aria.toml",
-        {"models": {"offline": True}, "tts": {"enabled": False},
-         "llm": {"backend": "fake", "fallback": [], "options": {"replies": [REPLY]}}},
-        tmp_path / "data",
-    )  # fmt: skip
-    talk = [sys.executable, "-m", "aria", "--config", str(config), "talk", "--input", "none"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-
-    def say(line: str, *args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [*talk, "--output", "none", *args],
-            input=f"{line}\n/quit\n", capture_output=True, text=True, timeout=60, check=False, env=env,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return done
-
+    say = _piped(tmp_path)
     first = say("the first conversation").stderr.split("session ")[-1].split()[0]
     second = say("the second conversation").stderr.split("session ")[-1].split()[0]
     assert first != second
