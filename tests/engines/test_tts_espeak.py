@@ -282,3 +282,21 @@ def test_library_reraises_callback_errors_and_stays_usable() -> None:
 
     lib.synthesize("Hello.", keep)
     assert sum(b.size for b in blocks) > RATE // 4
+
+
+def test_say_fresh_gives_the_same_samples_whatever_this_process_said_before() -> None:
+    """espeak-ng's output drifts with what the process synthesised before; ``say_fresh`` does not."""
+    from aria.testing.speech import say, say_fresh
+
+    texts = ["What time is it?", "I would like to know,"]
+    before = say_fresh(texts, voice="en", rate_wpm=175)
+    in_process = []
+    for rate in (120, 150, 200, 230):
+        say("some other words first, " * 3, voice="en-us", rate_wpm=rate)
+        in_process.append(say("What time is it?", voice="en", rate_wpm=175))
+        after = say_fresh(texts, voice="en", rate_wpm=175)
+        assert [a.tobytes() for a in after] == [b.tobytes() for b in before]
+    assert before[0].dtype == np.float32
+    assert 0.5 < before[0].size / 16000 < 2.0  # about a second of speech at 16 kHz
+    # what say_fresh is for: in process, the same sentence came out different at least once
+    assert len({audio.tobytes() for audio in in_process}) > 1

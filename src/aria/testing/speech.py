@@ -3,6 +3,13 @@ so VAD and STT tests can check detected segments against true boundaries."""
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 
@@ -10,7 +17,7 @@ from aria.core.audio import resample
 from aria.engines.tts.espeak_lib import EspeakLibrary
 from aria.types import float32_samples
 
-__all__ = ["conversation", "say"]
+__all__ = ["conversation", "say", "say_fresh"]
 
 
 def say(
@@ -30,6 +37,33 @@ def say(
     if loud.size:
         audio = audio[loud[0] : loud[-1] + 1]
     return resample(audio, lib.sample_rate, sample_rate)
+
+
+def say_fresh(
+    texts: list[str], *, sample_rate: int = 16000, voice: str = "en-us", rate_wpm: int = 160
+) -> list[npt.NDArray[np.float32]]:
+    """Each of ``texts`` as :func:`say` gives it, said in a new process.
+
+    espeak-ng carries state from one utterance to the next within a process (its pitch flutter runs on,
+    and a synthesis stopped early leaves its mark), so what :func:`say` returns depends on what the
+    process said before: in a test suite, on timing. A fresh process gives the same samples every time,
+    for tests that hold a model's score on the speech to a bound."""
+    script = (
+        "import json, sys, numpy as np\n"
+        "from aria.testing.speech import say\n"
+        "texts, options = json.loads(sys.argv[1])\n"
+        "for text in texts:\n"
+        "    np.save(sys.stdout.buffer, say(text, **options))\n"
+    )
+    options = {"sample_rate": sample_rate, "voice": voice, "rate_wpm": rate_wpm}
+    source = str(Path(__file__).resolve().parents[2])  # the folder aria is imported from
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-c", script, json.dumps([texts, options])]
+    done = subprocess.run(command, capture_output=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"espeak-ng in a fresh process failed: {done.stderr.decode(errors='replace')}")
+    out = io.BytesIO(done.stdout)
+    return [np.load(out) for _ in texts]
 
 
 def conversation(
